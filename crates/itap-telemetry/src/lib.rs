@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+mod batch;
+mod csv_io;
+mod error;
+mod schema;
+mod sim;
+mod time;
+
+pub use batch::{Batch, BatchBuilder, BatchColumns};
+pub use csv_io::{
+    CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, ReadOptions,
+    TIMESTAMP_NAMES, TruthColumn, parse_int, parse_number, read_csv, write_csv, write_csv_to,
+};
+pub use error::{Error, Result};
+pub use schema::{FaultKind, RESERVED, Schema, Signal, SignalKind, State, check_identifier};
+pub use sim::params::{
+    AmbientParams, CheckedSimParams, FaultKindParams, FaultParams, SimParams, SimSignal,
+    StateParams, codes, default_sim_signals,
+};
+pub use sim::{simulate, simulate_device_batch};
+pub use time::{
+    MICROS_PER_SEC, TimeZone, format_timestamp, parse_duration, parse_timestamp, to_datetime,
+    write_timestamp,
+};
