@@ -20,12 +20,16 @@ fn bench(c: &mut Criterion) {
         let rows = params.rows();
         let path = dir.join(format!("telemetry-{rows}.csv"));
         g.throughput(Throughput::Elements(rows as u64));
-        g.bench_with_input(BenchmarkId::new("generate_to_file", rows), &params, |b, p| {
-            b.iter(|| {
-                write_csv(&simulate(p), &path).expect("write");
-                black_box(&path);
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("generate_to_file", rows),
+            &params,
+            |b, p| {
+                b.iter(|| {
+                    write_csv(&simulate(p), &path).expect("write");
+                    black_box(&path);
+                })
+            },
+        );
     }
     g.finish();
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,1 +1,106 @@
-fn main() {}
+//! `itap`: the ITAP command line. A thin layer over the `itap` library: it reads the
+//! config and flags, calls the pipeline, shows progress and prints results.
+
+mod config;
+mod generate;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ITAP, the Industrial Telemetry Analytics Platform.
+///
+/// Simulates or reads machine telemetry; later stages validate it, store it in SQL,
+/// engineer features, detect anomalies and evaluate them.
+#[derive(Debug, Parser)]
+#[command(name = "itap", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    verbosity: Verbosity,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Verbosity flags shared by every command.
+#[derive(Debug, Args)]
+struct Verbosity {
+    /// More log output on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Simulate a fleet's telemetry, with injected faults and ground truth, into a CSV.
+    Generate(generate::GenerateArgs),
+    /// Read a telemetry CSV and show how its columns were understood.
+    Inspect(inspect::InspectArgs),
+}
+
+/// The config file flag, shared by commands.
+#[derive(Debug, Args)]
+struct ConfigArg {
+    /// TOML config file (see configs/local.example.toml); flags override it.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Where and how to report.
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    quiet: bool,
+}
+
+fn init_tracing(v: &Verbosity) {
+    let level = match (v.quiet, v.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ITAP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.verbosity);
+    let out = Output {
+        quiet: cli.verbosity.quiet,
+    };
+    let result = match &cli.command {
+        Command::Generate(args) => generate::run(args, out),
+        Command::Inspect(args) => inspect::run(args, out),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One clear sentence: the chain of causes, outermost first.
+            // A cause already quoted by the message above it is not repeated.
+            let mut msg = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if msg.ends_with(&cause) {
+                    continue;
+                }
+                if !msg.is_empty() {
+                    msg.push_str(": ");
+                }
+                msg.push_str(&cause);
+            }
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -35,14 +35,18 @@ fn bench(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
-        g.bench_with_input(BenchmarkId::new("simulate_and_write_csv", rows), &params, |b, p| {
-            let mut out = Vec::with_capacity(csv.len());
-            b.iter(|| {
-                out.clear();
-                write_csv_to(&simulate(p), &mut out).expect("write");
-                black_box(out.len())
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("simulate_and_write_csv", rows),
+            &params,
+            |b, p| {
+                let mut out = Vec::with_capacity(csv.len());
+                b.iter(|| {
+                    out.clear();
+                    write_csv_to(&simulate(p), &mut out).expect("write");
+                    black_box(out.len())
+                })
+            },
+        );
         let bytes = csv.clone();
         g.bench_with_input(BenchmarkId::new("read_csv", rows), &bytes, |b, bytes| {
             b.iter(|| {

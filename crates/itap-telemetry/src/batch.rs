@@ -81,10 +81,17 @@ impl Batch {
         }
         for (sig, col) in c.schema.signals().iter().zip(&c.signals) {
             if col.len() != n {
-                return bad(format!("signal `{}` has {} rows, timestamps {n}", sig.name, col.len()));
+                return bad(format!(
+                    "signal `{}` has {} rows, timestamps {n}",
+                    sig.name,
+                    col.len()
+                ));
             }
         }
-        if c.device_codes.iter().any(|&d| d as usize >= c.device_names.len()) {
+        if c.device_codes
+            .iter()
+            .any(|&d| d as usize >= c.device_names.len())
+        {
             return bad("a device code is outside the device dictionary".into());
         }
         if c.tag_names.first().is_none_or(|t| !t.is_empty()) {
@@ -171,7 +178,9 @@ impl Batch {
 
     /// The values of a signal by name.
     pub fn signal_by_name(&self, name: &str) -> Option<&[f64]> {
-        self.schema.index_of(name).map(|i| self.signals[i].as_slice())
+        self.schema
+            .index_of(name)
+            .map(|i| self.signals[i].as_slice())
     }
 
     /// The operating state column, if present.
@@ -234,7 +243,10 @@ impl Batch {
                 .as_ref()
                 .map(|c| rows.iter().map(|&r| c[r]).collect()),
             tag_names: self.tag_names.clone(),
-            tag: self.tag.as_ref().map(|c| rows.iter().map(|&r| c[r]).collect()),
+            tag: self
+                .tag
+                .as_ref()
+                .map(|c| rows.iter().map(|&r| c[r]).collect()),
         }
     }
 
@@ -423,7 +435,12 @@ mod tests {
     fn small() -> Batch {
         let schema = Schema::new(vec![Signal::new("a"), Signal::new("b")]).unwrap();
         let mut bb = BatchBuilder::new(schema, true, true, true);
-        for (t, d, tag) in [(20, "y", ""), (10, "x", " "), (10, "y", "f1"), (20, "x", "f1")] {
+        for (t, d, tag) in [
+            (20, "y", ""),
+            (10, "x", " "),
+            (10, "y", "f1"),
+            (20, "x", "f1"),
+        ] {
             let dc = bb.device_code(d);
             let tc = bb.tag_code(tag);
             bb.push(t, dc, &[t as f64, f64::NAN], State::Run, 0, tc)

@@ -461,7 +461,10 @@ fn detect_layout(
     let named = |name: &str| header.iter().position(|h| h == name);
     let timestamp = match &opts.timestamp_column {
         Some(n) => named(n).ok_or_else(|| {
-            missing(format!("timestamp column `{n}`"), "--timestamp-column or [telemetry.input]")
+            missing(
+                format!("timestamp column `{n}`"),
+                "--timestamp-column or [telemetry.input]",
+            )
         })?,
         None => find_column(&header, &TIMESTAMP_NAMES).ok_or_else(|| {
             missing(
@@ -472,7 +475,10 @@ fn detect_layout(
     };
     let device = match &opts.device_column {
         Some(n) => Some(named(n).ok_or_else(|| {
-            missing(format!("device column `{n}`"), "--device-column or [telemetry.input]")
+            missing(
+                format!("device column `{n}`"),
+                "--device-column or [telemetry.input]",
+            )
         })?),
         None => find_column(&header, &DEVICE_NAMES),
     };
@@ -515,7 +521,10 @@ fn detect_layout(
             .iter()
             .map(|n| {
                 named(n).ok_or_else(|| {
-                    missing(format!("signal `{n}`"), "the signals list in [telemetry.input]")
+                    missing(
+                        format!("signal `{n}`"),
+                        "the signals list in [telemetry.input]",
+                    )
                 })
             })
             .collect::<Result<_>>()?
@@ -699,7 +708,10 @@ mod tests {
              2026-01-01 00:00:10,M1,,north,11\n",
         )
         .unwrap();
-        assert_eq!(b.schema().names().collect::<Vec<_>>(), ["pressure_bar", "flow"]);
+        assert_eq!(
+            b.schema().names().collect::<Vec<_>>(),
+            ["pressure_bar", "flow"]
+        );
         assert_eq!(b.device_names(), ["M1"]);
         assert!(b.signal(0)[1].is_nan());
         assert!(b.states().is_none() && b.error_codes().is_none() && b.tag_codes().is_none());
@@ -714,7 +726,8 @@ mod tests {
 
     #[test]
     fn label_column_is_ground_truth() {
-        let b = read_str("timestamp,device_id,x,label\n2026-01-01,A,1,0\n2026-01-02,A,2,1\n").unwrap();
+        let b =
+            read_str("timestamp,device_id,x,label\n2026-01-01,A,1,0\n2026-01-02,A,2,1\n").unwrap();
         assert_eq!(b.schema().len(), 1, "label is not a signal");
         assert_eq!(b.tag_of(0), None);
         assert_eq!(b.tag_of(1), Some(LABEL_TAG));
@@ -725,11 +738,21 @@ mod tests {
     #[test]
     fn parse_errors_name_line_column_and_value() {
         let e = read_str("timestamp,device_id,x\n2026-01-01,A,1\n2026-01-01,A,abc\n").unwrap_err();
-        assert_eq!(e.to_string(), "t.csv:3: column `x`: cannot read \"abc\" as a number");
+        assert_eq!(
+            e.to_string(),
+            "t.csv:3: column `x`: cannot read \"abc\" as a number"
+        );
         let e = read_str("timestamp,device_id,x\nnot-a-time,A,1\n").unwrap_err();
-        assert!(e.to_string().starts_with("t.csv:2: column `timestamp`"), "{e}");
+        assert!(
+            e.to_string().starts_with("t.csv:2: column `timestamp`"),
+            "{e}"
+        );
         let e = read_str("timestamp,device_id,x\n2026-01-01,A,1,9\n").unwrap_err();
-        assert!(e.to_string().contains("t.csv:2: found 4 fields where the header has 3"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("t.csv:2: found 4 fields where the header has 3"),
+            "{e}"
+        );
         let e = read_str("device_id,x\nA,1\n").unwrap_err();
         assert!(matches!(e, Error::MissingColumn { .. }), "{e}");
         assert!(matches!(read_str("").unwrap_err(), Error::Empty { .. }));

@@ -46,9 +46,7 @@ pub enum Error {
     },
 
     /// The header lacks a column the reader needs.
-    #[error(
-        "{path}: no {role} column found (header: {header}); name it with {hint}"
-    )]
+    #[error("{path}: no {role} column found (header: {header}); name it with {hint}")]
     MissingColumn {
         /// The file.
         path: PathBuf,

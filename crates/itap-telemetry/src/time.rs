@@ -310,7 +310,10 @@ mod tests {
             parse_timestamp("2026-01-01T02:00:00+02:00", utc).unwrap(),
             T0
         );
-        assert_eq!(parse_timestamp("2025-12-31T19:00:00-0500", utc).unwrap(), T0);
+        assert_eq!(
+            parse_timestamp("2025-12-31T19:00:00-0500", utc).unwrap(),
+            T0
+        );
         assert_eq!(
             parse_timestamp("2026-01-01T00:00:00.25Z", utc).unwrap(),
             T0 + 250_000
@@ -324,10 +327,7 @@ mod tests {
     #[test]
     fn naive_timestamps_use_the_configured_zone() {
         let cet: TimeZone = "+01:00".parse().unwrap();
-        assert_eq!(
-            parse_timestamp("2026-01-01T01:00:00", cet).unwrap(),
-            T0
-        );
+        assert_eq!(parse_timestamp("2026-01-01T01:00:00", cet).unwrap(), T0);
         // An explicit offset wins over the configured zone.
         assert_eq!(parse_timestamp("2026-01-01T00:00:00Z", cet).unwrap(), T0);
     }
@@ -356,15 +356,26 @@ mod tests {
         assert_eq!(format_timestamp(T0 + 1_500_000), "2026-01-01T00:00:01.500Z");
         assert_eq!(format_timestamp(T0 + 7), "2026-01-01T00:00:00.000007Z");
         assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59.999999Z");
-        for t in [T0, T0 + 86_399_999_999, -86_400_000_000 * 400, 253_402_300_799_000_000] {
-            assert_eq!(parse_timestamp(&format_timestamp(t), TimeZone::UTC).unwrap(), t);
+        for t in [
+            T0,
+            T0 + 86_399_999_999,
+            -86_400_000_000 * 400,
+            253_402_300_799_000_000,
+        ] {
+            assert_eq!(
+                parse_timestamp(&format_timestamp(t), TimeZone::UTC).unwrap(),
+                t
+            );
         }
     }
 
     #[test]
     fn time_zones_parse_and_display() {
         assert_eq!("UTC".parse::<TimeZone>().unwrap(), TimeZone::UTC);
-        assert_eq!("+05:30".parse::<TimeZone>().unwrap().offset_seconds(), 19_800);
+        assert_eq!(
+            "+05:30".parse::<TimeZone>().unwrap().offset_seconds(),
+            19_800
+        );
         assert_eq!("-0800".parse::<TimeZone>().unwrap().to_string(), "-08:00");
         assert!("Europe/Berlin".parse::<TimeZone>().is_err());
     }

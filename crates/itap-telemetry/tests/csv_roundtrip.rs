@@ -24,10 +24,8 @@ fn batch() -> impl Strategy<Value = Batch> {
             proptest::collection::vec(0u32..3, n),
         )
             .prop_map(move |(ts, dev, signals, st, err, tags)| {
-                let schema = Schema::new(
-                    (0..k).map(|j| Signal::new(format!("s{j}"))).collect(),
-                )
-                .unwrap();
+                let schema =
+                    Schema::new((0..k).map(|j| Signal::new(format!("s{j}"))).collect()).unwrap();
                 Batch::from_columns(BatchColumns {
                     schema,
                     timestamps: ts,
@@ -45,10 +43,14 @@ fn batch() -> impl Strategy<Value = Batch> {
 }
 
 fn read(bytes: Vec<u8>) -> Batch {
-    CsvReader::from_reader(std::io::Cursor::new(bytes), "p.csv", &ReadOptions::default())
-        .unwrap()
-        .read_all()
-        .unwrap()
+    CsvReader::from_reader(
+        std::io::Cursor::new(bytes),
+        "p.csv",
+        &ReadOptions::default(),
+    )
+    .unwrap()
+    .read_all()
+    .unwrap()
 }
 
 proptest! {
@@ -92,5 +94,8 @@ fn int_signals_are_written_without_fraction() {
     .unwrap();
     let mut out = Vec::new();
     write_csv_to(&b, &mut out).unwrap();
-    assert_eq!(String::from_utf8(out).unwrap(), "timestamp,device_id,rpm\n1970-01-01T00:00:00Z,a,1800\n");
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "timestamp,device_id,rpm\n1970-01-01T00:00:00Z,a,1800\n"
+    );
 }

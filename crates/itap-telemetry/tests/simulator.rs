@@ -33,7 +33,12 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
     let p = params(5, 2.0);
     let a = csv_bytes(&simulate(&p));
     assert_eq!(a, csv_bytes(&simulate(&p)));
-    let q = SimParams::default().devices(5).hours(2.0).seed(7).check().unwrap();
+    let q = SimParams::default()
+        .devices(5)
+        .hours(2.0)
+        .seed(7)
+        .check()
+        .unwrap();
     assert_ne!(a, csv_bytes(&simulate(&q)));
 }
 
@@ -82,7 +87,12 @@ fn rows_are_ordered_by_time_then_device_on_the_grid() {
     assert_eq!(b.order_by_time(), (0..b.len()).collect::<Vec<_>>());
     let ts = b.timestamps();
     assert_eq!(ts[4] - ts[0], 10_000_000);
-    assert!(b.signal_by_name("rpm").unwrap().iter().all(|v| v.is_nan() || v.fract() == 0.0));
+    assert!(
+        b.signal_by_name("rpm")
+            .unwrap()
+            .iter()
+            .all(|v| v.is_nan() || v.fract() == 0.0)
+    );
 }
 
 #[test]
@@ -93,16 +103,29 @@ fn states_dwell_and_signals_lag() {
         let states: Vec<State> = rows.iter().map(|&r| b.states().unwrap()[r]).collect();
         let changes = states.windows(2).filter(|w| w[0] != w[1]).count();
         // 8,640 samples: machines change state tens of times a day, not every sample.
-        assert!((5..400).contains(&changes), "device {d}: {changes} state changes");
+        assert!(
+            (5..400).contains(&changes),
+            "device {d}: {changes} state changes"
+        );
         let run = states.iter().filter(|&&s| s == State::Run).count() as f64;
-        assert!(run / states.len() as f64 > 0.5, "device {d} runs most of the time");
+        assert!(
+            run / states.len() as f64 > 0.5,
+            "device {d} runs most of the time"
+        );
         // Temperature follows a thermal lag: no jump of more than a few degrees
         // between samples even at state changes (noise σ 0.3 °C).
         let temp = b.signal_by_name("temp_c").unwrap();
         for w in rows.windows(2) {
             let (a, c) = (temp[w[0]], temp[w[1]]);
-            if a.is_finite() && c.is_finite() && b.tag_of(w[1]).is_none() && b.tag_of(w[0]).is_none() {
-                assert!((a - c).abs() < 3.0, "device {d}: temperature jumped {a} -> {c}");
+            if a.is_finite()
+                && c.is_finite()
+                && b.tag_of(w[1]).is_none()
+                && b.tag_of(w[0]).is_none()
+            {
+                assert!(
+                    (a - c).abs() < 3.0,
+                    "device {d}: temperature jumped {a} -> {c}"
+                );
             }
         }
     }
@@ -134,7 +157,11 @@ fn ground_truth_marks_exactly_the_affected_rows() {
         }
         // Dropouts: missing values and error 5 exactly on dropout rows.
         assert_eq!(temp[r].is_nan(), tag == Some("sensor_dropout"), "row {r}");
-        assert_eq!(errors[r] == codes::SENSOR_LOST, tag == Some("sensor_dropout"), "row {r}");
+        assert_eq!(
+            errors[r] == codes::SENSOR_LOST,
+            tag == Some("sensor_dropout"),
+            "row {r}"
+        );
         // Over-temperature errors only during an overheat drift.
         if errors[r] == codes::OVER_TEMPERATURE {
             assert_eq!(tag, Some("overheat_drift"), "row {r}");
@@ -144,8 +171,10 @@ fn ground_truth_marks_exactly_the_affected_rows() {
             assert_eq!(tag, Some("power_spike"), "row {r}: {}", volt[r]);
         }
     }
-    let all: std::collections::BTreeSet<String> =
-        FaultKind::ALL.iter().map(|k| k.as_str().to_owned()).collect();
+    let all: std::collections::BTreeSet<String> = FaultKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
     assert_eq!(seen, all, "the default config injects all four kinds");
     let share = b.tagged_rows() as f64 / b.len() as f64;
     assert!((0.05..0.6).contains(&share), "tagged share {share}");

@@ -40,7 +40,9 @@ pub fn simulate_device_batch(p: &CheckedSimParams, device: usize) -> Batch {
     let n = p.steps;
     Batch::from_columns(BatchColumns {
         schema: p.schema.clone(),
-        timestamps: (0..n).map(|i| p.start_us + i as i64 * p.interval_us).collect(),
+        timestamps: (0..n)
+            .map(|i| p.start_us + i as i64 * p.interval_us)
+            .collect(),
         device_names: vec![p.device_id(device)],
         device_codes: vec![0; n],
         signals: s.signals,
@@ -59,7 +61,10 @@ fn tag_names() -> Vec<String> {
 }
 
 fn tag_code(kind: FaultKind) -> u32 {
-    FaultKind::ALL.iter().position(|&k| k == kind).map_or(0, |i| i as u32 + 1)
+    FaultKind::ALL
+        .iter()
+        .position(|&k| k == kind)
+        .map_or(0, |i| i as u32 + 1)
 }
 
 struct DeviceSeries {
@@ -136,7 +141,11 @@ fn simulate_device(p: &CheckedSimParams, device: usize) -> DeviceSeries {
     let load_factor = 1.0 + 0.05 * normal(&mut rng);
     let phase = TAU * rng.random::<f64>();
 
-    let models: Vec<Model> = prm.signals.iter().map(|s| model_of(&s.signal.name)).collect();
+    let models: Vec<Model> = prm
+        .signals
+        .iter()
+        .map(|s| model_of(&s.signal.name))
+        .collect();
     let ints: Vec<bool> = prm
         .signals
         .iter()
@@ -203,7 +212,8 @@ fn simulate_device(p: &CheckedSimParams, device: usize) -> DeviceSeries {
             };
         }
         // Fault onset.
-        if fault.is_none() && state != State::Maint && f.rate > 0.0 && rng.random::<f64>() < f.rate {
+        if fault.is_none() && state != State::Maint && f.rate > 0.0 && rng.random::<f64>() < f.rate
+        {
             let mut pick = rng.random::<f64>() * total_weight;
             let mut chosen = kinds[kinds.len() - 1].0;
             for &(kind, w) in &kinds {
@@ -268,12 +278,14 @@ fn simulate_device(p: &CheckedSimParams, device: usize) -> DeviceSeries {
                 }
             }
         }
-        if error == codes::OK && f.nuisance_error_rate > 0.0 && rng.random::<f64>() < f.nuisance_error_rate {
+        if error == codes::OK
+            && f.nuisance_error_rate > 0.0
+            && rng.random::<f64>() < f.nuisance_error_rate
+        {
             error = codes::NUISANCE;
         }
 
-        let current_true =
-            (0.6 + (current_nom - 0.6) * load) * current_factor * current_scale;
+        let current_true = (0.6 + (current_nom - 0.6) * load) * current_factor * current_scale;
         for (j, s) in prm.signals.iter().enumerate() {
             let noise = s.noise * normal(&mut rng);
             let mut v = match models[j] {

@@ -36,7 +36,13 @@ impl SimSignal {
 /// The default simulated signals: the seed platform's five, at its nominal levels.
 pub fn default_sim_signals() -> Vec<SimSignal> {
     let schema = Schema::default();
-    let levels = [(1800.0, 6.0), (55.0, 0.3), (0.25, 0.01), (6.5, 0.06), (24.0, 0.05)];
+    let levels = [
+        (1800.0, 6.0),
+        (55.0, 0.3),
+        (0.25, 0.01),
+        (6.5, 0.06),
+        (24.0, 0.05),
+    ];
     schema
         .signals()
         .iter()
@@ -385,14 +391,20 @@ impl SimParams {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(Error::param(name, format!("must be a positive number, got {v}")))
+                Err(Error::param(
+                    name,
+                    format!("must be a positive number, got {v}"),
+                ))
             }
         };
         let unit = |name: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(Error::param(name, format!("must be between 0 and 1, got {v}")))
+                Err(Error::param(
+                    name,
+                    format!("must be between 0 and 1, got {v}"),
+                ))
             }
         };
         if !(1..=100_000).contains(&p.devices) {
@@ -423,7 +435,10 @@ impl SimParams {
             ));
         }
         if p.signals.is_empty() {
-            return Err(Error::param("signals", "at least one signal must be simulated"));
+            return Err(Error::param(
+                "signals",
+                "at least one signal must be simulated",
+            ));
         }
         let schema = Schema::new(p.signals.iter().map(|s| s.signal.clone()).collect())?;
         for s in &p.signals {
@@ -446,7 +461,10 @@ impl SimParams {
         positive("telemetry.states.maint_minutes", st.maint_minutes)?;
         unit("telemetry.states.maint_share", st.maint_share)?;
         unit("telemetry.states.idle_load", st.idle_load)?;
-        positive("telemetry.states.rpm_time_constant_s", st.rpm_time_constant_s)?;
+        positive(
+            "telemetry.states.rpm_time_constant_s",
+            st.rpm_time_constant_s,
+        )?;
         positive(
             "telemetry.states.thermal_time_constant_s",
             st.thermal_time_constant_s,

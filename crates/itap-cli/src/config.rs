@@ -1,0 +1,247 @@
+//! The configuration file and the one place where files and flags become checked
+//! parameters.
+//!
+//! Precedence: built-in defaults, then the TOML file, then command-line flags. An
+//! unknown key anywhere is an error that names it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use itap::telemetry::{
+    AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, StateParams,
+    TimeZone, default_sim_signals,
+};
+
+/// The whole configuration file. Sections appear as the pipeline stages that read
+/// them land.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Config {
+    pub(crate) telemetry: TelemetrySection,
+    pub(crate) signals: IndexMap<String, SignalSection>,
+    pub(crate) faults: FaultParams,
+    pub(crate) output: OutputSection,
+}
+
+/// `[telemetry]`: the simulated fleet, and how input files are read.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TelemetrySection {
+    devices: usize,
+    seed: u64,
+    start: String,
+    hours: f64,
+    freq_seconds: f64,
+    device_prefix: String,
+    states: StateParams,
+    ambient: AmbientParams,
+    input: InputSection,
+}
+
+impl Default for TelemetrySection {
+    fn default() -> Self {
+        let p = SimParams::default();
+        TelemetrySection {
+            devices: p.devices,
+            seed: p.seed,
+            start: p.start,
+            hours: p.hours,
+            freq_seconds: p.freq_seconds,
+            device_prefix: p.device_prefix,
+            states: p.states,
+            ambient: p.ambient,
+            input: InputSection::default(),
+        }
+    }
+}
+
+/// `[telemetry.input]`: how a user's CSV maps onto the schema.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct InputSection {
+    timestamp_column: Option<String>,
+    device_column: Option<String>,
+    signals: Vec<String>,
+    timezone: Option<TimeZone>,
+    default_device: Option<String>,
+}
+
+/// `[signals.NAME]`: a signal declaration, overriding a default signal's fields or
+/// adding a new signal.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct SignalSection {
+    unit: Option<String>,
+    kind: Option<SignalKind>,
+    min: Option<f64>,
+    max: Option<f64>,
+    family: Option<String>,
+    nominal: Option<f64>,
+    noise: Option<f64>,
+}
+
+/// `[output]`: where results go.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct OutputSection {
+    /// Where `itap generate` writes its CSV.
+    pub(crate) telemetry_csv: PathBuf,
+}
+
+impl Default for OutputSection {
+    fn default() -> Self {
+        OutputSection {
+            telemetry_csv: PathBuf::from("data/raw/telemetry.csv"),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a config file, or the defaults when `path` is `None`.
+    pub(crate) fn load(path: Option<&Path>) -> Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub(crate) fn parse(text: &str) -> Result<Config> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    /// The simulated signals: the defaults, changed and extended by `[signals]`.
+    fn sim_signals(&self) -> Result<Vec<SimSignal>> {
+        let mut out = default_sim_signals();
+        for (name, sec) in &self.signals {
+            let existing = out.iter().position(|s| &s.signal.name == name);
+            let entry = match existing {
+                Some(i) => &mut out[i],
+                None => {
+                    let Some(nominal) = sec.nominal else {
+                        bail!(
+                            "signals.{name}: a new signal needs `nominal` (its level at full load) to be simulated"
+                        );
+                    };
+                    out.push(SimSignal::new(
+                        itap::telemetry::Signal::new(name.clone()),
+                        nominal,
+                        0.01 * nominal.abs(),
+                    ));
+                    out.last_mut().expect("just pushed")
+                }
+            };
+            let s = &mut entry.signal;
+            if let Some(v) = &sec.unit {
+                s.unit = v.clone();
+            }
+            if let Some(v) = sec.kind {
+                s.kind = v;
+            }
+            if sec.min.is_some() {
+                s.min = sec.min;
+            }
+            if sec.max.is_some() {
+                s.max = sec.max;
+            }
+            if let Some(v) = &sec.family {
+                s.family = v.clone();
+            }
+            if let Some(v) = sec.nominal {
+                entry.nominal = v;
+            }
+            if let Some(v) = sec.noise {
+                entry.noise = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Simulator parameters from the file, before flags.
+    pub(crate) fn sim_params(&self) -> Result<SimParams> {
+        let t = &self.telemetry;
+        Ok(SimParams {
+            devices: t.devices,
+            seed: t.seed,
+            start: t.start.clone(),
+            hours: t.hours,
+            freq_seconds: t.freq_seconds,
+            device_prefix: t.device_prefix.clone(),
+            signals: self.sim_signals()?,
+            states: t.states.clone(),
+            ambient: t.ambient.clone(),
+            faults: self.faults.clone(),
+        })
+    }
+
+    /// How to read input CSV files, before flags.
+    pub(crate) fn read_options(&self) -> Result<ReadOptions> {
+        let i = &self.telemetry.input;
+        Ok(ReadOptions {
+            timestamp_column: i.timestamp_column.clone(),
+            device_column: i.device_column.clone(),
+            signals: i.signals.clone(),
+            declared: self.sim_signals()?.into_iter().map(|s| s.signal).collect(),
+            timezone: i.timezone.unwrap_or_default(),
+            default_device: i.default_device.clone(),
+            ..ReadOptions::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_equals_the_defaults() {
+        let text = include_str!("../../../configs/local.example.toml");
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.sim_params().unwrap(), SimParams::default());
+        assert_eq!(c.faults, FaultParams::default());
+        assert_eq!(
+            c.output.telemetry_csv,
+            PathBuf::from("data/raw/telemetry.csv")
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = Config::parse("[telemetry]\ndevics = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("devics"), "{e}");
+        let e = Config::parse("[faults.power_spike]\nweigth = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("weigth"), "{e}");
+        let e = Config::parse("[nonsense]\n").unwrap_err().to_string();
+        assert!(e.contains("nonsense"), "{e}");
+    }
+
+    #[test]
+    fn signals_override_and_extend() {
+        let c = Config::parse(
+            "[signals.rpm]\nnominal = 1500\n[signals.pressure_bar]\nnominal = 6.0\nunit = \"bar\"\nmax = 16\n",
+        )
+        .unwrap();
+        let s = c.sim_params().unwrap().signals;
+        assert_eq!(s[0].nominal, 1500.0);
+        assert_eq!(
+            s[0].signal.unit, "rpm",
+            "untouched fields keep their defaults"
+        );
+        assert_eq!(s.last().unwrap().signal.name, "pressure_bar");
+        assert_eq!(s.last().unwrap().signal.max, Some(16.0));
+        let e = Config::parse("[signals.flow]\nunit = \"l/min\"\n")
+            .unwrap()
+            .sim_params()
+            .unwrap_err();
+        assert!(e.to_string().contains("signals.flow"), "{e}");
+    }
+}
