@@ -4,6 +4,8 @@
 //! | module | crate | one job |
 //! |---|---|---|
 //! | [`telemetry`] | itap-telemetry | schema, columnar batch, CSV I/O, simulator |
+//! | [`validate`] | itap-validate | data-quality checks, report, quarantine, `Validated<Batch>` |
+//! | [`store`] | itap-store | SQLite / PostgreSQL storage, idempotent ingest, queries, metrics |
 //!
 //! ```
 //! let params = itap::telemetry::SimParams::default().devices(2).hours(0.5).check()?;
@@ -12,4 +14,6 @@
 //! # Ok::<(), itap::telemetry::Error>(())
 //! ```
 
+pub use itap_store as store;
 pub use itap_telemetry as telemetry;
+pub use itap_validate as validate;

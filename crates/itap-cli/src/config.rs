@@ -10,10 +10,12 @@ use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use itap::store::{DEFAULT_DATASET, DEFAULT_DB_URL, OnConflict};
 use itap::telemetry::{
     AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, StateParams,
     TimeZone, default_sim_signals,
 };
+use itap::validate::{CheckedValidation, Policy, ValidationParams};
 
 /// The whole configuration file. Sections appear as the pipeline stages that read
 /// them land.
@@ -23,6 +25,8 @@ pub(crate) struct Config {
     pub(crate) telemetry: TelemetrySection,
     pub(crate) signals: IndexMap<String, SignalSection>,
     pub(crate) faults: FaultParams,
+    pub(crate) validation: ValidationParams,
+    pub(crate) store: StoreSection,
     pub(crate) output: OutputSection,
 }
 
@@ -81,6 +85,39 @@ pub(crate) struct SignalSection {
     family: Option<String>,
     nominal: Option<f64>,
     noise: Option<f64>,
+}
+
+/// `[store]`: the database.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct StoreSection {
+    url: String,
+    dataset: String,
+    pg_schema: Option<String>,
+    on_conflict: OnConflict,
+    chunk_rows: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            url: DEFAULT_DB_URL.to_owned(),
+            dataset: DEFAULT_DATASET.to_owned(),
+            pg_schema: None,
+            on_conflict: OnConflict::Keep,
+            chunk_rows: 65_536,
+        }
+    }
+}
+
+/// Store settings after the file and the flags.
+#[derive(Debug, Clone)]
+pub(crate) struct StoreSettings {
+    pub(crate) url: String,
+    pub(crate) dataset: String,
+    pub(crate) pg_schema: Option<String>,
+    pub(crate) on_conflict: OnConflict,
+    pub(crate) chunk_rows: usize,
 }
 
 /// `[output]`: where results go.
@@ -192,6 +229,40 @@ impl Config {
             ..ReadOptions::default()
         })
     }
+
+    /// Store settings: `[store]`, then the flags.
+    pub(crate) fn store_settings(
+        &self,
+        db: &crate::DbArgs,
+        on_conflict: Option<OnConflict>,
+        chunk_rows: Option<usize>,
+    ) -> Result<StoreSettings> {
+        let s = &self.store;
+        let settings = StoreSettings {
+            url: db.db.clone().unwrap_or_else(|| s.url.clone()),
+            dataset: db.dataset.clone().unwrap_or_else(|| s.dataset.clone()),
+            pg_schema: db.pg_schema.clone().or_else(|| s.pg_schema.clone()),
+            on_conflict: on_conflict.unwrap_or(s.on_conflict),
+            chunk_rows: chunk_rows.unwrap_or(s.chunk_rows),
+        };
+        itap::store::check_name(&settings.dataset)?;
+        if !(1..=10_000_000).contains(&settings.chunk_rows) {
+            bail!(
+                "invalid parameter `store.chunk_rows`: must be between 1 and 10000000, got {}",
+                settings.chunk_rows
+            );
+        }
+        Ok(settings)
+    }
+
+    /// Checked validation parameters: `[validation]`, then the `--policy` flag.
+    pub(crate) fn validation_params(&self, policy: Option<Policy>) -> Result<CheckedValidation> {
+        let mut params = self.validation.clone();
+        if let Some(p) = policy {
+            params.policy = p;
+        }
+        Ok(params.check()?)
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +279,51 @@ mod tests {
             c.output.telemetry_csv,
             PathBuf::from("data/raw/telemetry.csv")
         );
+        assert_eq!(c.validation, ValidationParams::default());
+        // Every key of [validation] is in the example, set or commented out.
+        let defaults = toml::to_string(&ValidationParams::default()).unwrap();
+        let section = text
+            .split("[validation]")
+            .nth(1)
+            .expect("the example has a [validation] section");
+        for line in defaults.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(
+                section.contains(&format!("\n{key} = "))
+                    || section.contains(&format!("\n# {key} = ")),
+                "[validation] key `{key}` is missing from the example config"
+            );
+        }
+        for key in ["now", "severity"] {
+            assert!(section.contains(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn validation_section_maps_to_checked_params() {
+        let c = Config::parse(
+            "[validation]\npolicy = \"quarantine\"\ngap_factor = 5.0\n[validation.severity]\n\"time.gap\" = \"error\"\n",
+        )
+        .unwrap();
+        let p = c.validation_params(None).unwrap();
+        assert_eq!(p.params().policy, Policy::Quarantine);
+        assert_eq!(p.params().gap_factor, 5.0);
+        assert_eq!(
+            p.level(itap::validate::Check::Gap),
+            itap::validate::Level::Error
+        );
+        let flagged = c.validation_params(Some(Policy::Reject)).unwrap();
+        assert_eq!(flagged.params().policy, Policy::Reject, "the flag wins");
+        let e = Config::parse("[validation]\ngap_factr = 2\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gap_factr"), "{e}");
+        let e = Config::parse("[validation]\ngap_factor = 0.5\n")
+            .unwrap()
+            .validation_params(None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("validation.gap_factor"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! config and flags, calls the pipeline, shows progress and prints results.
 
 mod config;
+mod db;
 mod generate;
+mod ingest;
 mod inspect;
+mod validate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,8 +15,8 @@ use clap::{Args, Parser, Subcommand};
 
 /// ITAP, the Industrial Telemetry Analytics Platform.
 ///
-/// Simulates or reads machine telemetry; later stages validate it, store it in SQL,
-/// engineer features, detect anomalies and evaluate them.
+/// Simulates or reads machine telemetry and validates it; later stages store it in
+/// SQL, engineer features, detect anomalies and evaluate them.
 #[derive(Debug, Parser)]
 #[command(name = "itap", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -42,6 +45,12 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Read a telemetry CSV and show how its columns were understood.
     Inspect(inspect::InspectArgs),
+    /// Check a telemetry CSV before it is stored: report, quarantine, exit status.
+    Validate(validate::ValidateArgs),
+    /// Validate a telemetry CSV, then store it idempotently in SQLite or PostgreSQL.
+    Ingest(ingest::IngestArgs),
+    /// Look into the database: dataset metrics, the ingest ledger.
+    Db(db::DbCommand),
 }
 
 /// The config file flag, shared by commands.
@@ -50,6 +59,23 @@ struct ConfigArg {
     /// TOML config file (see configs/local.example.toml); flags override it.
     #[arg(short, long, value_name = "FILE")]
     config: Option<PathBuf>,
+}
+
+/// Which database and dataset, shared by the commands that use the store.
+#[derive(Debug, Args)]
+struct DbArgs {
+    /// Database URL: sqlite://PATH (created if missing) or postgres://USER@HOST:PORT/DB
+    /// [config: store.url, default sqlite://data/itap.db].
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+
+    /// Dataset (table) name [config: store.dataset, default telemetry].
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
+
+    /// PostgreSQL only: the schema to work in, created if missing [config: store.pg_schema].
+    #[arg(long, value_name = "NAME")]
+    pg_schema: Option<String>,
 }
 
 /// Where and how to report.
@@ -83,6 +109,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Generate(args) => generate::run(args, out),
         Command::Inspect(args) => inspect::run(args, out),
+        Command::Ingest(args) => ingest::run(args, out),
+        Command::Db(cmd) => db::run(cmd, out),
+        Command::Validate(args) => validate::run(args, out),
     };
     match result {
         Ok(code) => code,

@@ -129,6 +129,7 @@ fn every_command_has_help() {
         vec!["--help"],
         vec!["generate", "--help"],
         vec!["inspect", "--help"],
+        vec!["validate", "--help"],
     ] {
         itap(&dir)
             .args(&args)
@@ -193,4 +194,187 @@ fn inspect_reports_a_bad_field_with_line_and_column() {
         .stderr(predicate::str::contains(
             "bad.csv:4: column `x`: cannot read \"oops\" as a number",
         ));
+}
+
+const BAD_CSV: &str = "timestamp,device_id,rpm,temp_c\n\
+                       2026-01-01T00:00:00Z,A,1500,50.0\n\
+                       2026-01-01T00:00:10Z,A,1501,200.0\n\
+                       2026-01-01T00:00:20Z,A,oops,50.2\n\
+                       2026-01-01T00:00:30Z,A,1503,50.3\n";
+
+fn report_json(dir: &tempfile::TempDir, name: &str) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.path().join(name)).unwrap()).unwrap()
+}
+
+#[test]
+fn validate_accepts_generated_telemetry_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir)
+        .args(["generate", "-q", "--devices", "3", "--hours", "1"])
+        .assert()
+        .success();
+    itap(&dir)
+        .args([
+            "validate",
+            "data/raw/telemetry.csv",
+            "--report",
+            "artifacts/validation.json",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("data/raw/telemetry.csv: 1,080 rows, 3 devices")
+                .and(predicate::str::contains("verdict     VALID"))
+                .and(predicate::str::contains(
+                    "1,080 of 1,080 rows may be stored",
+                ))
+                .and(predicate::str::contains(
+                    "report      artifacts/validation.json",
+                )),
+        );
+    let r = report_json(&dir, "artifacts/validation.json");
+    assert_eq!(r["format_version"], 1);
+    assert_eq!(r["rows"], 1080);
+    assert_eq!(r["input"]["path"], "data/raw/telemetry.csv");
+    assert_eq!(r["input"]["sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        ["valid", "valid_with_warnings"].contains(&r["verdict"].as_str().unwrap()),
+        "{}",
+        r["verdict"]
+    );
+    // The declared ranges of [signals] are what the range check uses.
+    assert_eq!(r["schema"]["signals"][1]["name"], "temp_c");
+    assert_eq!(r["schema"]["signals"][1]["max"], 150.0);
+}
+
+#[test]
+fn validate_exits_1_on_error_findings_and_quarantines_the_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("bad.csv"), BAD_CSV).unwrap();
+    itap(&dir)
+        .args([
+            "validate",
+            "bad.csv",
+            "--quarantine",
+            "q/bad_rows.csv",
+            "--report",
+            "r.json",
+        ])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("REJECTED")
+                .and(predicate::str::contains("schema.type"))
+                .and(predicate::str::contains("line 4 \"oops\" not a number"))
+                .and(predicate::str::contains("range.out_of_range"))
+                .and(predicate::str::contains("0 of 4 rows may be stored"))
+                .and(predicate::str::contains(
+                    "quarantine  q/bad_rows.csv (2 rows)",
+                )),
+        );
+    let q = fs::read_to_string(dir.path().join("q/bad_rows.csv")).unwrap();
+    let lines: Vec<_> = q.lines().collect();
+    assert_eq!(
+        lines[0],
+        "quarantine_reasons,timestamp,device_id,rpm,temp_c"
+    );
+    assert!(
+        lines[1].contains("line 3: range.out_of_range: temp_c = 200"),
+        "{q}"
+    );
+    assert!(
+        lines[2].starts_with("line 4: schema.type: rpm = oops: not a number,"),
+        "{q}"
+    );
+    assert_eq!(lines.len(), 3);
+    let r = report_json(&dir, "r.json");
+    assert_eq!(r["verdict"], "rejected");
+    assert_eq!(r["rows_with_errors"], 2);
+
+    // Under the quarantine policy the good rows may be stored; the errors remain.
+    itap(&dir)
+        .args(["validate", "bad.csv", "--policy", "quarantine", "--json"])
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("\"verdict\": \"quarantined\""));
+}
+
+#[test]
+fn validate_json_prints_only_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("bad.csv"), BAD_CSV).unwrap();
+    let out = itap(&dir)
+        .args(["validate", "bad.csv", "--json"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(r["rows"], 4);
+    let f = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "schema.type")
+        .unwrap();
+    assert_eq!(f["examples"][0]["line"], 4);
+    assert_eq!(f["examples"][0]["column"], "rpm");
+    assert_eq!(f["examples"][0]["value"], "oops");
+}
+
+#[test]
+fn validate_config_sets_severities_and_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("ok.csv"),
+        "timestamp,device_id,rpm,temp_c\n2026-01-01T00:00:00Z,A,1500,200.0\n2026-01-01T00:00:10Z,A,1501,50.0\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("c.toml"),
+        "[validation.severity]\n\"range.out_of_range\" = \"warning\"\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args(["validate", "ok.csv", "--config", "c.toml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("VALID WITH WARNINGS"));
+    itap(&dir).args(["validate", "ok.csv"]).assert().code(1);
+}
+
+#[test]
+fn validate_usage_and_io_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir)
+        .args(["validate", "missing.csv"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "error: cannot validate missing.csv",
+        ));
+    fs::write(dir.path().join("bad.csv"), BAD_CSV).unwrap();
+    itap(&dir)
+        .args(["validate", "bad.csv", "--policy", "keep"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("keep"));
+    fs::write(
+        dir.path().join("c.toml"),
+        "[validation]\ngap_factor = 0.5\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args(["validate", "bad.csv", "--config", "c.toml"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("validation.gap_factor"));
+    fs::write(dir.path().join("blocker"), "a file").unwrap();
+    itap(&dir)
+        .args(["validate", "bad.csv", "--report", "blocker/r.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("blocker"));
+    itap(&dir).args(["validate"]).assert().code(2);
 }

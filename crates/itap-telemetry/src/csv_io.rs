@@ -6,6 +6,7 @@
 //! (`anomaly_tag`, or a numeric 0/1 `label`). Writing uses the seed platform's column
 //! order and RFC 3339 UTC timestamps.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -151,11 +152,11 @@ impl InputLayout {
 /// ```
 pub struct CsvReader {
     path: PathBuf,
-    rdr: csv::Reader<Box<dyn Read + Send>>,
+    rdr: csv::Reader<LineTap<Box<dyn Read + Send>>>,
     layout: InputLayout,
     timezone: TimeZone,
     builder: BatchBuilder,
-    pending: std::collections::VecDeque<ByteRecord>,
+    pending: VecDeque<ByteRecord>,
     record: ByteRecord,
     values: Vec<f64>,
     default_device_code: u32,
@@ -201,39 +202,8 @@ impl CsvReader {
             .has_headers(false)
             .flexible(false)
             .buffer_capacity(1 << 16)
-            .from_reader(Box::new(reader) as Box<dyn Read + Send>);
-        let mut head = ByteRecord::new();
-        let got = rdr
-            .read_byte_record(&mut head)
-            .map_err(|e| csv_error(&path, &e))?;
-        if !got {
-            return Err(Error::Empty { path });
-        }
-        let header: Vec<String> = head
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                let f = if i == 0 {
-                    f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
-                } else {
-                    f
-                };
-                String::from_utf8_lossy(f).trim().to_owned()
-            })
-            .collect();
-        // Buffer the first rows to infer which columns are numeric.
-        let mut pending = std::collections::VecDeque::new();
-        for _ in 0..opts.infer_rows.max(1) {
-            let mut rec = ByteRecord::new();
-            if !rdr
-                .read_byte_record(&mut rec)
-                .map_err(|e| csv_error(&path, &e))?
-            {
-                break;
-            }
-            pending.push_back(rec);
-        }
-        let layout = detect_layout(&path, header, &pending, opts)?;
+            .from_reader(LineTap::new(Box::new(reader) as Box<dyn Read + Send>));
+        let (layout, pending) = read_head(&mut rdr, &path, opts)?;
         let builder = BatchBuilder::new(
             layout.schema.clone(),
             layout.state.is_some(),
@@ -304,17 +274,17 @@ impl CsvReader {
                 match self.rdr.read_byte_record(&mut rec) {
                     Ok(true) => rec,
                     Ok(false) => break,
-                    Err(e) => return Err(csv_error(&self.path, &e)),
+                    Err(e) => return Err(csv_error(&self.path, &e, &mut self.rdr)),
                 }
             };
-            self.push_record(&rec)?;
+            let line = line_of(&rec, &mut self.rdr);
+            self.push_record(&rec, line)?;
             self.record = rec;
         }
         Ok(())
     }
 
-    fn push_record(&mut self, rec: &ByteRecord) -> Result<()> {
-        let line = rec.position().map_or(0, |p| p.line());
+    fn push_record(&mut self, rec: &ByteRecord, line: u64) -> Result<()> {
         let l = &self.layout;
         let field = |i: usize| rec.get(i).unwrap_or(b"");
         let parse_err = |i: usize, expected: &'static str| Error::Parse {
@@ -385,8 +355,264 @@ pub fn read_csv(path: impl AsRef<Path>, opts: &ReadOptions) -> Result<Batch> {
     CsvReader::open(path, opts)?.read_all()
 }
 
-fn csv_error(path: &Path, e: &csv::Error) -> Error {
-    let line = e.position().map_or(0, |p| p.line());
+/// Reads the header and the rows used for inference, and maps the columns.
+fn read_head<R: Read>(
+    rdr: &mut csv::Reader<LineTap<R>>,
+    path: &Path,
+    opts: &ReadOptions,
+) -> Result<(InputLayout, VecDeque<ByteRecord>)> {
+    let mut head = ByteRecord::new();
+    let got = match rdr.read_byte_record(&mut head) {
+        Ok(got) => got,
+        Err(e) => return Err(csv_error(path, &e, rdr)),
+    };
+    if !got {
+        return Err(Error::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    let header: Vec<String> = head
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = if i == 0 {
+                f.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(f)
+            } else {
+                f
+            };
+            String::from_utf8_lossy(f).trim().to_owned()
+        })
+        .collect();
+    // Buffer the first rows to infer which columns are numeric.
+    let mut pending = VecDeque::new();
+    for _ in 0..opts.infer_rows.max(1) {
+        let mut rec = ByteRecord::new();
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => pending.push_back(rec),
+            Ok(false) => break,
+            Err(e) => {
+                // Lines are counted in order: first those of the rows read so far.
+                for r in &pending {
+                    line_of(r, rdr);
+                }
+                return Err(csv_error(path, &e, rdr));
+            }
+        }
+    }
+    let layout = detect_layout(path, header, &pending, opts)?;
+    Ok((layout, pending))
+}
+
+/// One raw data record of a CSV file: its fields as bytes, as found, and its line.
+///
+/// Made empty by [`RawRecord::new`] and filled by [`RawCsvReader::read_record`], so
+/// one record can be reused for a whole file without allocating per row.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RawRecord {
+    rec: ByteRecord,
+    line: u64,
+}
+
+impl RawRecord {
+    /// An empty record.
+    pub fn new() -> Self {
+        RawRecord::default()
+    }
+
+    /// The 1-based line on which the record starts (the header is line 1); 0 when
+    /// unknown.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// The number of fields.
+    pub fn len(&self) -> usize {
+        self.rec.len()
+    }
+
+    /// Whether the record has no field.
+    pub fn is_empty(&self) -> bool {
+        self.rec.is_empty()
+    }
+
+    /// Field `i` as found (quotes removed, no other change), if the record has it.
+    pub fn get(&self, i: usize) -> Option<&[u8]> {
+        self.rec.get(i)
+    }
+
+    /// The fields in order.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        self.rec.iter()
+    }
+}
+
+/// A lenient CSV reader: the header and column mapping of [`CsvReader`], then the
+/// data records as raw bytes with their line numbers, whatever they hold.
+///
+/// Where [`CsvReader`] stops at the first field that does not parse or the first
+/// record with the wrong number of fields, this reader hands every record over and
+/// leaves the judging to the caller (itap-validate turns each problem into a finding
+/// with line, column and value). Only I/O errors end the reading. Invalid UTF-8 is
+/// passed through as bytes; a UTF-8 byte order mark before the header is removed.
+///
+/// ```
+/// use itap_telemetry::{RawCsvReader, RawRecord, ReadOptions};
+/// let csv = "timestamp,device_id,x\n2026-01-01T00:00:00Z,A,1.5\n2026-01-01,A,1,extra\n";
+/// let mut r = RawCsvReader::from_reader(csv.as_bytes(), "inline.csv", &ReadOptions::default())?;
+/// assert_eq!(r.layout().signals, [2]);
+/// let mut rec = RawRecord::new();
+/// assert!(r.read_record(&mut rec)?);
+/// assert_eq!((rec.line(), rec.get(2)), (2, Some(&b"1.5"[..])));
+/// assert!(r.read_record(&mut rec)?);
+/// assert_eq!((rec.line(), rec.len()), (3, 4), "a record with too many fields is handed over");
+/// assert!(!r.read_record(&mut rec)?);
+/// # Ok::<(), itap_telemetry::Error>(())
+/// ```
+pub struct RawCsvReader<R> {
+    path: PathBuf,
+    rdr: csv::Reader<LineTap<R>>,
+    layout: InputLayout,
+    pending: VecDeque<ByteRecord>,
+}
+
+impl<R> std::fmt::Debug for RawCsvReader<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawCsvReader")
+            .field("path", &self.path)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Read> RawCsvReader<R> {
+    /// Reads the header (and the rows used to infer numeric columns) from `reader`;
+    /// `name` is used in error messages and as the default device id's source.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] without a header; [`Error::MissingColumn`] when the
+    /// timestamp column or a named column is absent; [`Error::InvalidParam`] when
+    /// a signal column's name is not a usable identifier or appears twice;
+    /// [`Error::Csv`] when reading fails.
+    pub fn from_reader(reader: R, name: impl AsRef<Path>, opts: &ReadOptions) -> Result<Self> {
+        let path = name.as_ref().to_path_buf();
+        let mut rdr = ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 16)
+            .from_reader(LineTap::new(reader));
+        let (layout, pending) = read_head(&mut rdr, &path, opts)?;
+        Ok(RawCsvReader {
+            path,
+            rdr,
+            layout,
+            pending,
+        })
+    }
+
+    /// How the file's columns were mapped.
+    pub fn layout(&self) -> &InputLayout {
+        &self.layout
+    }
+
+    /// Reads the next data record into `rec`; `false` at the end of the input.
+    ///
+    /// # Errors
+    /// [`Error::Csv`] when the underlying reader fails (an I/O error).
+    pub fn read_record(&mut self, rec: &mut RawRecord) -> Result<bool> {
+        if let Some(r) = self.pending.pop_front() {
+            rec.rec = r;
+        } else {
+            match self.rdr.read_byte_record(&mut rec.rec) {
+                Ok(true) => {}
+                Ok(false) => return Ok(false),
+                Err(e) => return Err(csv_error(&self.path, &e, &mut self.rdr)),
+            }
+        }
+        rec.line = line_of(&rec.rec, &mut self.rdr);
+        Ok(true)
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        &self.rdr.get_ref().inner
+    }
+
+    /// The underlying reader, by value; what it buffered ahead is lost.
+    pub fn into_inner(self) -> R {
+        self.rdr.into_inner().inner
+    }
+}
+
+/// Counts lines itself: the positions the csv crate gives are those of the end of
+/// the previous record, so after a CRLF ending or a blank line its line numbers run
+/// behind. The tap keeps the bytes from the last record's start on (the reader's
+/// read-ahead, some kilobytes), and for each record in turn skips the line ends
+/// before it and counts the newlines.
+struct LineTap<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// `buf[start..]` are the bytes not yet passed.
+    start: usize,
+    /// Offset in the input of `buf[start]`.
+    base: u64,
+    /// Newlines before `base`.
+    newlines: u64,
+}
+
+impl<R> LineTap<R> {
+    fn new(inner: R) -> Self {
+        LineTap {
+            inner,
+            buf: Vec::new(),
+            start: 0,
+            base: 0,
+            newlines: 0,
+        }
+    }
+
+    /// The 1-based line of the record the csv crate positions at byte `at`;
+    /// records must be asked for in order.
+    fn line_at(&mut self, at: u64) -> u64 {
+        let avail = &self.buf[self.start..];
+        let mut i = usize::try_from(at.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(avail.len());
+        let mut nl = avail[..i].iter().filter(|&&b| b == b'\n').count() as u64;
+        while let Some(&b) = avail.get(i) {
+            match b {
+                b'\n' => nl += 1,
+                b'\r' => {}
+                _ => break,
+            }
+            i += 1;
+        }
+        self.newlines += nl;
+        self.start += i;
+        self.base += i as u64;
+        if self.start >= 1 << 16 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.newlines + 1
+    }
+}
+
+impl<R: Read> Read for LineTap<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(out)?;
+        self.buf.extend_from_slice(&out[..n]);
+        Ok(n)
+    }
+}
+
+/// The true line of a record just read.
+fn line_of<R: Read>(rec: &ByteRecord, rdr: &mut csv::Reader<LineTap<R>>) -> u64 {
+    rec.position()
+        .map_or(0, |p| rdr.get_mut().line_at(p.byte()))
+}
+
+fn csv_error<R: Read>(path: &Path, e: &csv::Error, rdr: &mut csv::Reader<LineTap<R>>) -> Error {
+    let line = e.position().map_or(0, |p| rdr.get_mut().line_at(p.byte()));
     let message = match e.kind() {
         csv::ErrorKind::UnequalLengths {
             expected_len, len, ..
@@ -448,7 +674,7 @@ fn find_column(header: &[String], names: &[&str]) -> Option<usize> {
 fn detect_layout(
     path: &Path,
     header: Vec<String>,
-    sample: &std::collections::VecDeque<ByteRecord>,
+    sample: &VecDeque<ByteRecord>,
     opts: &ReadOptions,
 ) -> Result<InputLayout> {
     let joined = header.join(",");
@@ -759,6 +985,22 @@ mod tests {
     }
 
     #[test]
+    fn error_lines_are_true_after_crlf_blank_lines_and_quoted_newlines() {
+        // The csv crate's own positions run one line behind after each CRLF.
+        let e = read_str("timestamp,device_id,x\r\n2026-01-01,A,1\r\n2026-01-01,A,oops\r\n")
+            .unwrap_err();
+        assert!(e.to_string().starts_with("t.csv:3: column `x`"), "{e}");
+        let e =
+            read_str("timestamp,device_id,x\n2026-01-01,A,1\n\n\n2026-01-01,A,oops\n").unwrap_err();
+        assert!(e.to_string().starts_with("t.csv:5: column `x`"), "{e}");
+        let e = read_str(
+            "timestamp,device_id,x\r\n2026-01-01,\"A\r\nB\",1\r\n\r\n2026-01-01,A,1,2\r\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("t.csv:5: found 4 fields"), "{e}");
+    }
+
+    #[test]
     fn bom_crlf_quotes_and_missing_spellings() {
         let b = read_str(
             "\u{feff}timestamp,device_id,x\r\n\"2026-01-01T00:00:00Z\",\"A,1\",NaN\r\n2026-01-01T00:00:10Z,\"A,1\",-inf\r\n",
@@ -812,6 +1054,43 @@ mod tests {
         let again = read_str(&text).unwrap();
         assert_eq!(again.timestamps(), b.timestamps());
         assert_eq!(again.tag_of(1), Some("sensor_dropout"));
+    }
+
+    #[test]
+    fn the_raw_reader_hands_over_what_the_strict_reader_refuses() {
+        let mut bytes = b"\xEF\xBB\xBFtimestamp,device_id,x\r\n".to_vec();
+        bytes.extend_from_slice(
+            b"2026-01-01,A\r\n2026-01-01,\xFF,abc\r\n\r\n2026-01-02,\"B,1\",2\r\n",
+        );
+        let mut r =
+            RawCsvReader::from_reader(bytes.as_slice(), "t.csv", &ReadOptions::default()).unwrap();
+        assert_eq!(r.layout().header, ["timestamp", "device_id", "x"]);
+        let mut rec = RawRecord::new();
+        let mut got = Vec::new();
+        while r.read_record(&mut rec).unwrap() {
+            got.push((
+                rec.line(),
+                rec.iter().map(<[u8]>::to_vec).collect::<Vec<_>>(),
+            ));
+        }
+        assert_eq!(
+            got,
+            [
+                (2, vec![b"2026-01-01".to_vec(), b"A".to_vec()]),
+                (
+                    3,
+                    vec![b"2026-01-01".to_vec(), b"\xFF".to_vec(), b"abc".to_vec()]
+                ),
+                (
+                    5,
+                    vec![b"2026-01-02".to_vec(), b"B,1".to_vec(), b"2".to_vec()]
+                ),
+            ]
+        );
+        assert!(matches!(
+            RawCsvReader::from_reader(&b""[..], "t.csv", &ReadOptions::default()).unwrap_err(),
+            Error::Empty { .. }
+        ));
     }
 
     #[test]

@@ -9,8 +9,9 @@ mod time;
 
 pub use batch::{Batch, BatchBuilder, BatchColumns};
 pub use csv_io::{
-    CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, ReadOptions,
-    TIMESTAMP_NAMES, TruthColumn, parse_int, parse_number, read_csv, write_csv, write_csv_to,
+    CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, RawCsvReader, RawRecord,
+    ReadOptions, TIMESTAMP_NAMES, TruthColumn, parse_int, parse_number, read_csv, write_csv,
+    write_csv_to,
 };
 pub use error::{Error, Result};
 pub use schema::{FaultKind, RESERVED, Schema, Signal, SignalKind, State, check_identifier};
@@ -20,6 +21,6 @@ pub use sim::params::{
 };
 pub use sim::{simulate, simulate_device_batch};
 pub use time::{
-    MICROS_PER_SEC, TimeZone, format_timestamp, parse_duration, parse_timestamp, to_datetime,
-    write_timestamp,
+    MICROS_PER_SEC, TimeZone, format_timestamp, parse_duration, parse_timestamp,
+    parse_timestamp_bytes, to_datetime, write_timestamp,
 };

@@ -151,8 +151,12 @@ impl Schema {
                     "declared twice; each signal name must be unique",
                 ));
             }
+            // Refused when min > max, and when either is NaN (incomparable).
             if let (Some(lo), Some(hi)) = (s.min, s.max)
-                && !(lo <= hi)
+                && !matches!(
+                    lo.partial_cmp(&hi),
+                    Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                )
             {
                 return Err(Error::param(
                     format!("signals.{}", s.name),

@@ -139,8 +139,10 @@ pub fn parse_timestamp(text: &str, naive_zone: TimeZone) -> Result<i64> {
     })
 }
 
-/// Byte-level parser behind [`parse_timestamp`]; `None` when not a timestamp.
-pub(crate) fn parse_timestamp_bytes(b: &[u8], naive_zone: TimeZone) -> Option<i64> {
+/// The byte-level parser behind [`parse_timestamp`]: the same forms, without
+/// trimming; `None` when `b` is not such a timestamp. It does not allocate, so a
+/// reader can call it once per row.
+pub fn parse_timestamp_bytes(b: &[u8], naive_zone: TimeZone) -> Option<i64> {
     if b.len() < 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
@@ -194,7 +196,7 @@ pub(crate) fn parse_timestamp_bytes(b: &[u8], naive_zone: TimeZone) -> Option<i6
             off
         }
     };
-    let days = i64::from(date.signed_duration_since(EPOCH_DATE).num_days());
+    let days = date.signed_duration_since(EPOCH_DATE).num_days();
     let secs = days * 86_400 + i64::from(h * 3600 + m * 60 + s) - i64::from(offset);
     Some(secs * MICROS_PER_SEC + i64::from(micros))
 }
@@ -239,7 +241,7 @@ pub fn write_timestamp(out: &mut String, micros: i64) {
     push_digits(out, sod % 60, 2);
     if frac != 0 {
         out.push('.');
-        if frac % 1000 == 0 {
+        if frac.is_multiple_of(1000) {
             push_digits(out, frac / 1000, 3);
         } else {
             push_digits(out, frac, 6);

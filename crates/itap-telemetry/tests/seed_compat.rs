@@ -59,7 +59,7 @@ fn seed_reference_file_loads_with_its_known_figures() {
     );
     let states = b.states().unwrap();
     assert!(states.contains(&State::Maint) && states.contains(&State::Idle));
-    assert!(b.error_codes().unwrap().iter().any(|&e| e == 5));
+    assert!(b.error_codes().unwrap().contains(&5));
 }
 
 #[test]

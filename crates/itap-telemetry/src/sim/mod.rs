@@ -308,8 +308,9 @@ fn simulate_device(p: &CheckedSimParams, device: usize) -> DeviceSeries {
             if ints[j] {
                 v = v.round();
             }
-            if matches!(models[j], Model::Rpm | Model::Vibration | Model::Current) {
-                v = v.max(0.0);
+            // Non-negative quantities; `<=` also turns -0.0 into 0.0.
+            if matches!(models[j], Model::Rpm | Model::Vibration | Model::Current) && v <= 0.0 {
+                v = 0.0;
             }
             out.signals[j].push(v);
         }

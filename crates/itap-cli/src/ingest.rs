@@ -1,0 +1,276 @@
+//! `itap ingest`: validate a telemetry CSV, then store it idempotently.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use itap::store::{IngestReport, IngestSource, OnConflict};
+use itap::validate::{Policy, Report, ValidatedChunks, validate_file};
+
+use crate::config::Config;
+use crate::{ConfigArg, DbArgs, Output};
+
+/// Flags of `itap ingest`; each overrides the config file.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Validates the file first: a file with error-severity findings stores nothing,
+unless the quarantine policy is chosen (then its good rows are stored and the bad
+ones written to --quarantine). Re-running the same file inserts nothing.
+
+Exit status: 0 stored, 1 refused by validation, 2 usage, I/O or database error.
+
+Example: itap ingest data/raw/telemetry.csv --db sqlite://data/itap.db")]
+pub(crate) struct IngestArgs {
+    /// The CSV file to store.
+    input: PathBuf,
+
+    #[command(flatten)]
+    config: ConfigArg,
+
+    #[command(flatten)]
+    db: DbArgs,
+
+    /// keep (stored rows win; incoming differing rows are counted as conflicts) or
+    /// update (incoming rows replace them) [config: store.on_conflict, default keep].
+    #[arg(long, value_name = "POLICY")]
+    on_conflict: Option<OnConflict>,
+
+    /// Write rows with an error here (CSV with reasons); implies the quarantine
+    /// policy unless --policy says otherwise.
+    #[arg(long, value_name = "PATH")]
+    quarantine: Option<PathBuf>,
+
+    /// reject (a file with error rows stores nothing) or quarantine (its good rows
+    /// are stored) [config: validation.policy, default reject].
+    #[arg(long, value_name = "POLICY")]
+    policy: Option<Policy>,
+
+    /// Rows per transaction [config: store.chunk_rows, default 65536].
+    #[arg(long, value_name = "N")]
+    chunk_rows: Option<usize>,
+
+    /// Print one JSON object instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// What `itap ingest --json` prints.
+#[derive(Debug, Serialize)]
+struct IngestOutput<'a> {
+    input: String,
+    sha256: &'a str,
+    db: &'a str,
+    dataset: &'a str,
+    verdict: &'a str,
+    read: u64,
+    inserted: u64,
+    duplicates: u64,
+    conflicts: u64,
+    updated: u64,
+    rejected: u64,
+    on_conflict: &'a str,
+    ledger_id: Option<i64>,
+    seconds: f64,
+    error: Option<String>,
+}
+
+pub(crate) fn run(args: &IngestArgs, out: Output) -> Result<ExitCode> {
+    let config = Config::load(args.config.config.as_deref())?;
+    let opts = config.read_options()?;
+    let policy = args
+        .policy
+        .or(args.quarantine.as_ref().map(|_| Policy::Quarantine));
+    let params = config.validation_params(policy)?;
+    let store_cfg = config.store_settings(&args.db, args.on_conflict, args.chunk_rows)?;
+    let started = Instant::now();
+
+    let progress = if out.quiet || args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+            .expect("static template is valid"),
+    );
+    progress.enable_steady_tick(std::time::Duration::from_millis(120));
+    progress.set_message(format!("validating {}", args.input.display()));
+
+    let report = validate_file(&args.input, &opts, &params, args.quarantine.as_deref())
+        .with_context(|| format!("cannot validate {}", args.input.display()))?;
+    let sha = report.input.sha256.clone().unwrap_or_default();
+    if !report.verdict.is_storable() {
+        progress.finish_and_clear();
+        let reason = report
+            .first_error()
+            .unwrap_or_else(|| "error-severity findings".to_owned());
+        if args.json {
+            print_json(&IngestOutput {
+                input: args.input.display().to_string(),
+                sha256: &sha,
+                db: &store_cfg.url,
+                dataset: &store_cfg.dataset,
+                verdict: report.verdict.as_str(),
+                read: report.rows,
+                inserted: 0,
+                duplicates: 0,
+                conflicts: 0,
+                updated: 0,
+                rejected: report.rows,
+                on_conflict: store_cfg.on_conflict.as_str(),
+                ledger_id: None,
+                seconds: started.elapsed().as_secs_f64(),
+                error: Some(reason),
+            })?;
+        } else {
+            eprintln!(
+                "refused: {} has error-severity findings, so nothing was stored ({reason}); \
+                 run `itap validate {}` for the full report, or choose --policy quarantine to store its good rows",
+                args.input.display(),
+                args.input.display()
+            );
+        }
+        return Ok(ExitCode::from(1));
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(store_file(
+        args, &opts, &params, &report, &store_cfg, &progress,
+    ));
+    progress.finish_and_clear();
+    let ingest = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    let c = &ingest.counts;
+    if args.json {
+        print_json(&IngestOutput {
+            input: args.input.display().to_string(),
+            sha256: &sha,
+            db: &store_cfg.url,
+            dataset: &store_cfg.dataset,
+            verdict: report.verdict.as_str(),
+            read: ingest.rows_read,
+            inserted: c.inserted,
+            duplicates: c.duplicates,
+            conflicts: c.conflicts,
+            updated: c.updated,
+            rejected: ingest.rejected,
+            on_conflict: store_cfg.on_conflict.as_str(),
+            ledger_id: Some(ingest.ledger_id),
+            seconds,
+            error: None,
+        })?;
+    } else if !out.quiet {
+        println!(
+            "{} → {} (dataset `{}`): read {}, inserted {}, duplicates {}, conflicts {}{}, rejected {} in {:.2} s ({:.0} rows/s)",
+            args.input.display(),
+            store_cfg.url,
+            store_cfg.dataset,
+            ingest.rows_read,
+            c.inserted,
+            c.duplicates,
+            c.conflicts,
+            if c.updated > 0 {
+                format!(" ({} updated)", c.updated)
+            } else {
+                String::new()
+            },
+            ingest.rejected,
+            seconds,
+            ingest.rows_read as f64 / seconds.max(1e-9)
+        );
+        if c.conflicts > 0 && store_cfg.on_conflict == OnConflict::Keep {
+            println!(
+                "  {} rows differ from stored rows with the same key and were kept as stored; \
+                 --on-conflict update replaces them",
+                c.conflicts
+            );
+        }
+        if let (Some(q), true) = (&args.quarantine, ingest.rejected > 0) {
+            println!(
+                "  {} rejected rows written to {}",
+                ingest.rejected,
+                q.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_json(o: &IngestOutput<'_>) -> Result<()> {
+    println!("{}", serde_json::to_string(o)?);
+    Ok(())
+}
+
+/// Streams the validated chunks of the file into the store: a reading thread feeds
+/// a bounded channel, so parsing and writing overlap and memory stays bounded.
+async fn store_file(
+    args: &IngestArgs,
+    opts: &itap::telemetry::ReadOptions,
+    params: &itap::validate::CheckedValidation,
+    report: &Report,
+    cfg: &crate::config::StoreSettings,
+    progress: &ProgressBar,
+) -> Result<IngestReport> {
+    let store = crate::db::connect(cfg).await?;
+    let chunks = ValidatedChunks::open(&args.input, opts, params, report, cfg.chunk_rows)
+        .with_context(|| format!("cannot re-read {}", args.input.display()))?;
+    let schema = chunks.schema().clone();
+    let source = IngestSource {
+        path: args.input.display().to_string(),
+        sha256: report.input.sha256.clone().unwrap_or_default(),
+    };
+    let mut ingest = store
+        .begin_ingest(&cfg.dataset, &schema, source.clone(), cfg.on_conflict)
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::task::spawn_blocking(move || {
+        for chunk in chunks {
+            if tx.blocking_send(chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let total = report.rows_accepted;
+    let mut written = 0u64;
+    let outcome: Result<()> = async {
+        while let Some(chunk) = rx.recv().await {
+            let chunk =
+                chunk.with_context(|| format!("cannot re-read {}", args.input.display()))?;
+            ingest.write(&chunk).await?;
+            written += chunk.len() as u64;
+            progress.set_message(format!(
+                "storing {} rows into `{}`: {written} written",
+                total, cfg.dataset
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    reader
+        .await
+        .map_err(|e| anyhow!("the reading thread failed: {e}"))?;
+    match outcome {
+        Ok(()) => {
+            let rejected = report.rows - report.rows_accepted;
+            let done = ingest.finish(source, report.rows, rejected).await?;
+            store.close().await;
+            Ok(done)
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            ingest.fail(&msg).await.ok();
+            store.close().await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in itap-store.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database URL is not one this crate can use.
+    #[error("cannot use database URL {url:?}: {reason}")]
+    Url {
+        /// The URL as given (credentials included only as the user wrote them).
+        url: String,
+        /// Why, and what would be accepted.
+        reason: String,
+    },
+
+    /// The database driver failed; `during` says what ITAP was doing.
+    #[error("database error while {during}: {source}")]
+    Database {
+        /// What was being done, in words ("creating dataset `plant`").
+        during: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Applying the schema migrations failed.
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    /// A dataset name is not a plain identifier, or is reserved.
+    #[error("invalid dataset name {name:?}: {reason}")]
+    DatasetName {
+        /// The name as given.
+        name: String,
+        /// What is allowed.
+        reason: &'static str,
+    },
+
+    /// The dataset does not exist.
+    #[error("dataset `{0}` does not exist; ingest a file into it first")]
+    NoSuchDataset(String),
+
+    /// The batch's signals differ from the dataset's recorded schema.
+    #[error(
+        "the input's signals differ from dataset `{dataset}`: {details}; ingest it into another dataset (--dataset) or fix its columns"
+    )]
+    SchemaMismatch {
+        /// The dataset.
+        dataset: String,
+        /// Which columns are missing, extra or of another kind.
+        details: String,
+    },
+
+    /// A value cannot be stored in its column.
+    #[error("column `{column}` of dataset `{dataset}` holds whole numbers; {value} is not one")]
+    NotInteger {
+        /// The dataset.
+        dataset: String,
+        /// The column.
+        column: String,
+        /// The value.
+        value: f64,
+    },
+
+    /// Validation failed below the store (reading or re-checking the input).
+    #[error(transparent)]
+    Validate(#[from] itap_validate::Error),
+
+    /// The telemetry layer failed (building a batch from stored rows).
+    #[error(transparent)]
+    Telemetry(#[from] itap_telemetry::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds "while …" context to driver errors.
+pub(crate) trait Context<T> {
+    fn during(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, sqlx::Error> {
+    fn during(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Database {
+            during: what(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,377 @@
+//! Storage tests, run on SQLite always and on PostgreSQL when `ITAP_TEST_POSTGRES_URL`
+//! is set (each test in its own schema, dropped and re-created first).
+
+use itap_store::{Error, IngestSource, OnConflict, RangeQuery, Store, StoreOptions};
+use itap_telemetry::{Batch, BatchColumns, Schema, Signal, SignalKind, SimParams, State, simulate};
+use itap_validate::{Validated, ValidationParams, validate_batch};
+
+/// A store per backend for one test: SQLite in a temporary folder, and PostgreSQL in
+/// schema `itap_test_<name>` when the server is configured.
+async fn stores(name: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let mut out = vec![(Store::connect(&url).await.unwrap(), Some(dir))];
+    match std::env::var("ITAP_TEST_POSTGRES_URL") {
+        Ok(pg) if !pg.is_empty() => {
+            let schema = format!("itap_test_{name}");
+            // Start from nothing, whatever an earlier run left.
+            let admin = sqlx::PgPool::connect(&pg).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&admin)
+            .await
+            .unwrap();
+            admin.close().await;
+            let store = Store::connect_with(&StoreOptions::new(pg).pg_schema(schema))
+                .await
+                .unwrap();
+            out.push((store, None));
+        }
+        _ => eprintln!("{name}: PostgreSQL part skipped: ITAP_TEST_POSTGRES_URL is not set"),
+    }
+    out
+}
+
+fn fleet(devices: usize, hours: f64) -> Batch {
+    simulate(
+        &SimParams::default()
+            .devices(devices)
+            .hours(hours)
+            .check()
+            .unwrap(),
+    )
+}
+
+fn validated(batch: Batch) -> Validated<Batch> {
+    let params = ValidationParams::default().check().unwrap();
+    let (report, v) = validate_batch(batch, &params);
+    v.unwrap_or_else(|_| panic!("test data must validate: {report:?}"))
+}
+
+fn source(tag: &str) -> IngestSource {
+    IngestSource {
+        path: format!("{tag}.csv"),
+        sha256: format!("sha-{tag}"),
+    }
+}
+
+async fn ingest(
+    store: &Store,
+    dataset: &str,
+    batch: &Validated<Batch>,
+    chunk: usize,
+    policy: OnConflict,
+) -> itap_store::IngestReport {
+    let mut ing = store
+        .begin_ingest(dataset, batch.schema(), source("t"), policy)
+        .await
+        .unwrap();
+    let n = batch.len();
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let rows: Vec<usize> = (start..end).collect();
+        let part = validated(batch.take(&rows));
+        ing.write(&part).await.unwrap();
+        start = end;
+    }
+    ing.finish(source("t"), n as u64, 0).await.unwrap()
+}
+
+/// Asserts two batches hold the same rows in the same order, bit for bit.
+fn assert_same_rows(a: &Batch, b: &Batch) {
+    assert_eq!(a.len(), b.len());
+    assert_eq!(a.timestamps(), b.timestamps());
+    for r in 0..a.len() {
+        assert_eq!(a.device_of(r), b.device_of(r), "row {r}");
+        assert_eq!(a.tag_of(r), b.tag_of(r), "row {r}");
+    }
+    assert_eq!(a.states(), b.states());
+    assert_eq!(a.error_codes(), b.error_codes());
+    for k in 0..a.schema().len() {
+        let name = &a.schema().signals()[k].name;
+        let other = b.signal_by_name(name).unwrap();
+        for (r, (x, y)) in a.signal(k).iter().zip(other).enumerate() {
+            assert!(
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()),
+                "{name} row {r}: {x} vs {y}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn ingest_is_idempotent_and_round_trips() {
+    let batch = validated(fleet(4, 2.0));
+    let n = batch.len() as u64;
+    for (store, _dir) in stores("roundtrip").await {
+        let first = ingest(&store, "telemetry", &batch, 1000, OnConflict::Keep).await;
+        assert_eq!(first.counts.inserted, n, "{:?}", store.backend());
+        assert_eq!(first.counts.duplicates, 0);
+        let again = ingest(&store, "telemetry", &batch, 777, OnConflict::Keep).await;
+        assert_eq!(again.counts.inserted, 0, "re-ingest inserts nothing");
+        assert_eq!(again.counts.duplicates, n);
+        assert_eq!(again.counts.conflicts, 0);
+        assert_eq!(store.row_count("telemetry").await.unwrap(), n);
+
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&batch, &back);
+
+        let ledger = store.ledger(Some("telemetry")).await.unwrap();
+        assert_eq!(ledger.len(), 2);
+        assert!(
+            ledger
+                .iter()
+                .all(|e| e.status == "completed" && e.finished_us.is_some())
+        );
+        assert_eq!(ledger[1].counts.inserted, n);
+        assert_eq!(ledger[1].rows_read, n);
+    }
+}
+
+#[tokio::test]
+async fn conflicts_are_counted_kept_or_updated() {
+    let batch = fleet(3, 1.0);
+    let n = batch.len();
+    let original = validated(batch.clone());
+    // Change rpm on every 10th row: same keys, different values.
+    let mut cols = batch.into_columns();
+    let changed: Vec<usize> = (0..n).step_by(10).collect();
+    for &r in &changed {
+        cols.signals[0][r] += 1.0;
+    }
+    let modified = validated(Batch::from_columns(cols).unwrap());
+    for (store, _dir) in stores("conflicts").await {
+        ingest(&store, "telemetry", &original, 500, OnConflict::Keep).await;
+        let kept = ingest(&store, "telemetry", &modified, 500, OnConflict::Keep).await;
+        assert_eq!(kept.counts.conflicts, changed.len() as u64);
+        assert_eq!(kept.counts.duplicates, (n - changed.len()) as u64);
+        assert_eq!(kept.counts.inserted, 0);
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&original, &back);
+
+        let updated = ingest(&store, "telemetry", &modified, 500, OnConflict::Update).await;
+        assert_eq!(updated.counts.updated, changed.len() as u64);
+        assert_eq!(updated.counts.inserted, 0);
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&modified, &back);
+        assert_eq!(store.row_count("telemetry").await.unwrap(), n as u64);
+    }
+}
+
+#[tokio::test]
+async fn a_different_schema_is_refused_by_name() {
+    let batch = validated(fleet(2, 0.5));
+    let other_schema = Schema::new(vec![
+        Signal::new("rpm").kind(SignalKind::Int),
+        Signal::new("pressure_bar"),
+    ])
+    .unwrap();
+    for (store, _dir) in stores("schema").await {
+        ingest(&store, "telemetry", &batch, 10_000, OnConflict::Keep).await;
+        let err = store
+            .begin_ingest("telemetry", &other_schema, source("x"), OnConflict::Keep)
+            .await
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::SchemaMismatch { .. }), "{msg}");
+        assert!(msg.contains("missing temp_c"), "{msg}");
+        assert!(msg.contains("pressure_bar"), "{msg}");
+        // Another dataset takes it.
+        assert!(
+            store
+                .begin_ingest("press", &other_schema, source("x"), OnConflict::Keep)
+                .await
+                .is_ok()
+        );
+        assert_eq!(store.datasets().await.unwrap(), ["press", "telemetry"]);
+        assert!(
+            store
+                .begin_ingest("Bad-Name", &other_schema, source("x"), OnConflict::Keep)
+                .await
+                .is_err()
+        );
+    }
+}
+
+#[tokio::test]
+async fn queries_windows_latest_and_stats() {
+    let batch = fleet(5, 1.0);
+    let n = batch.len();
+    let v = validated(batch.clone());
+    for (store, _dir) in stores("queries").await {
+        ingest(&store, "telemetry", &v, 4096, OnConflict::Keep).await;
+        let (t0, t1) = batch.time_bounds().unwrap();
+        let mid = t0 + (t1 - t0) / 2;
+
+        // A time range, all devices: exactly the rows with t0 <= ts < mid.
+        let part = store
+            .load_range("telemetry", &RangeQuery::between(t0, mid))
+            .await
+            .unwrap();
+        let expected: Vec<usize> = (0..n).filter(|&r| batch.timestamps()[r] < mid).collect();
+        assert_same_rows(&batch.take(&expected), &part);
+
+        // One device's window.
+        let w = store
+            .device_window("telemetry", "DEV-0003", mid, t1 + 1)
+            .await
+            .unwrap();
+        let expected: Vec<usize> = (0..n)
+            .filter(|&r| batch.device_of(r) == "DEV-0003" && batch.timestamps()[r] >= mid)
+            .collect();
+        assert_same_rows(&batch.take(&expected), &w);
+
+        // Streaming in small chunks gives the same rows.
+        let mut streamed = 0;
+        let mut chunks = 0;
+        store
+            .stream_range("telemetry", &RangeQuery::all(), 100, |b| {
+                assert!(b.len() <= 100);
+                streamed += b.len();
+                chunks += 1;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(streamed, n);
+        assert_eq!(chunks, n.div_ceil(100));
+
+        // The latest 3 rows of each device.
+        let latest = store.latest("telemetry", 3).await.unwrap();
+        assert_eq!(latest.len(), 15);
+        assert!(
+            latest
+                .timestamps()
+                .iter()
+                .all(|&t| t >= t1 - 2 * 10_000_000)
+        );
+
+        // Metrics.
+        let s = store.stats("telemetry").await.unwrap();
+        assert_eq!(s.rows, n as u64);
+        assert_eq!((s.first_us, s.last_us), (Some(t0), Some(t1)));
+        assert_eq!(s.rows_per_device.len(), 5);
+        assert!(s.rows_per_device.iter().all(|(_, c)| *c == (n / 5) as u64));
+        let temp_missing = batch
+            .signal_by_name("temp_c")
+            .unwrap()
+            .iter()
+            .filter(|v| v.is_nan())
+            .count();
+        let temp = s
+            .missing
+            .iter()
+            .find(|(name, _, _)| name == "temp_c")
+            .unwrap();
+        assert_eq!(temp.1, temp_missing as u64);
+        assert_eq!(s.tagged_rows, batch.tagged_rows() as u64);
+        let errors = batch
+            .error_codes()
+            .unwrap()
+            .iter()
+            .filter(|&&e| e != 0)
+            .count();
+        assert_eq!(s.error_rows, errors as u64);
+        assert!((s.tag_rate - batch.tagged_rows() as f64 / n as f64).abs() < 1e-12);
+    }
+}
+
+#[tokio::test]
+async fn whitespace_tags_count_as_normal_in_stats() {
+    let schema = Schema::new(vec![Signal::new("x")]).unwrap();
+    let batch = Batch::from_columns(BatchColumns {
+        schema,
+        timestamps: vec![0, 10, 20],
+        device_names: vec!["a".into()],
+        device_codes: vec![0, 0, 0],
+        signals: vec![vec![1.0, f64::NAN, 3.0]],
+        states: Some(vec![State::Run, State::Idle, State::Run]),
+        error_codes: Some(vec![0, 7, 0]),
+        tag_names: vec![String::new(), "leak".into()],
+        tag_codes: Some(vec![0, 1, 0]),
+    })
+    .unwrap();
+    for (store, _dir) in stores("tags").await {
+        ingest(
+            &store,
+            "small",
+            &validated(batch.clone()),
+            10,
+            OnConflict::Keep,
+        )
+        .await;
+        let s = store.stats("small").await.unwrap();
+        assert_eq!(s.tags, [("leak".to_owned(), 1)]);
+        assert_eq!(s.errors, [(7, 1)]);
+        assert_eq!(s.missing, [("x".to_owned(), 1, 1.0 / 3.0)]);
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_ingest_completes_exactly_on_rerun() {
+    let batch = validated(fleet(4, 1.0));
+    let n = batch.len();
+    for (store, _dir) in stores("interrupted").await {
+        // Write two chunks, then stop without finishing: what a killed process leaves.
+        {
+            let mut ing = store
+                .begin_ingest("telemetry", batch.schema(), source("k"), OnConflict::Keep)
+                .await
+                .unwrap();
+            for range in [0..300, 300..600] {
+                let part = validated(batch.take(&range.collect::<Vec<_>>()));
+                ing.write(&part).await.unwrap();
+            }
+        }
+        assert_eq!(store.row_count("telemetry").await.unwrap(), 600);
+        let ledger = store.ledger(Some("telemetry")).await.unwrap();
+        assert_eq!(ledger[0].status, "running");
+        assert_eq!(
+            ledger[0].counts.inserted, 600,
+            "the ledger matches the committed chunks"
+        );
+        let rerun = ingest(&store, "telemetry", &batch, 250, OnConflict::Keep).await;
+        assert_eq!(rerun.counts.inserted, (n - 600) as u64);
+        assert_eq!(rerun.counts.duplicates, 600);
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&batch, &back);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_store_one_copy() {
+    let batch = validated(fleet(6, 1.0));
+    let n = batch.len() as u64;
+    for (store, _dir) in stores("concurrent").await {
+        let a = store.clone();
+        let b = store.clone();
+        let (ba, bb) = (batch.clone(), batch.clone());
+        let ta =
+            tokio::spawn(async move { ingest(&a, "telemetry", &ba, 500, OnConflict::Keep).await });
+        let tb =
+            tokio::spawn(async move { ingest(&b, "telemetry", &bb, 700, OnConflict::Keep).await });
+        let (ra, rb) = (ta.await.unwrap(), tb.await.unwrap());
+        assert_eq!(
+            ra.counts.inserted + rb.counts.inserted,
+            n,
+            "{:?}",
+            store.backend()
+        );
+        assert_eq!(ra.counts.duplicates + rb.counts.duplicates, n);
+        assert_eq!(store.row_count("telemetry").await.unwrap(), n);
+    }
+}

@@ -1,0 +1,1091 @@
+//! Validating CSV files in bounded memory, and reading back their validated rows.
+
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use itap_telemetry::{
+    Batch, BatchBuilder, InputLayout, RawCsvReader, RawRecord, ReadOptions, Schema, State,
+    TimeZone, TruthColumn, parse_int, parse_number, parse_timestamp_bytes,
+};
+
+use crate::checks::Check;
+use crate::engine::{ColumnMap, Engine, Outcome, RowRefs};
+use crate::error::{Error, Result};
+use crate::findings::At;
+use crate::params::{CheckedValidation, Policy};
+use crate::report::{InputInfo, LayoutInfo, Report, assemble};
+use crate::validated::Validated;
+
+/// Rows read and checked at a time by [`validate_file`] and [`validate_reader`].
+pub const CHUNK_ROWS: usize = 65_536;
+
+/// The first column of a quarantine file: why each row was set aside.
+pub const QUARANTINE_REASONS_COLUMN: &str = "quarantine_reasons";
+
+/// A reader that hashes (SHA-256) and counts what passes through it.
+pub(crate) struct Hashing<R> {
+    inner: R,
+    sha: Sha256,
+    bytes: u64,
+    head: [u8; 3],
+}
+
+impl<R: Read> Hashing<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            sha: Sha256::new(),
+            bytes: 0,
+            head: [0; 3],
+        }
+    }
+
+    /// Reads the rest of the input, so that the digest covers all of it.
+    fn drain(&mut self) -> std::io::Result<()> {
+        std::io::copy(self, &mut std::io::sink()).map(|_| ())
+    }
+
+    fn hex_digest(&self) -> String {
+        hex(&self.sha.clone().finalize())
+    }
+
+    fn has_bom(&self) -> bool {
+        self.bytes >= 3 && self.head == *b"\xEF\xBB\xBF"
+    }
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let got = &buf[..n];
+        self.sha.update(got);
+        for (i, &b) in got.iter().enumerate() {
+            let at = self.bytes as usize + i;
+            if at >= 3 {
+                break;
+            }
+            self.head[at] = b;
+        }
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// The SHA-256 of a file, lowercase hex.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be read.
+pub fn sha256_file(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Hashing::new(BufReader::with_capacity(1 << 16, file));
+    h.drain().map_err(|e| Error::io(path, e))?;
+    Ok(h.hex_digest())
+}
+
+/// A raw record kept for the quarantine file, with what became of it.
+#[derive(Debug, Default)]
+struct KeptRecord {
+    rec: RawRecord,
+    /// Its row in the chunk's batch, when it could be read into one.
+    batch_row: Option<usize>,
+    /// Why it could not be read, when it could not.
+    reasons: Vec<String>,
+}
+
+/// Reads a CSV leniently and checks it chunk by chunk.
+struct FileStream<R> {
+    raw: RawCsvReader<R>,
+    layout: InputLayout,
+    timezone: TimeZone,
+    builder: BatchBuilder,
+    engine: Engine,
+    default_device_code: u32,
+    values: Vec<f64>,
+    lines: Vec<u64>,
+    ordinals: Vec<u64>,
+    next_ordinal: u64,
+    keep_raw: bool,
+    kept: Vec<KeptRecord>,
+    kept_len: usize,
+    scratch: RawRecord,
+    outcome: Outcome,
+    /// Records of the last chunk that could not be read into the batch.
+    last_unreadable: u64,
+}
+
+impl<R: Read> FileStream<R> {
+    fn new(
+        raw: RawCsvReader<R>,
+        opts: &ReadOptions,
+        params: &CheckedValidation,
+        now_us: i64,
+        keep_raw: bool,
+    ) -> Self {
+        let layout = raw.layout().clone();
+        let cols = ColumnMap {
+            names: layout.header.clone(),
+            timestamp: layout.timestamp as u32,
+            device: layout.device.map(|d| d as u32),
+            signals: layout.signals.iter().map(|&i| i as u32).collect(),
+        };
+        let engine = Engine::new(params, &layout.schema, cols, now_us);
+        let mut builder = BatchBuilder::new(
+            layout.schema.clone(),
+            layout.state.is_some(),
+            layout.error_code.is_some(),
+            layout.truth.is_some(),
+        );
+        let default_device_code = if layout.device.is_none() {
+            builder.device_code(&layout.default_device)
+        } else {
+            0
+        };
+        FileStream {
+            raw,
+            timezone: opts.timezone,
+            builder,
+            engine,
+            default_device_code,
+            values: vec![f64::NAN; layout.signals.len()],
+            lines: Vec::new(),
+            ordinals: Vec::new(),
+            next_ordinal: 0,
+            keep_raw,
+            kept: Vec::new(),
+            kept_len: 0,
+            scratch: RawRecord::new(),
+            outcome: Outcome::new(keep_raw),
+            last_unreadable: 0,
+            layout,
+        }
+    }
+
+    /// Reads and checks up to `max_rows` records; `None` at the end of the input.
+    /// The batch holds the readable rows; `self.outcome` flags the bad ones.
+    fn next_chunk(&mut self, max_rows: usize) -> Result<Option<Batch>> {
+        self.lines.clear();
+        self.ordinals.clear();
+        self.kept_len = 0;
+        let mut read = 0usize;
+        let mut unreadable = 0u64;
+        while read < max_rows {
+            let mut rec = if self.keep_raw {
+                if self.kept_len == self.kept.len() {
+                    self.kept.push(KeptRecord::default());
+                }
+                std::mem::take(&mut self.kept[self.kept_len].rec)
+            } else {
+                std::mem::take(&mut self.scratch)
+            };
+            let got = self.raw.read_record(&mut rec);
+            let got = match got {
+                Ok(g) => g,
+                Err(e) => {
+                    self.put_back(rec);
+                    return Err(e.into());
+                }
+            };
+            if !got {
+                self.put_back(rec);
+                break;
+            }
+            read += 1;
+            let ordinal = self.next_ordinal;
+            self.next_ordinal += 1;
+            let mut reasons = Vec::new();
+            let row_before = self.builder.len();
+            let pushed = self.parse(&rec, ordinal, &mut reasons);
+            if pushed {
+                self.lines.push(rec.line());
+                self.ordinals.push(ordinal);
+            } else {
+                unreadable += 1;
+            }
+            if self.keep_raw {
+                let k = &mut self.kept[self.kept_len];
+                k.rec = rec;
+                k.batch_row = pushed.then_some(row_before);
+                k.reasons = reasons;
+                self.kept_len += 1;
+            } else {
+                self.scratch = rec;
+            }
+        }
+        if read == 0 {
+            return Ok(None);
+        }
+        self.last_unreadable = unreadable;
+        self.engine.count_unreadable_rows(unreadable);
+        let batch = self.builder.take_chunk();
+        let refs = RowRefs {
+            lines: Some(&self.lines),
+            ordinals: Some(&self.ordinals),
+            base: 0,
+        };
+        self.engine.check_batch(&batch, refs, &mut self.outcome);
+        Ok(Some(batch))
+    }
+
+    fn put_back(&mut self, rec: RawRecord) {
+        if self.keep_raw {
+            self.kept[self.kept_len].rec = rec;
+        } else {
+            self.scratch = rec;
+        }
+    }
+
+    /// Reads one record into the builder; `false` (with findings) when a field
+    /// cannot be represented.
+    fn parse(&mut self, rec: &RawRecord, ordinal: u64, reasons: &mut Vec<String>) -> bool {
+        let FileStream {
+            layout,
+            engine,
+            builder,
+            values,
+            keep_raw,
+            timezone,
+            ..
+        } = self;
+        let findings = &mut engine.findings;
+        let want = *keep_raw;
+        let line = rec.line();
+        let header_len = layout.header.len();
+        let mut at = At {
+            line: Some(line),
+            row: Some(ordinal),
+            device: None,
+        };
+        let mut note = |hit: crate::findings::Hit| {
+            if let Some(r) = hit.reason {
+                reasons.push(r);
+            }
+        };
+        if rec.len() != header_len {
+            note(findings.hit(Check::FieldCount, None, at, want, || {
+                (
+                    rec.len().to_string(),
+                    format!("{} fields where the header has {header_len}", rec.len()),
+                )
+            }));
+            return false;
+        }
+        let field = |i: usize| rec.get(i).unwrap_or(b"");
+        let lossy = |i: usize| String::from_utf8_lossy(field(i)).into_owned();
+        let mut ok = true;
+        let device: Option<&str> = match layout.device {
+            Some(i) => match std::str::from_utf8(field(i).trim_ascii()) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    note(findings.hit(Check::Encoding, Some(i as u32), at, want, || {
+                        (lossy(i), "the device id is not valid UTF-8".to_owned())
+                    }));
+                    ok = false;
+                    None
+                }
+            },
+            None => Some(layout.default_device.as_str()),
+        };
+        at.device = device;
+        let ts_i = layout.timestamp;
+        let ts = parse_timestamp_bytes(field(ts_i).trim_ascii(), *timezone);
+        if ts.is_none() {
+            note(
+                findings.hit(Check::Unparseable, Some(ts_i as u32), at, want, || {
+                    (
+                        lossy(ts_i),
+                        "not a timestamp such as 2026-01-01T00:00:00Z".to_owned(),
+                    )
+                }),
+            );
+            ok = false;
+        }
+        for (slot, &i) in values.iter_mut().zip(&layout.signals) {
+            match parse_number(field(i)) {
+                Some(v) => *slot = v,
+                None => {
+                    ok = false;
+                    let check = if std::str::from_utf8(field(i)).is_err() {
+                        Check::Encoding
+                    } else {
+                        Check::Type
+                    };
+                    note(findings.hit(check, Some(i as u32), at, want, || {
+                        (lossy(i), "not a number".to_owned())
+                    }));
+                }
+            }
+        }
+        let state = match layout.state {
+            Some(i) => match std::str::from_utf8(field(i)) {
+                Ok(s) => match s.parse::<State>() {
+                    Ok(st) => st,
+                    Err(_) => {
+                        note(
+                            findings.hit(Check::UnknownState, Some(i as u32), at, want, || {
+                                (s.to_owned(), "not RUN, IDLE or MAINT".to_owned())
+                            }),
+                        );
+                        ok = false;
+                        State::Run
+                    }
+                },
+                Err(_) => {
+                    note(findings.hit(Check::Encoding, Some(i as u32), at, want, || {
+                        (lossy(i), "the state is not valid UTF-8".to_owned())
+                    }));
+                    ok = false;
+                    State::Run
+                }
+            },
+            None => State::Run,
+        };
+        let error_code = match layout.error_code {
+            Some(i) => parse_int(field(i)).unwrap_or_else(|| {
+                note(findings.hit(Check::Type, Some(i as u32), at, want, || {
+                    (lossy(i), "not an integer error code".to_owned())
+                }));
+                ok = false;
+                0
+            }),
+            None => 0,
+        };
+        let mut tag_text: &str = "";
+        let mut label_one = false;
+        match layout.truth {
+            Some(TruthColumn::Tag(i)) => match std::str::from_utf8(field(i)) {
+                Ok(t) => tag_text = t,
+                Err(_) => {
+                    note(findings.hit(Check::Encoding, Some(i as u32), at, want, || {
+                        (lossy(i), "the fault tag is not valid UTF-8".to_owned())
+                    }));
+                    ok = false;
+                }
+            },
+            Some(TruthColumn::Label(i)) => match parse_int(field(i)) {
+                Some(0) => {}
+                Some(1) => label_one = true,
+                _ => {
+                    note(findings.hit(Check::Type, Some(i as u32), at, want, || {
+                        (lossy(i), "not a 0/1 label".to_owned())
+                    }));
+                    ok = false;
+                }
+            },
+            None => {}
+        }
+        let (true, Some(ts), Some(device)) = (ok, ts, device) else {
+            return false;
+        };
+        let tag = if label_one {
+            builder.tag_code(itap_telemetry::LABEL_TAG)
+        } else {
+            builder.tag_code(tag_text)
+        };
+        let device = if layout.device.is_some() {
+            builder.device_code(device)
+        } else {
+            self.default_device_code
+        };
+        // The width always matches: `values` has one slot per schema signal.
+        builder
+            .push(ts, device, values, state, error_code, tag)
+            .is_ok()
+    }
+
+    /// Writes this chunk's bad rows to the quarantine file.
+    fn write_quarantine<W: Write>(&self, q: &mut csv::Writer<W>, path: &Path) -> Result<()> {
+        let engine_reasons = self.outcome.reasons.as_deref().unwrap_or(&[]);
+        let mut next = 0usize;
+        let mut text = String::new();
+        for k in &self.kept[..self.kept_len] {
+            text.clear();
+            let bad = match k.batch_row {
+                None => {
+                    text.push_str(&k.reasons.join("; "));
+                    true
+                }
+                Some(b) => {
+                    while next < engine_reasons.len() && engine_reasons[next].0 < b {
+                        next += 1;
+                    }
+                    let mut first = true;
+                    while next < engine_reasons.len() && engine_reasons[next].0 == b {
+                        if !first {
+                            text.push_str("; ");
+                        }
+                        text.push_str(&engine_reasons[next].1);
+                        first = false;
+                        next += 1;
+                    }
+                    self.outcome.bad.get(b).copied().unwrap_or(false)
+                }
+            };
+            if !bad {
+                continue;
+            }
+            let reasons = format!("line {}: {text}", k.rec.line());
+            let io = |e: csv::Error| quarantine_error(path, e);
+            q.write_field(reasons.as_bytes()).map_err(io)?;
+            for f in k.rec.iter() {
+                q.write_field(f).map_err(io)?;
+            }
+            q.write_record(None::<&[u8]>).map_err(io)?;
+        }
+        Ok(())
+    }
+}
+
+fn quarantine_error(path: &Path, e: csv::Error) -> Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(path, io),
+        other => Error::io(path, std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+fn layout_info(l: &InputLayout) -> LayoutInfo {
+    let name = |i: usize| l.column_name(i).to_owned();
+    LayoutInfo {
+        timestamp: name(l.timestamp),
+        device: l.device.map(name),
+        state: l.state.map(name),
+        error_code: l.error_code.map(name),
+        truth: l.truth.map(|t| match t {
+            TruthColumn::Tag(i) | TruthColumn::Label(i) => name(i),
+        }),
+        signals: l.signals.iter().map(|&i| name(i)).collect(),
+        ignored: l.ignored.iter().map(|&i| name(i)).collect(),
+    }
+}
+
+/// Validates CSV from any reader in bounded memory, writing the bad rows to
+/// `quarantine` when given. `name` stands for the input in the report and in
+/// messages (and, as for [`RawCsvReader`], names the device of a file without a
+/// device column).
+///
+/// Problems in the data, including a missing header or column, are findings in
+/// the report, never errors. The quarantine output is CSV: a
+/// `quarantine_reasons` column (`line N: check.id: …`), then the row's fields as
+/// found, under the input's header.
+///
+/// ```
+/// use itap_validate::{validate_reader, ValidationParams, Verdict};
+/// use itap_telemetry::ReadOptions;
+/// let csv = "timestamp,device_id,temp_c\n\
+///            2026-01-01T00:00:00Z,A,50.5\n\
+///            2026-01-01T00:00:10Z,A,hot\n";
+/// let params = ValidationParams::default().check()?;
+/// let mut quarantine = Vec::new();
+/// let report = validate_reader(csv.as_bytes(), "inline.csv", &ReadOptions::default(),
+///                              &params, Some(&mut quarantine))?;
+/// assert_eq!(report.verdict, Verdict::Rejected);
+/// let f = report.findings_of("schema.type").next().unwrap();
+/// assert_eq!((f.examples[0].line, f.examples[0].value.as_str()), (Some(3), "hot"));
+/// assert!(String::from_utf8(quarantine).unwrap().contains("line 3: schema.type"));
+/// # Ok::<(), itap_validate::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Telemetry`] when reading fails (an I/O error); [`Error::Io`] when the
+/// quarantine output cannot be written.
+pub fn validate_reader<R: Read>(
+    reader: R,
+    name: impl AsRef<Path>,
+    opts: &ReadOptions,
+    params: &CheckedValidation,
+    quarantine: Option<&mut dyn Write>,
+) -> Result<Report> {
+    validate_chunked(reader, name.as_ref(), opts, params, quarantine, CHUNK_ROWS)
+}
+
+/// [`validate_reader`] with a chosen chunk size (the report does not depend on it).
+pub(crate) fn validate_chunked<R: Read>(
+    reader: R,
+    name: &Path,
+    opts: &ReadOptions,
+    params: &CheckedValidation,
+    quarantine: Option<&mut dyn Write>,
+    chunk_rows: usize,
+) -> Result<Report> {
+    let now_us = params.reference_time();
+    let mut src = Hashing::new(reader);
+    let head = RawCsvReader::from_reader(&mut src, name, opts);
+    let mut qw = quarantine.map(|w| {
+        csv::WriterBuilder::new()
+            .flexible(true)
+            .buffer_capacity(1 << 16)
+            .from_writer(w)
+    });
+    let (summary, layout, schema) = match head {
+        Ok(raw) => {
+            let mut stream = FileStream::new(raw, opts, params, now_us, qw.is_some());
+            let layout = stream.layout.clone();
+            if let Some(q) = qw.as_mut() {
+                let io = |e| quarantine_error(name, e);
+                q.write_field(QUARANTINE_REASONS_COLUMN).map_err(io)?;
+                for h in &layout.header {
+                    q.write_field(h).map_err(io)?;
+                }
+                q.write_record(None::<&[u8]>).map_err(io)?;
+            }
+            for required in &params.params().required_columns {
+                if !layout
+                    .header
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(required.trim()))
+                {
+                    stream
+                        .engine
+                        .findings
+                        .hit(Check::MissingColumn, None, At::FILE, false, || {
+                            (
+                                required.clone(),
+                                format!(
+                                    "required column `{required}` is not in the header ({})",
+                                    layout.header.join(",")
+                                ),
+                            )
+                        });
+                }
+            }
+            for &i in &layout.ignored {
+                stream.engine.findings.hit(
+                    Check::UnknownColumn,
+                    Some(i as u32),
+                    At::FILE,
+                    false,
+                    || {
+                        (
+                            layout.column_name(i).to_owned(),
+                            "not a key, signal or label column; ignored".to_owned(),
+                        )
+                    },
+                );
+            }
+            while stream.next_chunk(chunk_rows.max(1))?.is_some() {
+                if let Some(q) = qw.as_mut() {
+                    stream.write_quarantine(q, name)?;
+                }
+            }
+            if stream.next_ordinal == 0 {
+                stream
+                    .engine
+                    .findings
+                    .hit(Check::NoRows, None, At::FILE, false, || {
+                        (
+                            String::new(),
+                            "the header is followed by no data row".to_owned(),
+                        )
+                    });
+            }
+            if src_has_bom(&stream) {
+                stream
+                    .engine
+                    .findings
+                    .hit(Check::Bom, None, At::FILE, false, || {
+                        (
+                            "EF BB BF".to_owned(),
+                            "a UTF-8 byte order mark precedes the header; it was skipped"
+                                .to_owned(),
+                        )
+                    });
+            }
+            let schema = layout.schema.clone();
+            (stream.engine.finish(), Some(layout), Some(schema))
+        }
+        Err(e) => {
+            let (check, value, detail) = match e {
+                itap_telemetry::Error::Empty { .. } => (
+                    Check::NoHeader,
+                    String::new(),
+                    "the input is empty; a CSV with a header line is expected".to_owned(),
+                ),
+                itap_telemetry::Error::MissingColumn {
+                    role, header, hint, ..
+                } => (
+                    Check::MissingColumn,
+                    role.clone(),
+                    format!("no {role} column in the header ({header}); name it with {hint}"),
+                ),
+                itap_telemetry::Error::InvalidParam { name, reason } => {
+                    (Check::BadHeader, name, reason)
+                }
+                other => return Err(other.into()),
+            };
+            let mut engine = Engine::new(
+                params,
+                &Schema::new(Vec::new()).map_err(Error::from)?,
+                ColumnMap {
+                    names: Vec::new(),
+                    timestamp: 0,
+                    device: None,
+                    signals: Vec::new(),
+                },
+                now_us,
+            );
+            engine
+                .findings
+                .hit(check, None, At::FILE, false, || (value, detail));
+            if let Some(q) = qw.as_mut() {
+                q.write_record([QUARANTINE_REASONS_COLUMN])
+                    .map_err(|e| quarantine_error(name, e))?;
+            }
+            (engine.finish(), None, None)
+        }
+    };
+    if let Some(mut q) = qw {
+        q.flush().map_err(|e| Error::io(name, e))?;
+    }
+    src.drain().map_err(|e| Error::io(name, e))?;
+    let input = InputInfo {
+        path: Some(name.display().to_string()),
+        sha256: Some(src.hex_digest()),
+        bytes: Some(src.bytes),
+    };
+    let mut read_options = opts.clone();
+    read_options.declared.clear();
+    Ok(assemble(
+        summary,
+        input,
+        params,
+        now_us,
+        Some(read_options),
+        layout.as_ref().map(layout_info),
+        schema,
+    ))
+}
+
+fn src_has_bom<R: Read>(stream: &FileStream<&mut Hashing<R>>) -> bool {
+    stream.raw.get_ref().has_bom()
+}
+
+/// Validates a CSV file in bounded memory (see [`validate_reader`]); with
+/// `quarantine`, writes the bad rows there (atomically: beside it under a temporary
+/// name, then renamed), creating parent folders.
+///
+/// Memory stays bounded by one chunk of [`CHUNK_ROWS`] rows plus small per-device
+/// state, whatever the file's size.
+///
+/// # Errors
+/// [`Error::Io`] when the file cannot be opened or the quarantine file written;
+/// [`Error::Telemetry`] when reading fails.
+pub fn validate_file(
+    path: impl AsRef<Path>,
+    opts: &ReadOptions,
+    params: &CheckedValidation,
+    quarantine: Option<&Path>,
+) -> Result<Report> {
+    let path = path.as_ref();
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = BufReader::with_capacity(1 << 16, file);
+    let Some(qpath) = quarantine else {
+        return validate_reader(reader, path, opts, params, None);
+    };
+    if let Some(dir) = qpath.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut tmp_name = qpath.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".partial");
+    let tmp = qpath.with_file_name(tmp_name);
+    let result = (|| {
+        let qfile = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut qbuf = std::io::BufWriter::with_capacity(1 << 16, qfile);
+        let report = validate_reader(reader, path, opts, params, Some(&mut qbuf))?;
+        let qfile = qbuf
+            .into_inner()
+            .map_err(|e| Error::io(&tmp, e.into_error()))?;
+        qfile.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, qpath).map_err(|e| Error::io(qpath, e))?;
+        Ok(report)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// The validated rows of a file, in chunks, for a store to ingest.
+///
+/// Opened with the [`Report`] that [`validate_file`] made for the same file,
+/// read options and parameters, it reads the file again in bounded memory and
+/// yields [`Validated<Batch>`] chunks: every row when the verdict is valid (with or
+/// without warnings), only the rows without an error finding when it is
+/// [`Quarantined`](crate::Verdict::Quarantined). It refuses a rejected file, a file
+/// whose SHA-256 differs from the report's, and a report made with other
+/// parameters, read options or signal declarations; the row checks run again as
+/// they did (same reference time), so the rows kept are exactly those the report
+/// accepted. After the last chunk it checks the digest of what it read and the
+/// number of rows, and yields an error instead of ending if either differs (the
+/// file changed while it was read).
+///
+/// ```
+/// use itap_validate::{validate_file, ValidatedChunks, ValidationParams};
+/// use itap_telemetry::ReadOptions;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("t.csv");
+/// std::fs::write(&path, "timestamp,device_id,x\n2026-01-01T00:00:00Z,A,1\n2026-01-01T00:00:10Z,A,2\n").unwrap();
+/// let (opts, params) = (ReadOptions::default(), ValidationParams::default().check()?);
+/// let report = validate_file(&path, &opts, &params, None)?;
+/// let mut rows = 0;
+/// for chunk in ValidatedChunks::open(&path, &opts, &params, &report, 1)? {
+///     rows += chunk?.len();
+/// }
+/// assert_eq!(rows, 2);
+/// # Ok::<(), itap_validate::Error>(())
+/// ```
+pub struct ValidatedChunks {
+    path: PathBuf,
+    stream: FileStream<Hashing<BufReader<File>>>,
+    chunk_rows: usize,
+    expected_sha: String,
+    expected_rows: u64,
+    quarantine: bool,
+    yielded: u64,
+    done: bool,
+}
+
+impl std::fmt::Debug for ValidatedChunks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidatedChunks")
+            .field("path", &self.path)
+            .field("chunk_rows", &self.chunk_rows)
+            .field("yielded", &self.yielded)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValidatedChunks {
+    /// Checks the report against the file and the settings, and opens the file.
+    ///
+    /// # Errors
+    /// [`Error::Rejected`] when the report's verdict rejects the file;
+    /// [`Error::DigestMismatch`] when the file's SHA-256 is not the report's;
+    /// [`Error::ReportMismatch`] when the report was made for other parameters,
+    /// read options or signals, or is not a file report; [`Error::Io`] and
+    /// [`Error::Telemetry`] when the file cannot be read.
+    pub fn open(
+        path: impl AsRef<Path>,
+        opts: &ReadOptions,
+        params: &CheckedValidation,
+        report: &Report,
+        chunk_rows: usize,
+    ) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let mismatch = |reason: String| Error::ReportMismatch {
+            path: path.clone(),
+            reason,
+        };
+        if !report.verdict.is_storable() {
+            return Err(Error::Rejected {
+                path,
+                errors: report.totals.errors,
+                first: report
+                    .first_error()
+                    .unwrap_or_else(|| "see the report".to_owned()),
+            });
+        }
+        let Some(expected_sha) = report.input.sha256.clone() else {
+            return Err(mismatch(
+                "the report is of an in-memory batch, not of a file".to_owned(),
+            ));
+        };
+        if report.params != *params.params() {
+            return Err(mismatch(
+                "the report was made with other validation parameters".to_owned(),
+            ));
+        }
+        let mut plain = opts.clone();
+        plain.declared.clear();
+        if report.read_options.as_ref() != Some(&plain) {
+            return Err(mismatch(
+                "the report was made with other read options".to_owned(),
+            ));
+        }
+        let found = sha256_file(&path)?;
+        if found != expected_sha {
+            return Err(Error::DigestMismatch {
+                path,
+                expected: expected_sha,
+                found,
+            });
+        }
+        let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let src = Hashing::new(BufReader::with_capacity(1 << 16, file));
+        let raw = RawCsvReader::from_reader(src, &path, opts)?;
+        if report.schema.as_ref() != Some(&raw.layout().schema) {
+            return Err(mismatch(
+                "the report was made with other signal declarations".to_owned(),
+            ));
+        }
+        let stream = FileStream::new(raw, opts, params, report.reference_time_us, false);
+        Ok(ValidatedChunks {
+            path,
+            stream,
+            chunk_rows: chunk_rows.max(1),
+            expected_sha,
+            expected_rows: report.rows_accepted,
+            quarantine: report.policy == Policy::Quarantine,
+            yielded: 0,
+            done: false,
+        })
+    }
+
+    /// The signals of the batches yielded.
+    pub fn schema(&self) -> &Schema {
+        &self.stream.layout.schema
+    }
+
+    /// The rows the report accepted: what the chunks add up to.
+    pub fn rows_expected(&self) -> u64 {
+        self.expected_rows
+    }
+
+    /// Rows yielded so far.
+    pub fn rows_yielded(&self) -> u64 {
+        self.yielded
+    }
+
+    fn step(&mut self) -> Result<Option<Validated<Batch>>> {
+        loop {
+            let Some(batch) = self.stream.next_chunk(self.chunk_rows)? else {
+                let found = self.stream.raw.get_ref().hex_digest();
+                if found != self.expected_sha {
+                    return Err(Error::DigestMismatch {
+                        path: self.path.clone(),
+                        expected: self.expected_sha.clone(),
+                        found,
+                    });
+                }
+                if self.yielded != self.expected_rows {
+                    return Err(Error::ReportMismatch {
+                        path: self.path.clone(),
+                        reason: format!(
+                            "{} rows passed the checks now, the report accepted {}",
+                            self.yielded, self.expected_rows
+                        ),
+                    });
+                }
+                return Ok(None);
+            };
+            let bad = &self.stream.outcome.bad;
+            let chunk = if self.stream.last_unreadable > 0 || bad.iter().any(|&b| b) {
+                if !self.quarantine {
+                    return Err(Error::ReportMismatch {
+                        path: self.path.clone(),
+                        reason: "rows fail an error check that the report did not record"
+                            .to_owned(),
+                    });
+                }
+                let keep: Vec<usize> = (0..batch.len()).filter(|&r| !bad[r]).collect();
+                batch.take(&keep)
+            } else {
+                batch
+            };
+            if chunk.is_empty() {
+                continue;
+            }
+            self.yielded += chunk.len() as u64;
+            return Ok(Some(Validated::new(chunk)));
+        }
+    }
+}
+
+impl Iterator for ValidatedChunks {
+    type Item = Result<Validated<Batch>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(b)) => Some(Ok(b)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fmt::Write as _;
+
+    use super::*;
+    use crate::{Level, ValidationParams, Verdict};
+
+    /// Three devices at 10 s, rows interleaved, with nearly every kind of problem.
+    fn messy_csv() -> String {
+        let mut s =
+            String::from("timestamp,device_id,state,rpm,temp_c,note,error_code,anomaly_tag\n");
+        let t0 = 1_767_225_600i64; // 2026-01-01T00:00:00Z
+        let ts = |secs: i64| itap_telemetry::format_timestamp((t0 + secs) * 1_000_000);
+        for i in 0..120i64 {
+            for (d, dev) in ["A", "B", "C"].iter().enumerate() {
+                let mut t = i * 10;
+                let mut rpm = format!("{}", 1500 + (i * 7 + d as i64) % 13);
+                let mut temp = format!("{:.2}", 50.0 + (i as f64 * 0.37 + d as f64).sin());
+                let mut state = "RUN";
+                if *dev == "B" && i >= 60 {
+                    t -= 300; // B's clock steps back five minutes for good
+                }
+                if *dev == "C" && (40..50).contains(&i) {
+                    temp.clear(); // a missing run of 10
+                }
+                if *dev == "A" && (20..30).contains(&i) {
+                    rpm = "1500".into(); // stuck for 10 samples
+                }
+                if *dev == "A" && i == 90 {
+                    continue; // a 20 s step: no gap at factor 3
+                }
+                if *dev == "C" && (95..100).contains(&i) {
+                    continue; // a 60 s step: a gap
+                }
+                if *dev == "A" && i == 5 {
+                    temp = "200".into();
+                }
+                if *dev == "A" && i == 6 {
+                    rpm = "-3".into();
+                }
+                if *dev == "A" && i == 7 {
+                    temp = "-Infinity".into();
+                }
+                if *dev == "A" && i == 8 {
+                    state = "STOPPED";
+                }
+                if *dev == "C" && i == 10 {
+                    temp = "warm".into();
+                }
+                if *dev == "C" && i == 110 {
+                    state = "IDLE";
+                }
+                let line = format!("{},{dev},{state},{rpm},{temp},free text,0, \n", ts(t));
+                s.push_str(&line);
+                if *dev == "A" && i == 12 {
+                    s.push_str(&line); // an equal duplicate
+                }
+                if *dev == "C" && i == 30 {
+                    s.push_str(&line.replace(",0, \n", ",7, \n")); // a conflicting one
+                }
+            }
+            if i == 70 {
+                let _ = writeln!(s, "{},A,RUN,1500,50.0,x,0, ", ts(i * 10 - 5)); // out of order
+                let _ = writeln!(s, "not-a-time,A,RUN,1500,50.0,x,0, ");
+                let _ = writeln!(s, "{},A,RUN,1500,50.0,x,0, ,surplus", ts(i * 10 + 1));
+                let _ = writeln!(s, "{},,RUN,1500,50.0,x,0, ", ts(i * 10 + 2));
+                let _ = writeln!(s, "2030-01-01T00:00:00Z,C,RUN,1500,50.0,x,0, ");
+            }
+        }
+        s
+    }
+
+    fn params(policy: Policy) -> CheckedValidation {
+        ValidationParams::default()
+            .policy(policy)
+            .max_missing_run(5)
+            .stuck_samples(5)
+            .clock_jump("1m")
+            .now(Some("2026-06-01T00:00:00Z"))
+            .severity(Check::Stuck, Level::Error)
+            .check()
+            .unwrap()
+    }
+
+    /// The default signals' declarations (ranges), as the CLI passes them.
+    fn declared() -> ReadOptions {
+        ReadOptions {
+            declared: Schema::default().signals().to_vec(),
+            ..ReadOptions::default()
+        }
+    }
+
+    fn run(csv: &str, p: &CheckedValidation, chunk: usize) -> (Report, Vec<u8>) {
+        let mut q = Vec::new();
+        let r = validate_chunked(
+            csv.as_bytes(),
+            Path::new("messy.csv"),
+            &declared(),
+            p,
+            Some(&mut q),
+            chunk,
+        )
+        .unwrap();
+        (r, q)
+    }
+
+    #[test]
+    fn the_report_does_not_depend_on_the_chunk_size() {
+        let csv = messy_csv();
+        let p = params(Policy::Quarantine);
+        let (base, base_q) = run(&csv, &p, CHUNK_ROWS);
+        for check in [
+            "schema.field_count",
+            "schema.type",
+            "range.out_of_range",
+            "range.non_finite",
+            "range.negative",
+            "range.unknown_state",
+            "range.empty_device",
+            "time.unparseable",
+            "time.out_of_order",
+            "time.duplicate_equal",
+            "time.duplicate_conflict",
+            "time.gap",
+            "time.clock_jump_back",
+            "time.future",
+            "sensor.stuck",
+            "completeness.missing_run",
+            "schema.unknown_column",
+        ] {
+            assert!(base.count_of(check) > 0, "{check} found nothing");
+        }
+        assert_eq!(base.verdict, Verdict::Quarantined);
+        for chunk in [1, 2, 3, 7, 64] {
+            let (r, q) = run(&csv, &p, chunk);
+            assert_eq!(r, base, "chunk size {chunk}");
+            assert_eq!(q, base_q, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn chunks_read_back_exactly_the_accepted_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("messy.csv");
+        std::fs::write(&path, messy_csv()).unwrap();
+        let p = params(Policy::Quarantine);
+        let opts = declared();
+        let report = validate_file(&path, &opts, &p, None).unwrap();
+        assert!(report.rows_accepted > 0 && report.rows_accepted < report.rows);
+        let mut seen: Option<Vec<(i64, String)>> = None;
+        for chunk_rows in [1, 5, 1000] {
+            let mut keys = Vec::new();
+            for chunk in ValidatedChunks::open(&path, &opts, &p, &report, chunk_rows).unwrap() {
+                let b = chunk.unwrap();
+                assert!(b.len() <= chunk_rows);
+                keys.extend((0..b.len()).map(|r| (b.timestamps()[r], b.device_of(r).to_owned())));
+            }
+            assert_eq!(keys.len() as u64, report.rows_accepted);
+            if let Some(s) = &seen {
+                assert_eq!(&keys, s, "chunk size {chunk_rows}");
+            }
+            seen = Some(keys);
+        }
+    }
+}
