@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`telemetry`] | itap-telemetry | schema, columnar batch, CSV I/O, simulator |
 //! | [`validate`] | itap-validate | data-quality checks, report, quarantine, `Validated<Batch>` |
+//! | [`eval`] | itap-eval | time split, threshold from training, metrics, events, reports |
 //! | [`store`] | itap-store | SQLite / PostgreSQL storage, idempotent ingest, queries, metrics |
 //!
 //! ```
@@ -14,6 +15,7 @@
 //! # Ok::<(), itap::telemetry::Error>(())
 //! ```
 
+pub use itap_eval as eval;
 pub use itap_store as store;
 pub use itap_telemetry as telemetry;
 pub use itap_validate as validate;

@@ -1,0 +1,74 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in itap-eval.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A parameter is out of its allowed range.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParam {
+        /// The parameter, as named in the `[eval]` config section.
+        name: String,
+        /// Why, and what is accepted.
+        reason: String,
+    },
+
+    /// Inputs that must be aligned row for row are not.
+    #[error("misaligned inputs: {0}")]
+    Misaligned(String),
+
+    /// The split leaves no rows on one side.
+    #[error(
+        "the split at {cut} leaves no {side} rows; choose another train fraction or --train-until"
+    )]
+    EmptySplit {
+        /// The cut, RFC 3339.
+        cut: String,
+        /// `training` or `evaluation`.
+        side: &'static str,
+    },
+
+    /// An artifact could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Drawing a plot failed.
+    #[error("cannot draw the {plot} plot: {message}")]
+    Plot {
+        /// Which plot.
+        plot: &'static str,
+        /// What the plotting library said.
+        message: String,
+    },
+
+    /// The telemetry layer failed (parsing a timestamp).
+    #[error(transparent)]
+    Telemetry(#[from] itap_telemetry::Error),
+}
+
+/// The crate's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidParam {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

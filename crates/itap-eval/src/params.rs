@@ -1,0 +1,279 @@
+//! Evaluation parameters and the time-based split.
+
+use itap_telemetry::{State, TimeZone, format_timestamp, parse_timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where the operating threshold comes from. Both read only training scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThresholdRule {
+    /// The given quantile of the training span's scores (default 0.99).
+    TrainingQuantile(f64),
+    /// The score above which the given share of training rows would alert.
+    TargetAlertRate(f64),
+}
+
+/// Evaluation settings: the `[eval]` config section.
+///
+/// | Name | Default | Meaning | Range |
+/// |---|---|---|---|
+/// | `train_fraction` | 0.7 | share of the time span used for training | 0 < f < 1 |
+/// | `train_until` | none | RFC 3339 cut; overrides `train_fraction` | inside the data |
+/// | `states` | RUN, IDLE | states of the rows evaluated (all rows when the data has no state) | ≥ 1 |
+/// | `threshold_quantile` | 0.99 | operating threshold: this quantile of training scores | 0.5–1 |
+/// | `target_alert_rate` | none | alternatively: the share of training rows allowed to alert | 0–0.5 |
+/// | `alert_gap_seconds` | 60 | flagged rows of one device this close merge into one alert | ≥ 0 |
+/// | `grace_seconds` | 300 | an alert this soon after an event's start still detects it | ≥ 0 |
+/// | `top_n` | 10 | alerts listed with their contributing features | 0–1000 |
+/// | `sweep_percentiles` | 50 … 99.9 | diagnostic sweep over test-score percentiles | 0–100 |
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EvalParams {
+    /// Share of the time span used for training.
+    pub train_fraction: f64,
+    /// RFC 3339 cut; overrides `train_fraction`.
+    pub train_until: Option<String>,
+    /// States evaluated.
+    pub states: Vec<State>,
+    /// Quantile of training scores used as the threshold.
+    pub threshold_quantile: f64,
+    /// Target share of training rows alerting; overrides `threshold_quantile`.
+    pub target_alert_rate: Option<f64>,
+    /// Flagged rows of one device at most this far apart form one alert, seconds.
+    pub alert_gap_seconds: f64,
+    /// Grace period after an event's start, seconds.
+    pub grace_seconds: f64,
+    /// Alerts listed in detail.
+    pub top_n: usize,
+    /// Percentiles of the test scores for the diagnostic sweep.
+    pub sweep_percentiles: Vec<f64>,
+}
+
+impl Default for EvalParams {
+    fn default() -> Self {
+        EvalParams {
+            train_fraction: 0.7,
+            train_until: None,
+            states: vec![State::Run, State::Idle],
+            threshold_quantile: 0.99,
+            target_alert_rate: None,
+            alert_gap_seconds: 60.0,
+            grace_seconds: 300.0,
+            top_n: 10,
+            sweep_percentiles: vec![
+                50.0, 60.0, 70.0, 75.0, 80.0, 85.0, 90.0, 92.5, 95.0, 97.5, 99.0, 99.5, 99.9,
+            ],
+        }
+    }
+}
+
+impl EvalParams {
+    /// Sets the training fraction.
+    pub fn train_fraction(mut self, f: f64) -> Self {
+        self.train_fraction = f;
+        self
+    }
+
+    /// Sets an explicit cut (RFC 3339).
+    pub fn train_until(mut self, t: Option<String>) -> Self {
+        self.train_until = t;
+        self
+    }
+
+    /// Sets the threshold quantile.
+    pub fn threshold_quantile(mut self, q: f64) -> Self {
+        self.threshold_quantile = q;
+        self
+    }
+
+    /// Sets a target alert rate instead of a quantile.
+    pub fn target_alert_rate(mut self, r: Option<f64>) -> Self {
+        self.target_alert_rate = r;
+        self
+    }
+
+    /// Sets the evaluated states.
+    pub fn states(mut self, states: Vec<State>) -> Self {
+        self.states = states;
+        self
+    }
+
+    /// Checks every parameter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] naming the first parameter out of range.
+    pub fn check(&self) -> Result<CheckedEval> {
+        let p = self;
+        if !(p.train_fraction > 0.0 && p.train_fraction < 1.0) {
+            return Err(Error::param(
+                "eval.train_fraction",
+                format!(
+                    "must be between 0 and 1 (exclusive), got {}",
+                    p.train_fraction
+                ),
+            ));
+        }
+        let until = p
+            .train_until
+            .as_deref()
+            .map(|t| {
+                parse_timestamp(t, TimeZone::UTC)
+                    .map_err(|e| Error::param("eval.train_until", e.to_string()))
+            })
+            .transpose()?;
+        if p.states.is_empty() {
+            return Err(Error::param("eval.states", "name at least one state"));
+        }
+        if !(0.5..=1.0).contains(&p.threshold_quantile) {
+            return Err(Error::param(
+                "eval.threshold_quantile",
+                format!("must be between 0.5 and 1, got {}", p.threshold_quantile),
+            ));
+        }
+        let rule = match p.target_alert_rate {
+            Some(r) if (0.0..=0.5).contains(&r) => ThresholdRule::TargetAlertRate(r),
+            Some(r) => {
+                return Err(Error::param(
+                    "eval.target_alert_rate",
+                    format!("must be between 0 and 0.5, got {r}"),
+                ));
+            }
+            None => ThresholdRule::TrainingQuantile(p.threshold_quantile),
+        };
+        for (name, v) in [
+            ("eval.alert_gap_seconds", p.alert_gap_seconds),
+            ("eval.grace_seconds", p.grace_seconds),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::param(name, format!("must be a number ≥ 0, got {v}")));
+            }
+        }
+        if p.top_n > 1000 {
+            return Err(Error::param("eval.top_n", "must be at most 1000"));
+        }
+        if p.sweep_percentiles
+            .iter()
+            .any(|q| !(0.0..=100.0).contains(q))
+        {
+            return Err(Error::param(
+                "eval.sweep_percentiles",
+                "every percentile must be between 0 and 100",
+            ));
+        }
+        Ok(CheckedEval {
+            params: p.clone(),
+            until,
+            rule,
+        })
+    }
+}
+
+/// Evaluation parameters that passed [`EvalParams::check`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckedEval {
+    params: EvalParams,
+    until: Option<i64>,
+    rule: ThresholdRule,
+}
+
+impl CheckedEval {
+    /// The parameters as given.
+    pub fn params(&self) -> &EvalParams {
+        &self.params
+    }
+
+    /// The threshold rule.
+    pub fn rule(&self) -> ThresholdRule {
+        self.rule
+    }
+
+    /// The split of a data set spanning `first_us ..= last_us`: training is every row
+    /// with `ts < cut`.
+    ///
+    /// # Errors
+    /// [`Error::EmptySplit`] when the cut leaves one side empty.
+    pub fn split(&self, first_us: i64, last_us: i64) -> Result<Split> {
+        let cut = match self.until {
+            Some(t) => t,
+            None => {
+                first_us + ((last_us - first_us) as f64 * self.params.train_fraction).round() as i64
+            }
+        };
+        let split = Split {
+            first_us,
+            last_us,
+            cut_us: cut,
+            fraction: self
+                .until
+                .map_or(Some(self.params.train_fraction), |_| None),
+        };
+        if cut <= first_us {
+            return Err(Error::EmptySplit {
+                cut: format_timestamp(cut),
+                side: "training",
+            });
+        }
+        if cut > last_us {
+            return Err(Error::EmptySplit {
+                cut: format_timestamp(cut),
+                side: "evaluation",
+            });
+        }
+        Ok(split)
+    }
+}
+
+/// A time-based split: one definition shared by training and scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    /// Earliest timestamp of the data, UTC µs.
+    pub first_us: i64,
+    /// Latest timestamp of the data, UTC µs.
+    pub last_us: i64,
+    /// Training is `ts < cut_us`; evaluation `ts >= cut_us`.
+    pub cut_us: i64,
+    /// The training fraction, when the cut came from one.
+    #[serde(skip)]
+    pub fraction: Option<f64>,
+}
+
+impl Split {
+    /// Whether a row at `ts` is in the training span.
+    pub fn is_train(&self, ts: i64) -> bool {
+        ts < self.cut_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_by_fraction_and_by_time() {
+        let p = EvalParams::default().check().unwrap();
+        let s = p.split(0, 1000).unwrap();
+        assert_eq!(s.cut_us, 700);
+        assert!(s.is_train(699) && !s.is_train(700));
+        let p = EvalParams::default()
+            .train_until(Some("1970-01-01T00:00:00.000500Z".into()))
+            .check()
+            .unwrap();
+        assert_eq!(p.split(0, 1000).unwrap().cut_us, 500);
+        assert!(p.split(600, 1000).is_err(), "nothing to train on");
+        assert!(p.split(0, 400).is_err(), "nothing to evaluate");
+    }
+
+    #[test]
+    fn bad_params_are_named() {
+        let e = |p: EvalParams| p.check().unwrap_err().to_string();
+        assert!(e(EvalParams::default().train_fraction(1.0)).contains("eval.train_fraction"));
+        assert!(e(EvalParams::default().threshold_quantile(0.2)).contains("threshold_quantile"));
+        assert!(
+            e(EvalParams::default().target_alert_rate(Some(0.9))).contains("target_alert_rate")
+        );
+        assert!(e(EvalParams::default().states(vec![])).contains("eval.states"));
+        assert!(e(EvalParams::default().train_until(Some("soon".into()))).contains("train_until"));
+    }
+}

@@ -1,0 +1,591 @@
+//! Artifacts: metrics.json, scores.csv and a self-contained report.html.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use itap_telemetry::{format_timestamp, write_timestamp};
+use plotters::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::evaluate::{Evaluation, ScoredRows, Threshold, alerts, events};
+
+/// The version of the metrics.json layout.
+pub const METRICS_FORMAT_VERSION: u32 = 1;
+
+/// What metrics.json holds: the evaluation with the context needed to reproduce it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsFile {
+    /// Layout version ([`METRICS_FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The input: path and SHA-256 (or a description of simulated data).
+    pub input: InputDigest,
+    /// The configuration the run used, as JSON.
+    pub config: serde_json::Value,
+    /// The detector, in words (for example `iforest: 200 trees, ψ 256`).
+    pub detector: String,
+    /// Everything measured.
+    pub evaluation: Evaluation,
+}
+
+/// Which data was evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputDigest {
+    /// Path or description.
+    pub path: String,
+    /// SHA-256 of the input file, when there is one.
+    pub sha256: Option<String>,
+}
+
+/// Writes `value` as pretty JSON to `path`, atomically, creating folders.
+///
+/// # Errors
+/// [`Error::Io`] naming the path.
+pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    write_atomic(path, (text + "\n").as_bytes())
+}
+
+/// Writes `bytes` beside `path` and renames it into place, creating folders.
+///
+/// # Errors
+/// [`Error::Io`] naming the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".partial");
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// scores.csv: `timestamp, device_id, state, score, flagged, anomaly_tag`, one line
+/// per row of `rows`, in their order.
+pub fn scores_csv(rows: &ScoredRows<'_>, threshold: f64) -> String {
+    let n = rows.timestamps.len();
+    let mut out = String::with_capacity(n * 64 + 64);
+    out.push_str("timestamp,device_id,state,score,flagged,anomaly_tag\n");
+    let mut buf = ryu::Buffer::new();
+    for r in 0..n {
+        write_timestamp(&mut out, rows.timestamps[r]);
+        out.push(',');
+        push_field(&mut out, &rows.device_names[rows.device_codes[r] as usize]);
+        out.push(',');
+        if let Some(s) = rows.states {
+            out.push_str(s[r].as_str());
+        }
+        out.push(',');
+        let s = rows.scores[r];
+        if s.is_finite() {
+            out.push_str(buf.format_finite(s));
+        }
+        out.push(',');
+        out.push(if s > threshold { '1' } else { '0' });
+        out.push(',');
+        if let Some(t) = rows.tag_codes.map(|t| t[r]).filter(|&t| t != 0) {
+            push_field(&mut out, &rows.tag_names[t as usize]);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn push_field(out: &mut String, s: &str) {
+    if s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn plot_err<E: std::fmt::Debug>(plot: &'static str) -> impl Fn(E) -> Error {
+    move |e| Error::Plot {
+        plot,
+        message: format!("{e:?}"),
+    }
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
+}
+
+/// The self-contained report page: summary tables and SVG plots (score timelines
+/// with fault spans and alerts, ROC and PR curves, per-fault recall and delay, the
+/// diagnostic sweep). Nothing is loaded from the network.
+///
+/// # Errors
+/// [`Error::Plot`] when a plot cannot be drawn.
+pub fn report_html(
+    title: &str,
+    metrics: &MetricsFile,
+    rows: &ScoredRows<'_>,
+    max_timelines: usize,
+) -> Result<String> {
+    let ev = &metrics.evaluation;
+    let mut h = String::with_capacity(256 * 1024);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\
+         <style>body{{font-family:sans-serif;margin:24px;color:#222;max-width:1200px}}\
+         table{{border-collapse:collapse;margin:8px 0 20px}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
+         th{{background:#f2f2f2}}td:first-child,th:first-child{{text-align:left}}\
+         .grid{{display:flex;flex-wrap:wrap;gap:16px}}.note{{color:#666;font-size:90%}}\
+         h2{{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}}</style></head><body>\
+         <h1>{t}</h1>",
+        t = html_escape(title)
+    );
+    let _ = write!(
+        h,
+        "<p>Input <code>{}</code>{} · detector {} · split: train before <b>{}</b> \
+         (data {} … {}) · evaluated states {} · operating threshold {:.4} ({})</p>",
+        html_escape(&metrics.input.path),
+        metrics
+            .input
+            .sha256
+            .as_ref()
+            .map(|s| format!(" (sha256 {}…)", &s[..s.len().min(12)]))
+            .unwrap_or_default(),
+        html_escape(&metrics.detector),
+        ev.split.cut,
+        ev.split.first,
+        ev.split.last,
+        ev.eval_states.join(", "),
+        ev.threshold.value,
+        threshold_words(&ev.threshold),
+    );
+
+    // Summary.
+    let m = &ev.at_threshold;
+    let e = &ev.events;
+    let _ = write!(
+        h,
+        "<h2>Summary</h2><table><tr><th>metric</th><th>value</th></tr>\
+         <tr><td>rows evaluated (faulty)</td><td>{} ({})</td></tr>\
+         <tr><td>ROC-AUC</td><td>{}</td></tr><tr><td>PR-AUC (average precision)</td><td>{}</td></tr>\
+         <tr><td>precision / recall / F1 at the threshold</td><td>{:.3} / {:.3} / {:.3}</td></tr>\
+         <tr><td>alert rate</td><td>{:.2}%</td></tr>\
+         <tr><td>event recall</td><td>{:.3} ({} of {})</td></tr>\
+         <tr><td>detection delay median / p90</td><td>{} s / {} s</td></tr>\
+         <tr><td>alerts / false alerts per device-day</td><td>{} / {:.2}</td></tr></table>",
+        ev.rows_evaluated,
+        ev.rows_faulty,
+        fmt_opt(ev.roc_auc, 4),
+        fmt_opt(ev.pr_auc, 4),
+        m.precision,
+        m.recall,
+        m.f1,
+        m.alert_rate * 100.0,
+        e.event_recall,
+        e.detected,
+        e.events,
+        fmt_opt(e.delay_median_s, 0),
+        fmt_opt(e.delay_p90_s, 0),
+        e.alerts,
+        e.false_alerts_per_device_day,
+    );
+
+    // Timelines.
+    h.push_str("<h2>Score timelines</h2><p class=\"note\">Evaluated span; shaded: ground-truth fault events; red marks: alerts; dashed: operating threshold.</p><div class=\"grid\">");
+    for svg in timelines(rows, ev, max_timelines)? {
+        h.push_str(&svg);
+    }
+    h.push_str("</div>");
+
+    // Curves.
+    h.push_str("<h2>ROC and precision-recall</h2><div class=\"grid\">");
+    h.push_str(&curve_svg(
+        "ROC",
+        "false positive rate",
+        "true positive rate",
+        &ev.roc_curve,
+    )?);
+    h.push_str(&curve_svg(
+        "Precision-recall",
+        "recall",
+        "precision",
+        &ev.pr_curve,
+    )?);
+    h.push_str("</div>");
+
+    // Per fault.
+    h.push_str("<h2>Per fault kind</h2><table><tr><th>fault</th><th>rows</th><th>row recall</th><th>events</th><th>event recall</th><th>delay median (s)</th><th>delay p90 (s)</th></tr>");
+    for f in &ev.per_fault {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&f.tag),
+            f.rows,
+            f.recall,
+            f.events,
+            f.event_recall,
+            fmt_opt(f.delay_median_s, 0),
+            fmt_opt(f.delay_p90_s, 0)
+        );
+    }
+    h.push_str("</table><div class=\"grid\">");
+    let recall: Vec<(String, f64)> = ev
+        .per_fault
+        .iter()
+        .map(|f| (f.tag.clone(), f.recall))
+        .collect();
+    let event_recall: Vec<(String, f64)> = ev
+        .per_fault
+        .iter()
+        .map(|f| (f.tag.clone(), f.event_recall))
+        .collect();
+    let delay: Vec<(String, f64)> = ev
+        .per_fault
+        .iter()
+        .map(|f| (f.tag.clone(), f.delay_median_s.unwrap_or(0.0)))
+        .collect();
+    h.push_str(&bars_svg("Row recall per fault", &recall, Some(1.0))?);
+    h.push_str(&bars_svg(
+        "Event recall per fault",
+        &event_recall,
+        Some(1.0),
+    )?);
+    h.push_str(&bars_svg("Median detection delay (s)", &delay, None)?);
+    h.push_str("</div>");
+
+    // Sweep.
+    let _ = write!(
+        h,
+        "<h2>Threshold sweep (diagnostic)</h2><p class=\"note\">{}</p>",
+        html_escape(&ev.sweep.note)
+    );
+    h.push_str(&sweep_svg(ev)?);
+
+    // Top alerts.
+    let _ = write!(
+        h,
+        "<h2>Top alerts</h2><p class=\"note\">Contributions: {}</p><table><tr><th>device</th><th>start</th><th>end</th><th>rows</th><th>peak score</th><th>fault</th><th>top features</th><th>families</th></tr>",
+        html_escape(ev.attribution_method.as_deref().unwrap_or("not computed"))
+    );
+    for a in &ev.top_alerts {
+        let shares = |v: &[crate::evaluate::Share]| {
+            v.iter()
+                .map(|s| format!("{} {:.0}%", html_escape(&s.name), s.share * 100.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td></tr>",
+            html_escape(&a.device),
+            a.start,
+            a.end,
+            a.rows,
+            a.peak_score,
+            html_escape(a.fault_tag.as_deref().unwrap_or("none")),
+            shares(&a.top_features),
+            shares(&a.top_families)
+        );
+    }
+    h.push_str("</table>");
+
+    // Per device and state.
+    h.push_str("<h2>Per state</h2>");
+    h.push_str(&breakdown_table(&ev.per_state));
+    h.push_str("<h2>Per device</h2>");
+    h.push_str(&breakdown_table(&ev.per_device));
+    h.push_str("</body></html>\n");
+    Ok(h)
+}
+
+fn threshold_words(t: &Threshold) -> String {
+    match t.rule {
+        crate::params::ThresholdRule::TrainingQuantile(q) => {
+            format!("the {q} quantile of {} training scores", t.training_rows)
+        }
+        crate::params::ThresholdRule::TargetAlertRate(r) => {
+            format!(
+                "a {:.2}% alert rate on {} training rows",
+                r * 100.0,
+                t.training_rows
+            )
+        }
+    }
+}
+
+fn breakdown_table(rows: &[crate::evaluate::Breakdown]) -> String {
+    let mut h = String::from(
+        "<table><tr><th>key</th><th>rows</th><th>faulty</th><th>flagged</th><th>precision</th><th>recall</th><th>F1</th><th>ROC-AUC</th></tr>",
+    );
+    for b in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{}</td></tr>",
+            html_escape(&b.key),
+            b.rows,
+            b.faulty,
+            b.flagged,
+            b.precision,
+            b.recall,
+            b.f1,
+            fmt_opt(b.roc_auc, 3)
+        );
+    }
+    h.push_str("</table>");
+    h
+}
+
+/// One SVG per device (those with the most events first) over the evaluated span.
+fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<String>> {
+    let cut = itap_telemetry::parse_timestamp(&ev.split.cut, itap_telemetry::TimeZone::UTC)?;
+    let keep: Vec<bool> = rows.timestamps.iter().map(|&t| t >= cut).collect();
+    let mut by_device: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+    for (r, &k) in keep.iter().enumerate() {
+        if k {
+            by_device.entry(rows.device_codes[r]).or_default().push(r);
+        }
+    }
+    for v in by_device.values_mut() {
+        v.sort_by_key(|&r| rows.timestamps[r]);
+    }
+    let evs = events(rows, &by_device);
+    let gap_us = (ev.events.alert_gap_s * 1e6) as i64;
+    let als = alerts(rows, &by_device, ev.threshold.value, gap_us);
+    let mut order: Vec<(usize, u32)> = by_device
+        .keys()
+        .map(|&d| (evs.iter().filter(|e| e.device == d).count(), d))
+        .collect();
+    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut out = Vec::new();
+    for &(_, d) in order.iter().take(max) {
+        let list = &by_device[&d];
+        let t0 = rows.timestamps[list[0]];
+        let hours = |t: i64| (t - t0) as f64 / 3.6e9;
+        let x_max = hours(rows.timestamps[list[list.len() - 1]]).max(1e-6);
+        let finite: Vec<f64> = list
+            .iter()
+            .map(|&r| rows.scores[r])
+            .filter(|s| s.is_finite())
+            .collect();
+        let y_min = finite
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .min(ev.threshold.value);
+        let y_max = finite
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .max(ev.threshold.value);
+        let (y_min, y_max) = if y_min.is_finite() && y_max > y_min {
+            let pad = (y_max - y_min) * 0.05;
+            (y_min - pad, y_max + pad)
+        } else {
+            (0.0, 1.0)
+        };
+        let mut svg = String::new();
+        {
+            let root = SVGBackend::with_string(&mut svg, (580, 240)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err("timeline"))?;
+            let name = &rows.device_names[d as usize];
+            let mut chart = ChartBuilder::on(&root)
+                .caption(
+                    format!("{name} (hours after {})", format_timestamp(t0)),
+                    ("sans-serif", 14),
+                )
+                .margin(8)
+                .x_label_area_size(24)
+                .y_label_area_size(48)
+                .build_cartesian_2d(0.0..x_max, y_min..y_max)
+                .map_err(plot_err("timeline"))?;
+            chart
+                .configure_mesh()
+                .light_line_style(WHITE)
+                .draw()
+                .map_err(plot_err("timeline"))?;
+            for e in evs.iter().filter(|e| e.device == d) {
+                let color = Palette99::pick(e.tag as usize).mix(0.25);
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [
+                            (hours(e.start), y_min),
+                            (hours(e.end).max(hours(e.start) + x_max / 400.0), y_max),
+                        ],
+                        color.filled(),
+                    )))
+                    .map_err(plot_err("timeline"))?;
+            }
+            chart
+                .draw_series(LineSeries::new(
+                    list.iter()
+                        .filter(|&&r| rows.scores[r].is_finite())
+                        .map(|&r| (hours(rows.timestamps[r]), rows.scores[r])),
+                    BLUE.stroke_width(1),
+                ))
+                .map_err(plot_err("timeline"))?;
+            chart
+                .draw_series(DashedLineSeries::new(
+                    [(0.0, ev.threshold.value), (x_max, ev.threshold.value)],
+                    4,
+                    3,
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(plot_err("timeline"))?;
+            for a in als.iter().filter(|a| a.device == d) {
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [
+                            (hours(a.start), y_max - (y_max - y_min) * 0.04),
+                            (hours(a.end).max(hours(a.start) + x_max / 300.0), y_max),
+                        ],
+                        RED.filled(),
+                    )))
+                    .map_err(plot_err("timeline"))?;
+            }
+            root.present().map_err(plot_err("timeline"))?;
+        }
+        out.push(svg);
+    }
+    Ok(out)
+}
+
+fn curve_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    points: &[crate::metrics::CurvePoint],
+) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (380, 340)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err("curve"))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..1.0, 0.0..1.0)
+            .map_err(plot_err("curve"))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .draw()
+            .map_err(plot_err("curve"))?;
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|p| (p.x, p.y)),
+                BLUE.stroke_width(2),
+            ))
+            .map_err(plot_err("curve"))?;
+        root.present().map_err(plot_err("curve"))?;
+    }
+    Ok(svg)
+}
+
+fn bars_svg(title: &str, bars: &[(String, f64)], y_max: Option<f64>) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (380, 300)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err("bars"))?;
+        let top = y_max.unwrap_or_else(|| bars.iter().map(|b| b.1).fold(1.0, f64::max) * 1.1);
+        let n = bars.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 15))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(44)
+            .build_cartesian_2d(0.0..n as f64, 0.0..top)
+            .map_err(plot_err("bars"))?;
+        let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&|x| {
+                let i = x.floor() as usize;
+                if (x - i as f64 - 0.5).abs() < 0.26 {
+                    names.get(i).cloned().unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            })
+            .draw()
+            .map_err(plot_err("bars"))?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, b)| {
+                Rectangle::new(
+                    [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, b.1)],
+                    Palette99::pick(i + 1).filled(),
+                )
+            }))
+            .map_err(plot_err("bars"))?;
+        root.present().map_err(plot_err("bars"))?;
+    }
+    Ok(svg)
+}
+
+fn sweep_svg(ev: &Evaluation) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (580, 320)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err("sweep"))?;
+        let lo = ev.sweep.points.first().map_or(0.0, |p| p.percentile);
+        let hi = ev
+            .sweep
+            .points
+            .last()
+            .map_or(100.0, |p| p.percentile)
+            .max(lo + 1.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Precision, recall and F1 by test-score percentile",
+                ("sans-serif", 15),
+            )
+            .margin(10)
+            .x_label_area_size(34)
+            .y_label_area_size(44)
+            .build_cartesian_2d(lo..hi, 0.0..1.0)
+            .map_err(plot_err("sweep"))?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile of test scores used as threshold")
+            .draw()
+            .map_err(plot_err("sweep"))?;
+        type Get = fn(&crate::evaluate::SweepPoint) -> f64;
+        let series: [(&str, RGBColor, Get); 3] = [
+            ("precision", BLUE, |p| p.precision),
+            ("recall", RED, |p| p.recall),
+            ("F1", GREEN, |p| p.f1),
+        ];
+        for (name, color, get) in series {
+            chart
+                .draw_series(LineSeries::new(
+                    ev.sweep.points.iter().map(|p| (p.percentile, get(p))),
+                    color.stroke_width(2),
+                ))
+                .map_err(plot_err("sweep"))?
+                .label(name)
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_err("sweep"))?;
+        root.present().map_err(plot_err("sweep"))?;
+    }
+    Ok(svg)
+}
