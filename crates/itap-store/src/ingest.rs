@@ -76,6 +76,28 @@ pub struct IngestCounts {
 }
 
 impl IngestCounts {
+    /// Counts of a chunk of `n` rows under [`OnConflict::Keep`]: `inserted` new rows,
+    /// `conflicts` skipped rows that differ; the other skipped rows are duplicates.
+    fn kept(n: u64, inserted: u64, conflicts: u64) -> Self {
+        IngestCounts {
+            offered: n,
+            inserted,
+            duplicates: n.saturating_sub(inserted + conflicts),
+            conflicts,
+            updated: 0,
+        }
+    }
+
+    /// Counts under [`OnConflict::Update`]: the upsert touched `affected` rows, the
+    /// `conflicts` differing ones among them updated, the rest inserted.
+    fn updated(n: u64, affected: u64, conflicts: u64) -> Self {
+        let inserted = affected.saturating_sub(conflicts);
+        IngestCounts {
+            updated: conflicts,
+            ..IngestCounts::kept(n, inserted, conflicts)
+        }
+    }
+
     fn add(&mut self, o: &IngestCounts) {
         self.offered += o.offered;
         self.inserted += o.inserted;
@@ -404,13 +426,7 @@ impl Ingest<'_> {
                 } else {
                     0
                 };
-                IngestCounts {
-                    offered: n,
-                    inserted,
-                    duplicates: n - inserted - conflicts,
-                    conflicts,
-                    updated: 0,
-                }
+                IngestCounts::kept(n, inserted, conflicts)
             }
             OnConflict::Update => {
                 self.sqlite_stage(&mut tx, batch, order).await?;
@@ -424,14 +440,7 @@ impl Ingest<'_> {
                     .execute(&mut *tx)
                     .await
                     .during(during)?;
-                let inserted = affected.saturating_sub(conflicts);
-                IngestCounts {
-                    offered: n,
-                    inserted,
-                    duplicates: n - inserted - conflicts,
-                    conflicts,
-                    updated: conflicts,
-                }
+                IngestCounts::updated(n, affected, conflicts)
             }
         };
         let q = sqlx::query(advance_ledger_sql(Backend::Sqlite));
@@ -521,13 +530,7 @@ impl Ingest<'_> {
                 } else {
                     0
                 };
-                IngestCounts {
-                    offered: n,
-                    inserted,
-                    duplicates: n - inserted - conflicts,
-                    conflicts,
-                    updated: 0,
-                }
+                IngestCounts::kept(n, inserted, conflicts)
             }
             OnConflict::Update => {
                 let conflicts = count_conflicts_pg(&mut tx, &self.sql).await?;
@@ -536,14 +539,7 @@ impl Ingest<'_> {
                     .await
                     .during(during)?
                     .rows_affected();
-                let inserted = affected.saturating_sub(conflicts);
-                IngestCounts {
-                    offered: n,
-                    inserted,
-                    duplicates: n.saturating_sub(inserted + conflicts),
-                    conflicts,
-                    updated: conflicts,
-                }
+                IngestCounts::updated(n, affected, conflicts)
             }
         };
         sqlx::query(AssertSqlSafe(self.sql.clear_stage.clone()))
