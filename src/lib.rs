@@ -7,6 +7,8 @@
 //! | [`validate`] | itap-validate | data-quality checks, report, quarantine, `Validated<Batch>` |
 //! | [`eval`] | itap-eval | time split, threshold from training, metrics, events, reports |
 //! | [`store`] | itap-store | SQLite / PostgreSQL storage, idempotent ingest, queries, metrics |
+//! | [`features`] | itap-features | causal per-device features (polars): windows, spectra, trend/seasonality, state baselines, event counters |
+//! | [`anomaly`] | itap-anomaly | Isolation Forest and PCA T²/Q detectors, standard scaler, their serialization |
 //!
 //! ```
 //! let params = itap::telemetry::SimParams::default().devices(2).hours(0.5).check()?;
@@ -15,7 +17,23 @@
 //! # Ok::<(), itap::telemetry::Error>(())
 //! ```
 
+mod error;
+mod model;
+mod pipeline;
+
+pub use error::{Error, Result};
+pub use model::{
+    ATTRIBUTION_METHOD, MODEL_FORMAT_VERSION, ModelFile, SCORE_QUANTILES, ScoreQuantile, Scored,
+    TrainingInfo, TrainingSet, train,
+};
+pub use pipeline::{
+    RunContext, RunParams, RunSummary, Source, StageTiming, StoreSettings, evaluate_and_report,
+    ingest_file, run, split_of, threshold_of,
+};
+
+pub use itap_anomaly as anomaly;
 pub use itap_eval as eval;
+pub use itap_features as features;
 pub use itap_store as store;
 pub use itap_telemetry as telemetry;
 pub use itap_validate as validate;

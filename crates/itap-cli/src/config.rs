@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use itap::features::{CheckedFeatures, FeatureParams};
 use itap::store::{DEFAULT_DATASET, DEFAULT_DB_URL, OnConflict};
 use itap::telemetry::{
     AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, StateParams,
@@ -27,6 +28,7 @@ pub(crate) struct Config {
     pub(crate) faults: FaultParams,
     pub(crate) validation: ValidationParams,
     pub(crate) store: StoreSection,
+    pub(crate) features: FeatureParams,
     pub(crate) output: OutputSection,
 }
 
@@ -255,6 +257,13 @@ impl Config {
         Ok(settings)
     }
 
+    /// Checked feature parameters: `[features]` (flags are applied by the command
+    /// before checking, see `features.rs`).
+    #[allow(dead_code)] // used by the pipeline commands as they land
+    pub(crate) fn feature_params(&self) -> Result<CheckedFeatures> {
+        Ok(self.features.clone().check()?)
+    }
+
     /// Checked validation parameters: `[validation]`, then the `--policy` flag.
     pub(crate) fn validation_params(&self, policy: Option<Policy>) -> Result<CheckedValidation> {
         let mut params = self.validation.clone();
@@ -297,6 +306,53 @@ mod tests {
         for key in ["now", "severity"] {
             assert!(section.contains(key), "{key}");
         }
+        assert_eq!(c.features, FeatureParams::default());
+        assert_eq!(
+            c.feature_params().unwrap(),
+            FeatureParams::default().check().unwrap()
+        );
+        // Every key of [features] is in the example, set or commented out.
+        let defaults = toml::to_string(&FeatureParams::default()).unwrap();
+        let section = text
+            .split("[features]")
+            .nth(1)
+            .expect("the example has a [features] section")
+            .split("\n[")
+            .next()
+            .unwrap();
+        for line in defaults.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(
+                section.contains(&format!("\n{key} = "))
+                    || section.contains(&format!("\n# {key} = ")),
+                "[features] key `{key}` is missing from the example config"
+            );
+        }
+    }
+
+    #[test]
+    fn features_section_maps_to_checked_params() {
+        let c = Config::parse(
+            "[features]\nwindows = [\"1m\", \"30rows\"]\nkinds = [\"mean\", \"z\"]\nperiod = \"24h\"\n",
+        )
+        .unwrap();
+        let p = c.feature_params().unwrap();
+        assert_eq!(p.windows().len(), 2);
+        assert_eq!(p.kinds().len(), 2);
+        let e = Config::parse("[features]\nwindow = [\"5m\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("window"), "{e}");
+        let e = Config::parse("[features]\nkinds = [\"fft\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fft"), "{e}");
+        let e = Config::parse("[features]\nwindows = [\"5 parsecs\"]\n")
+            .unwrap()
+            .feature_params()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("features.windows"), "{e}");
     }
 
     #[test]

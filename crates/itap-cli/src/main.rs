@@ -3,6 +3,7 @@
 
 mod config;
 mod db;
+mod features;
 mod generate;
 mod ingest;
 mod inspect;
@@ -51,6 +52,9 @@ enum Command {
     Ingest(ingest::IngestArgs),
     /// Look into the database: dataset metrics, the ingest ledger.
     Db(db::DbCommand),
+    /// List the feature catalogue, or compute a telemetry CSV's features (causal,
+    /// per device) into CSV or Parquet.
+    Features(features::FeaturesArgs),
 }
 
 /// The config file flag, shared by commands.
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => inspect::run(args, out),
         Command::Ingest(args) => ingest::run(args, out),
         Command::Db(cmd) => db::run(cmd, out),
+        Command::Features(args) => features::run(args, out),
         Command::Validate(args) => validate::run(args, out),
     };
     match result {

@@ -189,7 +189,25 @@ impl Store {
             ));
         };
         match &pool {
-            Pool::Sqlite(p) => sqlx::migrate!("migrations/sqlite").run(p).await?,
+            Pool::Sqlite(p) => {
+                // sqlx takes no lock for SQLite migrations: two processes opening a
+                // new file at once can both try migration 1, and the loser fails on
+                // an existing table. Its transaction rolled back, so a retry finds the
+                // winner's migration applied and goes on.
+                let migrator = sqlx::migrate!("migrations/sqlite");
+                let mut attempt = 0;
+                loop {
+                    match migrator.run(p).await {
+                        Ok(()) => break,
+                        Err(e) if attempt < 5 => {
+                            attempt += 1;
+                            tracing::debug!(%e, attempt, "retrying SQLite migration");
+                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
         }
         Ok(Store {

@@ -1,0 +1,353 @@
+//! What both detectors share: the `Detector` and `FittedDetector` traits, the
+//! detector kinds, and the enums the pipeline uses to choose one at run time.
+
+use std::fmt;
+use std::str::FromStr;
+
+use ndarray::{Array1, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::iforest::{CheckedIsolationForest, IsolationForest, IsolationForestParams};
+use crate::matrix::mask_indices;
+use crate::pca::{CheckedPca, PcaDetector, PcaParams};
+
+/// The detectors there are (`--detector iforest|pca`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+pub enum DetectorKind {
+    /// The Isolation Forest, `iforest`.
+    #[default]
+    #[serde(rename = "iforest")]
+    IsolationForest,
+    /// PCA with Hotelling's T² and Q, `pca`.
+    #[serde(rename = "pca")]
+    Pca,
+}
+
+impl DetectorKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [DetectorKind; 2] = [DetectorKind::IsolationForest, DetectorKind::Pca];
+
+    /// The name as written on the command line, in config files and model files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::IsolationForest => "iforest",
+            DetectorKind::Pca => "pca",
+        }
+    }
+}
+
+impl fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DetectorKind {
+    type Err = Error;
+
+    /// Reads `iforest` or `pca` (case-insensitive).
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        DetectorKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(t))
+            .ok_or_else(|| {
+                Error::param(
+                    "detector",
+                    format!("{t:?} is not a detector; use \"iforest\" or \"pca\""),
+                )
+            })
+    }
+}
+
+/// A detector ready to fit: checked parameters.
+///
+/// Object-safe (`dyn Detector<Fitted = Model>`); implemented by
+/// [`CheckedIsolationForest`], [`CheckedPca`] and [`CheckedDetector`].
+pub trait Detector: fmt::Debug + Send + Sync {
+    /// What [`fit`](Self::fit) returns.
+    type Fitted: FittedDetector;
+
+    /// Which detector this is.
+    fn kind(&self) -> DetectorKind;
+
+    /// The parameters as JSON, for model files and reports.
+    fn params_json(&self) -> serde_json::Value;
+
+    /// Fits on every row of `x` (rows are observations, columns features).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoColumns`], [`Error::TooFewRows`] (fewer than 2),
+    /// [`Error::NonFinite`] naming the first row and column with NaN or ±∞, and for
+    /// PCA [`Error::NoVariance`] or [`Error::Linalg`].
+    fn fit(&self, x: ArrayView2<'_, f64>) -> Result<Self::Fitted> {
+        let rows: Vec<usize> = (0..x.nrows()).collect();
+        self.fit_indices(x, &rows)
+    }
+
+    /// Fits on the rows whose flag in `rows` is `true`, without copying them: the
+    /// building block for training on a time span, on some operating states, or on
+    /// rows not labelled faulty. Errors name rows by their index in `x`.
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit), and [`Error::LengthMismatch`] when the mask does not
+    /// have one flag per row.
+    fn fit_rows(&self, x: ArrayView2<'_, f64>, rows: &[bool]) -> Result<Self::Fitted> {
+        let idx = mask_indices(x.nrows(), rows)?;
+        self.fit_indices(x, &idx)
+    }
+
+    /// Fits on the rows of `x` at the given indices (in this order).
+    ///
+    /// # Errors
+    ///
+    /// As [`fit`](Self::fit), and [`Error::RowOutOfRange`] for an index past the last row.
+    fn fit_indices(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Result<Self::Fitted>;
+}
+
+/// A fitted detector: scores rows, higher = more anomalous.
+///
+/// Object-safe; implemented by [`IsolationForest`], [`PcaDetector`] and [`Model`].
+pub trait FittedDetector: fmt::Debug + Send + Sync {
+    /// Which detector this is.
+    fn kind(&self) -> DetectorKind;
+
+    /// The parameters it was fitted with, as JSON.
+    fn params_json(&self) -> serde_json::Value;
+
+    /// Columns of the training matrix, which every scored matrix must have.
+    fn n_features(&self) -> usize;
+
+    /// One score per row of `x`; higher is more anomalous.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ColumnMismatch`] when `x` does not have [`n_features`](Self::n_features) columns.
+    fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>>;
+}
+
+fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn check_indices(nrows: usize, rows: &[usize]) -> Result<()> {
+    match rows.iter().find(|&&r| r >= nrows) {
+        Some(&row) => Err(Error::RowOutOfRange { row, rows: nrows }),
+        None => Ok(()),
+    }
+}
+
+impl Detector for CheckedIsolationForest {
+    type Fitted = IsolationForest;
+
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::IsolationForest
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        to_json(self)
+    }
+
+    fn fit_indices(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Result<IsolationForest> {
+        check_indices(x.nrows(), rows)?;
+        self.grow(x, rows)
+    }
+}
+
+impl Detector for CheckedPca {
+    type Fitted = PcaDetector;
+
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Pca
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        to_json(self)
+    }
+
+    fn fit_indices(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Result<PcaDetector> {
+        check_indices(x.nrows(), rows)?;
+        self.build(x, rows)
+    }
+}
+
+impl FittedDetector for IsolationForest {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::IsolationForest
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        to_json(self.params())
+    }
+
+    fn n_features(&self) -> usize {
+        IsolationForest::n_features(self)
+    }
+
+    fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+        IsolationForest::score(self, x)
+    }
+}
+
+impl FittedDetector for PcaDetector {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Pca
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        to_json(self.params())
+    }
+
+    fn n_features(&self) -> usize {
+        PcaDetector::n_features(self)
+    }
+
+    fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+        PcaDetector::score(self, x)
+    }
+}
+
+/// Parameters of every detector and the choice among them, unchecked: the
+/// `[model]` config section (`detector = "pca"`, `[model.iforest]`, `[model.pca]`).
+///
+/// | Name | Default | Meaning | Range |
+/// |---|---|---|---|
+/// | `detector` | `iforest` | the detector to fit | `iforest`, `pca` |
+/// | `iforest` | see [`IsolationForestParams`] | Isolation Forest parameters | |
+/// | `pca` | see [`PcaParams`] | PCA detector parameters | |
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectorParams {
+    /// The detector to fit.
+    pub detector: DetectorKind,
+    /// Isolation Forest parameters.
+    pub iforest: IsolationForestParams,
+    /// PCA detector parameters.
+    pub pca: PcaParams,
+}
+
+impl DetectorParams {
+    /// Sets the detector.
+    pub fn detector(mut self, v: DetectorKind) -> Self {
+        self.detector = v;
+        self
+    }
+
+    /// Sets the Isolation Forest parameters.
+    pub fn iforest(mut self, v: IsolationForestParams) -> Self {
+        self.iforest = v;
+        self
+    }
+
+    /// Sets the PCA parameters.
+    pub fn pca(mut self, v: PcaParams) -> Self {
+        self.pca = v;
+        self
+    }
+
+    /// Checks the chosen detector's parameters.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParam`] naming the first parameter out of range, prefixed by
+    /// its section (`iforest.trees`).
+    pub fn check(self) -> Result<CheckedDetector> {
+        let prefix = |section: &str, e: Error| match e {
+            Error::InvalidParam { name, reason } => Error::InvalidParam {
+                name: format!("{section}.{name}"),
+                reason,
+            },
+            other => other,
+        };
+        Ok(match self.detector {
+            DetectorKind::IsolationForest => CheckedDetector::IsolationForest(
+                self.iforest.check().map_err(|e| prefix("iforest", e))?,
+            ),
+            DetectorKind::Pca => {
+                CheckedDetector::Pca(self.pca.check().map_err(|e| prefix("pca", e))?)
+            }
+        })
+    }
+}
+
+/// The chosen detector with checked parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", content = "params")]
+pub enum CheckedDetector {
+    /// The Isolation Forest.
+    #[serde(rename = "iforest")]
+    IsolationForest(CheckedIsolationForest),
+    /// PCA T² and Q.
+    #[serde(rename = "pca")]
+    Pca(CheckedPca),
+}
+
+impl Detector for CheckedDetector {
+    type Fitted = Model;
+
+    fn kind(&self) -> DetectorKind {
+        match self {
+            CheckedDetector::IsolationForest(d) => d.kind(),
+            CheckedDetector::Pca(d) => d.kind(),
+        }
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        match self {
+            CheckedDetector::IsolationForest(d) => d.params_json(),
+            CheckedDetector::Pca(d) => d.params_json(),
+        }
+    }
+
+    fn fit_indices(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Result<Model> {
+        Ok(match self {
+            CheckedDetector::IsolationForest(d) => Model::IsolationForest(d.fit_indices(x, rows)?),
+            CheckedDetector::Pca(d) => Model::Pca(Detector::fit_indices(d, x, rows)?),
+        })
+    }
+}
+
+/// A fitted detector of either kind; serializes as
+/// `{"detector": "iforest", "model": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "detector", content = "model")]
+pub enum Model {
+    /// A fitted Isolation Forest.
+    #[serde(rename = "iforest")]
+    IsolationForest(IsolationForest),
+    /// A fitted PCA detector.
+    #[serde(rename = "pca")]
+    Pca(PcaDetector),
+}
+
+impl Model {
+    fn inner(&self) -> &dyn FittedDetector {
+        match self {
+            Model::IsolationForest(m) => m,
+            Model::Pca(m) => m,
+        }
+    }
+}
+
+impl FittedDetector for Model {
+    fn kind(&self) -> DetectorKind {
+        self.inner().kind()
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        self.inner().params_json()
+    }
+
+    fn n_features(&self) -> usize {
+        self.inner().n_features()
+    }
+
+    fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+        self.inner().score(x)
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+
+mod catalogue;
+mod engine;
+mod error;
+mod fit;
+mod matrix;
+mod order;
+mod params;
+mod spectral;
+mod window;
+
+pub use catalogue::{FeatureInfo, catalogue};
+pub use engine::transform;
+pub use error::{Error, Result};
+pub use fit::{
+    Baseline, DeviceBaselines, FeaturesFit, SeasonalProfile, TrainSpan, describe_period, fit,
+};
+pub use matrix::{FeatureMatrix, PARQUET_CATALOGUE_KEY};
+pub use params::{CheckedFeatures, FeatureKind, FeatureParams, Period, Window, WindowEngine};

@@ -1,0 +1,55 @@
+//! Training and scoring through the root crate's API on simulated data.
+
+use itap::anomaly::DetectorParams;
+use itap::eval::EvalParams;
+use itap::features::FeatureParams;
+use itap::telemetry::{SimParams, simulate};
+use itap::{ModelFile, TrainingSet, split_of, train};
+
+#[test]
+fn train_save_load_and_score_give_the_same_scores() {
+    let batch = simulate(&SimParams::default().devices(4).hours(3.0).check().unwrap());
+    let eval = EvalParams::default().check().unwrap();
+    let split = split_of(&batch, &eval).unwrap();
+    let features = FeatureParams::default().check().unwrap();
+    let detector = DetectorParams::default().check().unwrap();
+    let (model, scored) = train(
+        &batch,
+        &split,
+        &TrainingSet::default(),
+        &features,
+        &detector,
+    )
+    .unwrap();
+    assert_eq!(scored.scores.len(), batch.len());
+    assert!(
+        model.training.rows_used < model.training.rows_in_span,
+        "faulty and MAINT rows left out"
+    );
+    assert!(model.training.excluded_as_faulty > 0);
+    assert!(!model.feature_names.is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m/model.json");
+    model.save(&path).unwrap();
+    let back = ModelFile::load(&path).unwrap();
+    let again = back.score(&batch).unwrap();
+    for (a, b) in scored.scores.iter().zip(&again.scores) {
+        assert_eq!(a.to_bits(), b.to_bits());
+    }
+    // Faulty rows score higher on average than normal ones.
+    let mean = |f: &dyn Fn(usize) -> bool| {
+        let v: Vec<f64> = (0..batch.len())
+            .filter(|&r| f(r))
+            .map(|r| again.scores[r])
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(mean(&|r| batch.tag_of(r).is_some()) > mean(&|r| batch.tag_of(r).is_none()));
+
+    std::fs::write(dir.path().join("bad.json"), "{\"format_version\": 99}").unwrap();
+    let e = ModelFile::load(&dir.path().join("bad.json"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("layout version 99"), "{e}");
+}
