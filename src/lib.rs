@@ -28,7 +28,7 @@ pub use model::{
 };
 pub use pipeline::{
     RunContext, RunParams, RunSummary, Source, StageTiming, StoreSettings, evaluate_and_report,
-    ingest_file, run, split_of, threshold_of,
+    ingest_file, run, split_of, store_validated, threshold_of,
 };
 
 pub use itap_anomaly as anomaly;

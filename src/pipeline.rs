@@ -84,8 +84,7 @@ impl Stopwatch<'_> {
     }
 }
 
-/// Validates a file and stores its validated rows: a reading thread re-reads the
-/// validated file in chunks while the database writes them.
+/// Validates a file and stores its validated rows (see [`store_validated`]).
 ///
 /// # Errors
 /// [`Error::Refused`] when validation rejects the file (nothing is stored); the
@@ -108,7 +107,27 @@ pub async fn ingest_file(
                 .unwrap_or_else(|| "error-severity findings".to_owned()),
         });
     }
-    let chunks = ValidatedChunks::open(path, opts, validation, &report, settings.chunk_rows)?;
+    let done = store_validated(path, opts, validation, &report, store, settings, on_chunk).await?;
+    Ok((report, done))
+}
+
+/// Stores the rows of a file that `report` found storable: a reading thread re-reads
+/// it in validated chunks (checking its SHA-256 is still the report's) while the
+/// database writes them; `on_chunk` hears the rows written so far. On failure the
+/// ledger entry is marked failed; committed chunks stay.
+///
+/// # Errors
+/// The store's and the re-read's errors.
+pub async fn store_validated(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+    report: &Report,
+    store: &Store,
+    settings: &StoreSettings,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
+) -> Result<IngestReport> {
+    let chunks = ValidatedChunks::open(path, opts, validation, report, settings.chunk_rows)?;
     let schema = chunks.schema().clone();
     let source = IngestSource {
         path: path.display().to_string(),
@@ -146,8 +165,7 @@ pub async fn ingest_file(
     match outcome {
         Ok(()) => {
             let rejected = report.rows - report.rows_accepted;
-            let done = ingest.finish(source, report.rows, rejected).await?;
-            Ok((report, done))
+            Ok(ingest.finish(source, report.rows, rejected).await?)
         }
         Err(e) => {
             let _ = ingest.fail(&e.to_string()).await;

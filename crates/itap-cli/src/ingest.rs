@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use itap::store::{IngestReport, IngestSource, OnConflict};
-use itap::validate::{Policy, Report, ValidatedChunks, validate_file};
+use itap::store::{IngestReport, OnConflict};
+use itap::validate::{Policy, Report, validate_file};
 
 use crate::config::Config;
 use crate::{ConfigArg, DbArgs, Output};
@@ -210,8 +210,7 @@ fn print_json(o: &IngestOutput<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Streams the validated chunks of the file into the store: a reading thread feeds
-/// a bounded channel, so parsing and writing overlap and memory stays bounded.
+/// Stores the validated file through the library, showing progress.
 async fn store_file(
     args: &IngestArgs,
     opts: &itap::telemetry::ReadOptions,
@@ -221,56 +220,31 @@ async fn store_file(
     progress: &ProgressBar,
 ) -> Result<IngestReport> {
     let store = crate::db::connect(cfg).await?;
-    let chunks = ValidatedChunks::open(&args.input, opts, params, report, cfg.chunk_rows)
-        .with_context(|| format!("cannot re-read {}", args.input.display()))?;
-    let schema = chunks.schema().clone();
-    let source = IngestSource {
-        path: args.input.display().to_string(),
-        sha256: report.input.sha256.clone().unwrap_or_default(),
+    let settings = itap::StoreSettings {
+        url: cfg.url.clone(),
+        dataset: cfg.dataset.clone(),
+        pg_schema: cfg.pg_schema.clone(),
+        on_conflict: cfg.on_conflict,
+        chunk_rows: cfg.chunk_rows,
     };
-    let mut ingest = store
-        .begin_ingest(&cfg.dataset, &schema, source.clone(), cfg.on_conflict)
-        .await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-    let reader = tokio::task::spawn_blocking(move || {
-        for chunk in chunks {
-            if tx.blocking_send(chunk).is_err() {
-                break;
-            }
-        }
-    });
     let total = report.rows_accepted;
-    let mut written = 0u64;
-    let outcome: Result<()> = async {
-        while let Some(chunk) = rx.recv().await {
-            let chunk =
-                chunk.with_context(|| format!("cannot re-read {}", args.input.display()))?;
-            ingest.write(&chunk).await?;
-            written += chunk.len() as u64;
-            progress.set_message(format!(
-                "storing {} rows into `{}`: {written} written",
-                total, cfg.dataset
-            ));
-        }
-        Ok(())
-    }
-    .await;
-    drop(rx);
-    reader
-        .await
-        .map_err(|e| anyhow!("the reading thread failed: {e}"))?;
-    match outcome {
-        Ok(()) => {
-            let rejected = report.rows - report.rows_accepted;
-            let done = ingest.finish(source, report.rows, rejected).await?;
-            store.close().await;
-            Ok(done)
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            ingest.fail(&msg).await.ok();
-            store.close().await;
-            Err(e)
-        }
-    }
+    let mut on_chunk = |written: u64| {
+        progress.set_message(format!(
+            "storing {total} rows into `{}`: {written} written",
+            cfg.dataset
+        ));
+    };
+    let result = itap::store_validated(
+        &args.input,
+        opts,
+        params,
+        report,
+        &store,
+        &settings,
+        &mut on_chunk,
+    )
+    .await
+    .with_context(|| format!("cannot store {}", args.input.display()));
+    store.close().await;
+    result
 }
