@@ -6,11 +6,10 @@
 
 use std::path::PathBuf;
 
-use itap::anomaly::DetectorParams;
 use itap::eval::{EvalParams, InputDigest};
 use itap::features::FeatureParams;
 use itap::telemetry::{ReadOptions, SimParams, read_csv, simulate};
-use itap::{RunContext, TrainingSet, evaluate_and_report, split_of, train};
+use itap::{RunContext, TrainingSet, default_detector, evaluate_and_report, split_of, train};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (batch, input) = match std::env::args().nth(1) {
@@ -28,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &split,
         &TrainingSet::default(),
         &FeatureParams::default().check()?,
-        &DetectorParams::default().check()?,
+        &default_detector().check()?,
     )?;
     println!(
         "trained {} on {} of {} training rows in {:.2} s",

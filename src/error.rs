@@ -60,6 +60,15 @@ pub enum Error {
     )]
     NoTrainingRows(String),
 
+    /// A pipeline parameter (outside the crates' own sections) is out of range.
+    #[error("invalid parameter `{name}`: {reason}")]
+    InvalidParam {
+        /// The parameter, as in the config file.
+        name: String,
+        /// Why, and what would be accepted.
+        reason: String,
+    },
+
     /// The async runtime for the store could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

@@ -23,12 +23,14 @@ mod pipeline;
 
 pub use error::{Error, Result};
 pub use model::{
-    ATTRIBUTION_METHOD, MODEL_FORMAT_VERSION, ModelFile, SCORE_QUANTILES, ScoreQuantile, Scored,
-    TrainingInfo, TrainingSet, train,
+    ATTRIBUTION_METHOD, DEFAULT_DETECTOR, DEFAULT_INPUTS, MODEL_FORMAT_VERSION, ModelFile,
+    SCORE_QUANTILES, ScoreQuantile, Scored, TrainingInfo, TrainingSet, default_detector,
+    detector_features, train,
 };
 pub use pipeline::{
     RunContext, RunParams, RunSummary, Source, StageTiming, StoreSettings, evaluate_and_report,
-    ingest_file, run, split_of, store_validated, threshold_of,
+    ingest_file, load_dataset, read_validated, run, split_of, split_of_model, store_batch,
+    store_validated, threshold_of,
 };
 
 pub use itap_anomaly as anomaly;

@@ -12,7 +12,7 @@ use itap_eval::{
 use itap_features::CheckedFeatures;
 use itap_store::{IngestReport, IngestSource, OnConflict, RangeQuery, Store, StoreOptions};
 use itap_telemetry::{Batch, CheckedSimParams, ReadOptions, simulate, write_csv};
-use itap_validate::{CheckedValidation, Report, ValidatedChunks, validate_file};
+use itap_validate::{CheckedValidation, Report, Validated, ValidatedChunks, validate_file};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -174,6 +174,145 @@ pub async fn store_validated(
     }
 }
 
+/// Reads a CSV and validates it in memory, computing the file's SHA-256 alongside
+/// (for the report and the ingest ledger): the validated rows when the verdict
+/// lets them be used (valid, or quarantined with the bad rows removed), else
+/// [`Error::Refused`].
+///
+/// # Errors
+/// [`Error::Telemetry`] naming file, line and column when it cannot be read;
+/// [`Error::Refused`] when validation rejects it.
+pub fn read_validated(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+) -> Result<(Validated<Batch>, Report)> {
+    let (batch, sha) = std::thread::scope(|s| {
+        let sha = s.spawn(|| itap_validate::sha256_file(path));
+        let batch = itap_telemetry::read_csv(path, opts);
+        (batch, sha.join())
+    });
+    let batch = batch?;
+    let sha = match sha {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Error::Refused {
+                path: path.display().to_string(),
+                reason: "computing its SHA-256 failed".into(),
+            });
+        }
+    };
+    let (mut report, outcome) = itap_validate::validate_batch(batch, validation);
+    report.input.path = Some(path.display().to_string());
+    report.input.sha256 = Some(sha);
+    report.input.bytes = std::fs::metadata(path).ok().map(|m| m.len());
+    match outcome {
+        Ok(valid) if report.verdict.is_storable() => Ok((valid, report)),
+        _ => Err(Error::Refused {
+            path: path.display().to_string(),
+            reason: report
+                .first_error()
+                .unwrap_or_else(|| "error-severity findings".to_owned()),
+        }),
+    }
+}
+
+/// Stores validated rows that are already in memory, in transactions of
+/// `settings.chunk_rows` rows, recording `report`'s input (path, SHA-256) in the
+/// ingest ledger; `on_chunk` hears the rows written so far. On failure the ledger
+/// entry is marked failed; committed chunks stay.
+///
+/// # Errors
+/// The store's errors.
+pub async fn store_batch(
+    valid: &Validated<Batch>,
+    report: &Report,
+    store: &Store,
+    settings: &StoreSettings,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
+) -> Result<IngestReport> {
+    let source = IngestSource {
+        path: report.input.path.clone().unwrap_or_default(),
+        sha256: report.input.sha256.clone().unwrap_or_default(),
+    };
+    let mut ingest = store
+        .begin_ingest(
+            &settings.dataset,
+            valid.schema(),
+            source.clone(),
+            settings.on_conflict,
+        )
+        .await?;
+    let mut written = 0u64;
+    let outcome: Result<()> = async {
+        for chunk in valid.chunks(settings.chunk_rows) {
+            ingest.write(&chunk).await?;
+            written += chunk.len() as u64;
+            on_chunk(written);
+        }
+        Ok(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            let rejected = report.rows - report.rows_accepted;
+            Ok(ingest.finish(source, report.rows, rejected).await?)
+        }
+        Err(e) => {
+            let _ = ingest.fail(&e.to_string()).await;
+            Err(e)
+        }
+    }
+}
+
+/// Loads a whole dataset from the store, in time order per device.
+///
+/// # Errors
+/// [`Error::Store`]; [`Error::NoTrainingRows`] when the dataset is empty.
+pub async fn load_dataset(settings: &StoreSettings) -> Result<Batch> {
+    let store = settings.connect().await?;
+    let batch = store
+        .load_range(&settings.dataset, &RangeQuery::all())
+        .await;
+    store.close().await;
+    let batch = batch?;
+    if batch.is_empty() {
+        return Err(Error::NoTrainingRows(format!(
+            "dataset `{}` at {} holds no rows; store some with `itap ingest`",
+            settings.dataset, settings.url
+        )));
+    }
+    Ok(batch)
+}
+
+/// The split a model was trained with, applied to `batch`: rows before the model's
+/// cut are its training span, the rest are evaluated (all of them for data that
+/// starts after the cut).
+///
+/// # Errors
+/// [`Error::ModelFile`] when the model's training span cannot be read.
+pub fn split_of_model(batch: &Batch, model: &ModelFile, model_path: &Path) -> Result<Split> {
+    let parse = |t: &str| {
+        itap_telemetry::parse_timestamp(t, itap_telemetry::TimeZone::default()).map_err(|e| {
+            Error::ModelFile {
+                path: model_path.to_path_buf(),
+                reason: format!("training span `{t}`: {e}"),
+            }
+        })
+    };
+    let cut_us = parse(&model.training.until)?;
+    let model_first = parse(&model.training.first)?;
+    let (first, last) = batch
+        .time_bounds()
+        .ok_or_else(|| Error::NoTrainingRows("the data set has no rows".to_owned()))?;
+    Ok(Split {
+        first_us: first.min(model_first),
+        last_us: last.max(cut_us),
+        cut_us,
+        fraction: None,
+    })
+}
+
 /// Where the pipeline's telemetry comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -307,8 +446,13 @@ pub fn evaluate_and_report(
     Ok((evaluation, vec![metrics_path, scores_path, report_path]))
 }
 
-/// Runs every stage: generate (or read), validate, ingest, load, train, score,
-/// evaluate, report. `on_stage` is called as each stage ends.
+/// Runs every stage: generate (or read), validate, ingest, train, score, evaluate,
+/// report. `on_stage` is called as each stage ends.
+///
+/// The input is read and validated once, in memory; its validated rows are stored
+/// (idempotently: a re-run inserts nothing) and are the rows trained on, scored
+/// and evaluated. To train on everything a dataset holds, load it with
+/// [`load_dataset`] and call the stages one by one (as `itap train` does).
 ///
 /// # Errors
 /// The first stage error; [`Error::Refused`] when validation rejects the input.
@@ -337,54 +481,47 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         Source::Csv(path) => path.clone(),
     };
 
+    let t = Instant::now();
+    let (valid, report) = read_validated(&input, &p.read, &p.validation)?;
+    sw.record(
+        "read+validate",
+        report.rows,
+        t,
+        format!(
+            "{}, {} rows accepted, {} devices",
+            report.verdict.as_str(),
+            report.rows_accepted,
+            valid.device_names().len()
+        ),
+    );
+
+    let t = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    let (report, ingested, batch) = runtime.block_on(async {
+    let ingested = runtime.block_on(async {
         let store = p.store.connect().await?;
-        let t = Instant::now();
-        let (report, ingested) = ingest_file(
-            &input,
-            &p.read,
-            &p.validation,
-            None,
-            &store,
-            &p.store,
-            &mut |_| {},
-        )
-        .await?;
-        let seconds = t.elapsed().as_secs_f64();
-        let t_load = Instant::now();
-        let batch = store
-            .load_range(&p.store.dataset, &RangeQuery::all())
-            .await?;
+        let done = store_batch(&valid, &report, &store, &p.store, &mut |_| {}).await;
         store.close().await;
-        Ok::<_, Error>((report, (ingested, seconds), (batch, t_load)))
+        done
     })?;
-    let (ingested, ingest_seconds) = ingested;
-    // Validation and ingestion overlap in one call; report them as one stage.
-    sw.timings.push(StageTiming {
-        stage: "validate+ingest".into(),
-        rows: report.rows,
-        seconds: ingest_seconds,
-        detail: format!(
-            "{}; inserted {}, duplicates {}, conflicts {}",
-            report.verdict.as_str(),
+    sw.record(
+        "ingest",
+        valid.len() as u64,
+        t,
+        format!(
+            "{} dataset `{}`: inserted {}, duplicates {}, conflicts {}",
+            p.store.url,
+            p.store.dataset,
             ingested.counts.inserted,
             ingested.counts.duplicates,
             ingested.counts.conflicts
         ),
-    });
-    (sw.on_stage)(sw.timings.last().expect("just pushed"));
-    let (batch, t_load) = batch;
-    sw.record(
-        "load",
-        batch.len() as u64,
-        t_load,
-        format!("dataset `{}`", p.store.dataset),
     );
+    // What is trained and scored: the input's validated rows, just stored.
+    let batch = valid.into_inner();
 
     let split = split_of(&batch, &p.eval)?;
     let t = Instant::now();

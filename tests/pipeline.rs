@@ -53,3 +53,93 @@ fn train_save_load_and_score_give_the_same_scores() {
         .to_string();
     assert!(e.contains("layout version 99"), "{e}");
 }
+
+#[test]
+fn the_detector_reads_only_its_input_kinds() {
+    use itap::features::FeatureKind;
+    let batch = simulate(&SimParams::default().devices(3).hours(2.0).check().unwrap());
+    let split = split_of(&batch, &EvalParams::default().check().unwrap()).unwrap();
+    let features = FeatureParams::default().check().unwrap();
+    let detector = itap::default_detector().check().unwrap();
+
+    let (model, _) = train(
+        &batch,
+        &split,
+        &TrainingSet::default(),
+        &features,
+        &detector,
+    )
+    .unwrap();
+    let kinds = ["__state_dev", "__missing_run", "error_code__streak"];
+    assert_eq!(
+        model.feature_names.len(),
+        5 + 5 + 1,
+        "{:?}",
+        model.feature_names
+    );
+    for n in &model.feature_names {
+        assert!(kinds.iter().any(|k| n.contains(k)), "{n}");
+    }
+
+    let every = TrainingSet {
+        inputs: Vec::new(),
+        ..TrainingSet::default()
+    };
+    let (all, _) = train(&batch, &split, &every, &features, &detector).unwrap();
+    assert_eq!(all.feature_names.len(), 69);
+
+    let only_mean = FeatureParams::default()
+        .kinds([FeatureKind::Mean])
+        .check()
+        .unwrap();
+    let e = train(
+        &batch,
+        &split,
+        &TrainingSet::default(),
+        &only_mean,
+        &detector,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("model.inputs") && e.contains("features.kinds"),
+        "{e}"
+    );
+}
+
+#[test]
+fn scoring_data_without_the_models_signals_names_the_features() {
+    let batch = simulate(&SimParams::default().devices(2).hours(1.0).check().unwrap());
+    let split = split_of(&batch, &EvalParams::default().check().unwrap()).unwrap();
+    let (model, _) = train(
+        &batch,
+        &split,
+        &TrainingSet::default(),
+        &FeatureParams::default().check().unwrap(),
+        &itap::default_detector().check().unwrap(),
+    )
+    .unwrap();
+    let other = simulate(
+        &SimParams::default()
+            .devices(2)
+            .hours(1.0)
+            .signals(
+                itap::telemetry::default_sim_signals()
+                    .into_iter()
+                    .take(4)
+                    .collect(),
+            )
+            .check()
+            .unwrap(),
+    );
+    match model.score(&other).unwrap_err() {
+        itap::Error::FeatureMismatch { missing, extra } => {
+            assert!(
+                missing.contains(&"voltage_v__state_dev".to_owned()),
+                "{missing:?}"
+            );
+            assert!(extra.is_empty(), "{extra:?}");
+        }
+        e => panic!("expected a feature mismatch, got {e}"),
+    }
+}

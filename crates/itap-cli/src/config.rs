@@ -10,10 +10,15 @@ use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use itap::features::{CheckedFeatures, FeatureParams};
+use itap::TrainingSet;
+use itap::anomaly::{
+    CheckedDetector, DetectorKind, DetectorParams, IsolationForestParams, PcaParams,
+};
+use itap::eval::{CheckedEval, EvalParams};
+use itap::features::{CheckedFeatures, FeatureKind, FeatureParams};
 use itap::store::{DEFAULT_DATASET, DEFAULT_DB_URL, OnConflict};
 use itap::telemetry::{
-    AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, StateParams,
+    AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, State, StateParams,
     TimeZone, default_sim_signals,
 };
 use itap::validate::{CheckedValidation, Policy, ValidationParams};
@@ -29,7 +34,61 @@ pub(crate) struct Config {
     pub(crate) validation: ValidationParams,
     pub(crate) store: StoreSection,
     pub(crate) features: FeatureParams,
+    pub(crate) model: ModelSection,
+    pub(crate) eval: EvalParams,
     pub(crate) output: OutputSection,
+}
+
+/// `[model]`: the detector, what it reads and which rows it learns from.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ModelSection {
+    pub(crate) detector: DetectorKind,
+    pub(crate) inputs: Vec<FeatureKind>,
+    pub(crate) exclude_states: Vec<State>,
+    pub(crate) unsupervised: bool,
+    pub(crate) path: PathBuf,
+    pub(crate) iforest: IsolationForestParams,
+    pub(crate) pca: PcaParams,
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        let t = TrainingSet::default();
+        let d = DetectorParams::default();
+        ModelSection {
+            detector: itap::DEFAULT_DETECTOR,
+            inputs: t.inputs,
+            exclude_states: t.exclude_states,
+            unsupervised: t.unsupervised,
+            path: PathBuf::from("artifacts/model.json"),
+            iforest: d.iforest,
+            pca: d.pca,
+        }
+    }
+}
+
+/// The flags that choose the split and the training set (`itap train`, `itap run`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub(crate) struct TrainFlags {
+    /// Detector: iforest or pca [config: model.detector, default pca].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) detector: Option<DetectorKind>,
+
+    /// Train on this first share of the data's time span [config:
+    /// eval.train_fraction, default 0.7].
+    #[arg(long, value_name = "F", conflicts_with = "train_until")]
+    pub(crate) train_fraction: Option<f64>,
+
+    /// Train on the rows before this time (RFC 3339, e.g. 2026-01-01T04:00:00Z)
+    /// [config: eval.train_until].
+    #[arg(long, value_name = "TIMESTAMP")]
+    pub(crate) train_until: Option<String>,
+
+    /// Train on every row of the training span and use no labels (by default rows
+    /// in MAINT and rows tagged as faulty are left out) [config: model.unsupervised].
+    #[arg(long)]
+    pub(crate) unsupervised: bool,
 }
 
 /// `[telemetry]`: the simulated fleet, and how input files are read.
@@ -122,18 +181,34 @@ pub(crate) struct StoreSettings {
     pub(crate) chunk_rows: usize,
 }
 
+impl StoreSettings {
+    /// The library's form of these settings.
+    pub(crate) fn to_lib(&self) -> itap::StoreSettings {
+        itap::StoreSettings {
+            url: self.url.clone(),
+            dataset: self.dataset.clone(),
+            pg_schema: self.pg_schema.clone(),
+            on_conflict: self.on_conflict,
+            chunk_rows: self.chunk_rows,
+        }
+    }
+}
+
 /// `[output]`: where results go.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct OutputSection {
     /// Where `itap generate` writes its CSV.
     pub(crate) telemetry_csv: PathBuf,
+    /// Where `itap run` and `itap score` write model, metrics, scores and report.
+    pub(crate) dir: PathBuf,
 }
 
 impl Default for OutputSection {
     fn default() -> Self {
         OutputSection {
             telemetry_csv: PathBuf::from("data/raw/telemetry.csv"),
+            dir: PathBuf::from("artifacts"),
         }
     }
 }
@@ -259,9 +334,62 @@ impl Config {
 
     /// Checked feature parameters: `[features]` (flags are applied by the command
     /// before checking, see `features.rs`).
-    #[allow(dead_code)] // used by the pipeline commands as they land
     pub(crate) fn feature_params(&self) -> Result<CheckedFeatures> {
         Ok(self.features.clone().check()?)
+    }
+
+    /// The detector's parameters: `[model]`, then `--detector`.
+    pub(crate) fn detector_params(&self, flags: &TrainFlags) -> Result<CheckedDetector> {
+        let m = &self.model;
+        let p = DetectorParams {
+            detector: flags.detector.unwrap_or(m.detector),
+            iforest: m.iforest.clone(),
+            pca: m.pca.clone(),
+        };
+        Ok(p.check()?)
+    }
+
+    /// The training set: `[model]`, then `--unsupervised`.
+    pub(crate) fn training_set(&self, flags: &TrainFlags) -> TrainingSet {
+        let m = &self.model;
+        TrainingSet {
+            exclude_states: m.exclude_states.clone(),
+            unsupervised: m.unsupervised || flags.unsupervised,
+            inputs: m.inputs.clone(),
+        }
+    }
+
+    /// Evaluation and split: `[eval]`, then the split flags.
+    pub(crate) fn eval_params(&self, flags: &TrainFlags) -> Result<CheckedEval> {
+        let mut p = self.eval.clone();
+        if let Some(f) = flags.train_fraction {
+            p.train_fraction = f;
+            p.train_until = None;
+        }
+        if let Some(t) = &flags.train_until {
+            p.train_until = Some(t.clone());
+        }
+        Ok(p.check()?)
+    }
+
+    /// The whole configuration as JSON, for metrics.json.
+    pub(crate) fn to_json(&self, flags: &TrainFlags) -> serde_json::Value {
+        serde_json::json!({
+            "features": self.features,
+            "model": {
+                "detector": flags.detector.unwrap_or(self.model.detector),
+                "inputs": self.model.inputs,
+                "exclude_states": self.model.exclude_states,
+                "unsupervised": self.model.unsupervised || flags.unsupervised,
+                "iforest": self.model.iforest,
+                "pca": self.model.pca,
+            },
+            "eval": self.eval,
+            "flags": {
+                "train_fraction": flags.train_fraction,
+                "train_until": flags.train_until,
+            },
+        })
     }
 
     /// Checked validation parameters: `[validation]`, then the `--policy` flag.
@@ -277,6 +405,7 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use itap::anomaly::Detector;
 
     #[test]
     fn the_example_config_parses_and_equals_the_defaults() {
@@ -289,6 +418,9 @@ mod tests {
             PathBuf::from("data/raw/telemetry.csv")
         );
         assert_eq!(c.validation, ValidationParams::default());
+        assert_eq!(c.model, ModelSection::default());
+        assert_eq!(c.eval, EvalParams::default());
+        assert_eq!(c.output.dir, PathBuf::from("artifacts"));
         // Every key of [validation] is in the example, set or commented out.
         let defaults = toml::to_string(&ValidationParams::default()).unwrap();
         let section = text
@@ -380,6 +512,49 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("validation.gap_factor"), "{e}");
+    }
+
+    #[test]
+    fn model_and_eval_sections_map_to_checked_params() {
+        let c = Config::parse(
+            "[model]\ndetector = \"iforest\"\ninputs = [\"z\"]\n[model.iforest]\ntrees = 50\n[eval]\ntrain_fraction = 0.5\n",
+        )
+        .unwrap();
+        let none = TrainFlags::default();
+        let d = c.detector_params(&none).unwrap();
+        assert_eq!(d.kind(), DetectorKind::IsolationForest);
+        assert_eq!(c.training_set(&none).inputs, vec![FeatureKind::Z]);
+        assert!(!c.training_set(&none).unsupervised);
+        assert_eq!(c.eval_params(&none).unwrap().params().train_fraction, 0.5);
+        let flags = TrainFlags {
+            detector: Some(DetectorKind::Pca),
+            train_fraction: Some(0.8),
+            train_until: None,
+            unsupervised: true,
+        };
+        assert_eq!(c.detector_params(&flags).unwrap().kind(), DetectorKind::Pca);
+        assert!(c.training_set(&flags).unsupervised, "the flag wins");
+        assert_eq!(c.eval_params(&flags).unwrap().params().train_fraction, 0.8);
+        let e = Config::parse("[model]\ndetecter = \"pca\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("detecter"), "{e}");
+        let e = Config::parse("[model]\ndetector = \"svm\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("svm"), "{e}");
+        let e = Config::parse("[model]\ndetector = \"iforest\"\n[model.iforest]\ntrees = 0\n")
+            .unwrap()
+            .detector_params(&none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trees"), "{e}");
+        let e = Config::parse("[eval]\ntrain_fraction = 1.5\n")
+            .unwrap()
+            .eval_params(&none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train_fraction"), "{e}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use itap::telemetry::{simulate, write_csv};
+use itap::telemetry::{SimParams, simulate, write_csv};
 
 use crate::config::Config;
 use crate::{ConfigArg, Output};
@@ -20,6 +20,17 @@ pub(crate) struct GenerateArgs {
     #[command(flatten)]
     config: ConfigArg,
 
+    #[command(flatten)]
+    sim: SimFlags,
+
+    /// Output CSV; folders are created [config: output.telemetry_csv, default data/raw/telemetry.csv].
+    #[arg(short, long, value_name = "PATH")]
+    out: Option<PathBuf>,
+}
+
+/// The fleet flags, shared by `itap generate` and `itap run`.
+#[derive(Debug, Args)]
+pub(crate) struct SimFlags {
     /// Number of devices [config: telemetry.devices, default 25].
     #[arg(long, value_name = "N")]
     devices: Option<usize>,
@@ -35,27 +46,30 @@ pub(crate) struct GenerateArgs {
     /// Seed of every random stream [config: telemetry.seed, default 42].
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
+}
 
-    /// Output CSV; folders are created [config: output.telemetry_csv, default data/raw/telemetry.csv].
-    #[arg(short, long, value_name = "PATH")]
-    out: Option<PathBuf>,
+impl SimFlags {
+    /// The config's simulator parameters with these flags applied.
+    pub(crate) fn apply(&self, mut params: SimParams) -> SimParams {
+        if let Some(v) = self.devices {
+            params.devices = v;
+        }
+        if let Some(v) = self.hours {
+            params.hours = v;
+        }
+        if let Some(v) = self.freq_seconds {
+            params.freq_seconds = v;
+        }
+        if let Some(v) = self.seed {
+            params.seed = v;
+        }
+        params
+    }
 }
 
 pub(crate) fn run(args: &GenerateArgs, out: Output) -> Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
-    let mut params = config.sim_params()?;
-    if let Some(v) = args.devices {
-        params.devices = v;
-    }
-    if let Some(v) = args.hours {
-        params.hours = v;
-    }
-    if let Some(v) = args.freq_seconds {
-        params.freq_seconds = v;
-    }
-    if let Some(v) = args.seed {
-        params.seed = v;
-    }
+    let params = args.sim.apply(config.sim_params()?);
     let path = args
         .out
         .clone()

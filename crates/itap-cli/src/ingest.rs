@@ -220,13 +220,7 @@ async fn store_file(
     progress: &ProgressBar,
 ) -> Result<IngestReport> {
     let store = crate::db::connect(cfg).await?;
-    let settings = itap::StoreSettings {
-        url: cfg.url.clone(),
-        dataset: cfg.dataset.clone(),
-        pg_schema: cfg.pg_schema.clone(),
-        on_conflict: cfg.on_conflict,
-        chunk_rows: cfg.chunk_rows,
-    };
+    let settings = cfg.to_lib();
     let total = report.rows_accepted;
     let mut on_chunk = |written: u64| {
         progress.set_message(format!(

@@ -2,11 +2,15 @@
 //! config and flags, calls the pipeline, shows progress and prints results.
 
 mod config;
+mod data;
 mod db;
 mod features;
 mod generate;
 mod ingest;
 mod inspect;
+mod run;
+mod score;
+mod train;
 mod validate;
 
 use std::path::PathBuf;
@@ -16,8 +20,9 @@ use clap::{Args, Parser, Subcommand};
 
 /// ITAP, the Industrial Telemetry Analytics Platform.
 ///
-/// Simulates or reads machine telemetry and validates it; later stages store it in
-/// SQL, engineer features, detect anomalies and evaluate them.
+/// Simulates or reads machine telemetry, validates it, stores it in SQL, engineers
+/// features, detects anomalies without labels and evaluates them honestly.
+/// `itap run` does all of it in one command.
 #[derive(Debug, Parser)]
 #[command(name = "itap", version, about, long_about = None, propagate_version = true)]
 struct Cli {
@@ -55,6 +60,13 @@ enum Command {
     /// List the feature catalogue, or compute a telemetry CSV's features (causal,
     /// per device) into CSV or Parquet.
     Features(features::FeaturesArgs),
+    /// Fit features, scaler and detector on the training span; write the model file.
+    Train(train::TrainArgs),
+    /// Score telemetry with a saved model; evaluate; write scores, metrics, report.
+    Score(score::ScoreArgs),
+    /// The whole pipeline: generate (or read), validate, ingest, train, score,
+    /// evaluate, report — with each stage's rows and wall time.
+    Run(run::RunArgs),
 }
 
 /// The config file flag, shared by commands.
@@ -117,6 +129,9 @@ fn main() -> ExitCode {
         Command::Db(cmd) => db::run(cmd, out),
         Command::Features(args) => features::run(args, out),
         Command::Validate(args) => validate::run(args, out),
+        Command::Train(args) => train::run(args, out),
+        Command::Score(args) => score::run(args, out),
+        Command::Run(args) => run::run(args, out),
     };
     match result {
         Ok(code) => code,

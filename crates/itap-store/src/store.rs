@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row};
 
 use crate::error::{Context, Error, Result};
 
@@ -134,7 +134,10 @@ impl Store {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(120))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Reading or writing a whole dataset takes longer than sqlx's 1 s
+                // "slow statement" warning by design; ITAP logs its own progress.
+                .disable_statement_logging();
             let memory = url.contains(":memory:") || url.contains("mode=memory");
             if !memory {
                 let path = o.get_filename().to_path_buf();
@@ -175,6 +178,7 @@ impl Store {
                 admin.close().await;
                 o = o.options([("search_path", schema.as_str())]);
             }
+            let o = o.disable_statement_logging();
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(Duration::from_secs(30))

@@ -1,0 +1,240 @@
+//! `itap train`, `itap score` and `itap run`, run as a user would in a temporary
+//! directory on the embedded SQLite.
+
+use std::fs;
+use std::path::Path;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn itap(dir: &tempfile::TempDir) -> Command {
+    let mut c = Command::cargo_bin("itap").unwrap();
+    c.current_dir(dir.path());
+    c
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
+}
+
+const FLEET: [&str; 4] = ["--devices", "4", "--hours", "2"];
+
+#[test]
+fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = itap(&dir)
+        .arg("run")
+        .args(FLEET)
+        .arg("--timings")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    for stage in [
+        "generate",
+        "read+validate",
+        "ingest",
+        "train",
+        "score",
+        "evaluate",
+        "total",
+    ] {
+        assert!(text.contains(stage), "stage {stage} missing:\n{text}");
+    }
+    assert!(text.contains("inserted 2880"), "{text}");
+    let timings: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let stages = timings["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 6, "{timings}");
+    assert_eq!(stages[0]["rows"], 2880);
+    assert!(timings["total_seconds"].as_f64().unwrap() > 0.0);
+
+    for f in ["model.json", "metrics.json", "scores.csv", "report.html"] {
+        assert!(dir.path().join("artifacts").join(f).is_file(), "{f}");
+    }
+    let metrics = json(&dir.path().join("artifacts/metrics.json"));
+    let ev = &metrics["evaluation"];
+    assert!(ev["rows_evaluated"].as_u64().unwrap() > 0);
+    assert_eq!(ev["eval_states"], serde_json::json!(["RUN", "IDLE"]));
+    assert_eq!(metrics["config"]["model"]["detector"], "pca");
+    let scores = fs::read_to_string(dir.path().join("artifacts/scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 2880 + 1);
+
+    // Again in the same folder: the ingest inserts nothing, the results are the same.
+    let again = itap(&dir).arg("run").args(FLEET).assert().success();
+    let text = String::from_utf8(again.get_output().stdout.clone()).unwrap();
+    assert!(text.contains("inserted 0, duplicates 2880"), "{text}");
+    let metrics2 = json(&dir.path().join("artifacts/metrics.json"));
+    assert_eq!(metrics2["evaluation"], metrics["evaluation"]);
+}
+
+#[test]
+fn train_then_score_share_the_split_and_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir).arg("generate").args(FLEET).assert().success();
+    itap(&dir)
+        .args(["ingest", "data/raw/telemetry.csv"])
+        .assert()
+        .success();
+    itap(&dir)
+        .args(["train", "--train-fraction", "0.5"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("rows used")
+                .and(predicate::str::contains("rows in state MAINT"))
+                .and(predicate::str::contains(
+                    "rows with a ground-truth fault tag",
+                ))
+                .and(predicate::str::contains("vibration_g__state_dev"))
+                .and(predicate::str::contains("artifacts/model.json")),
+        );
+    let model = json(&dir.path().join("artifacts/model.json"));
+    assert_eq!(model["training"]["unsupervised"], false);
+    let until = model["training"]["until"].as_str().unwrap().to_owned();
+
+    itap(&dir)
+        .args(["score", "--out", "scored"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("scored 2,880 rows"));
+    let metrics = json(&dir.path().join("scored/metrics.json"));
+    assert_eq!(
+        metrics["evaluation"]["split"]["cut"].as_str().unwrap(),
+        until,
+        "score evaluates after the cut the model was trained with"
+    );
+    let scores = fs::read_to_string(dir.path().join("scored/scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 2881);
+
+    // The same model from a CSV instead of the database gives the same scores.
+    itap(&dir)
+        .args([
+            "score",
+            "--input",
+            "data/raw/telemetry.csv",
+            "--out",
+            "from_csv",
+        ])
+        .assert()
+        .success();
+    let from_csv = fs::read_to_string(dir.path().join("from_csv/scores.csv")).unwrap();
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&from_csv), sorted(&scores));
+}
+
+#[test]
+fn unsupervised_training_uses_every_row_of_the_span() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir).arg("generate").args(FLEET).assert().success();
+    itap(&dir)
+        .args([
+            "train",
+            "--input",
+            "data/raw/telemetry.csv",
+            "--unsupervised",
+            "--detector",
+            "iforest",
+            "--model",
+            "m.json",
+            "--json",
+        ])
+        .assert()
+        .success();
+    let model = json(&dir.path().join("m.json"));
+    let t = &model["training"];
+    assert_eq!(t["unsupervised"], true);
+    assert_eq!(t["rows_used"], t["rows_in_span"]);
+    assert_eq!(t["excluded_as_faulty"], 0);
+    assert_eq!(
+        model["detector"]["detector"], "iforest",
+        "{}",
+        model["detector"]["detector"]
+    );
+}
+
+#[test]
+fn a_model_for_other_signals_is_refused_naming_the_features() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir).arg("generate").args(FLEET).assert().success();
+    itap(&dir)
+        .args(["train", "--input", "data/raw/telemetry.csv"])
+        .assert()
+        .success();
+    fs::write(
+        dir.path().join("other.csv"),
+        "timestamp,device_id,pressure_bar\n2026-01-01T00:00:00Z,A,1.0\n2026-01-01T00:00:10Z,A,1.1\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args(["score", "--input", "other.csv"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("missing")
+                .and(predicate::str::contains("temp_c__state_dev"))
+                .and(predicate::str::contains("pressure_bar__state_dev")),
+        );
+}
+
+#[test]
+fn bad_input_and_bad_flags_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("broken.csv"),
+        "timestamp,device_id,rpm\n2026-01-01T00:00:00Z,A,1\n2026-01-01T00:00:00Z,A,2\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args(["train", "--input", "broken.csv"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("refused"));
+    itap(&dir)
+        .args(["run", "--input", "broken.csv"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("refused"));
+    assert!(!dir.path().join("artifacts/model.json").exists());
+
+    itap(&dir).arg("generate").args(FLEET).assert().success();
+    itap(&dir)
+        .args([
+            "train",
+            "--input",
+            "data/raw/telemetry.csv",
+            "--train-until",
+            "2030-01-01T00:00:00Z",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("2030-01-01"));
+    itap(&dir)
+        .args([
+            "train",
+            "--input",
+            "data/raw/telemetry.csv",
+            "--detector",
+            "svm",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("svm"));
+    itap(&dir)
+        .args([
+            "score",
+            "--input",
+            "data/raw/telemetry.csv",
+            "--model",
+            "nope.json",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nope.json").and(predicate::str::contains("itap train")));
+    assert!(!dir.path().join("artifacts/model.json").exists());
+}
