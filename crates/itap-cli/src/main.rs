@@ -116,7 +116,21 @@ fn init_tracing(v: &Verbosity) {
         .try_init();
 }
 
+/// Restores the default SIGPIPE action, so `itap … | head` ends quietly when
+/// `head` stops reading (Rust ignores SIGPIPE, which turns every later print into
+/// a panic). The only unsafe code in the workspace: there is no safe API for it.
+#[allow(unsafe_code)]
+fn reset_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any thread is started; setting a
+    // signal's disposition to SIG_DFL has no other precondition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = Cli::parse();
     init_tracing(&cli.verbosity);
     let out = Output {

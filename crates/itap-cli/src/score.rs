@@ -81,11 +81,11 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
     if !out.quiet {
         let n = loaded.batch.len() as u64;
         println!(
-            "scored {} rows of {} with {} in {score_seconds:.2} s ({:.0} rows/s)",
+            "scored {} rows of {} with {} in {score_seconds:.2} s ({} rows/s)",
             thousands(n),
             loaded.input.path,
             model.describe(),
-            n as f64 / score_seconds.max(1e-9)
+            thousands((n as f64 / score_seconds.max(1e-9)).round() as u64)
         );
         println!(
             "  evaluated      {} rows from {} (states {}); threshold {:.4}",
