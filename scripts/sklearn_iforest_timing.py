@@ -3,6 +3,11 @@
 
 Usage:
     python3 scripts/sklearn_iforest_timing.py [ROWS...]     (default 54000 864000)
+    python3 scripts/sklearn_iforest_timing.py --matrix DIR/features-ROWSxCOLS.f64 ...
+
+With --matrix, times the very matrices the root crate's `detectors` bench made
+(`ITAP_BENCH_DUMP=DIR cargo bench --bench detectors`: the default feature set of
+the simulated fleet, standardised, row-major little-endian f64).
 
 Builds, for each size, a 40-column matrix with the recipe of
 crates/itap-anomaly/benches/anomaly.rs (five AR(1) latent signals, z ← 0.95 z + 0.3 ε,
@@ -49,10 +54,18 @@ def best_of(runs: int, f) -> float:
     return best
 
 
+def load(path: str) -> np.ndarray:
+    rows, cols = (int(v) for v in path.rsplit("-", 1)[1].split(".")[0].split("x"))
+    return np.fromfile(path, dtype="<f8").reshape(rows, cols)
+
+
 def main(argv: list[str]) -> int:
-    sizes = [int(a) for a in argv] or [54_000, 864_000]
-    for rows in sizes:
-        x = matrix(rows)
+    if argv[:1] == ["--matrix"]:
+        inputs = [(p, load(p)) for p in argv[1:]]
+    else:
+        inputs = [(None, matrix(int(a))) for a in argv or ["54000", "864000"]]
+    for path, x in inputs:
+        rows = x.shape[0]
         runs = 3 if rows <= 100_000 else 2
         for jobs in (1, 2):
             model = IsolationForest(n_estimators=200, max_samples=256, random_state=0, n_jobs=jobs)
@@ -63,7 +76,8 @@ def main(argv: list[str]) -> int:
                     {
                         "sklearn": sklearn.__version__,
                         "rows": rows,
-                        "columns": COLUMNS,
+                        "columns": x.shape[1],
+                        "matrix": path or "synthetic",
                         "n_jobs": jobs,
                         "fit_s": round(fit_s, 4),
                         "score_s": round(score_s, 4),
