@@ -755,6 +755,8 @@ fn alert_detail(
                 *fam.entry(f.as_str()).or_default() += s.share;
             }
             feats.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.name.cmp(&b.name)));
+            // Features that did not deviate at all explain nothing: not listed.
+            feats.retain(|s| s.share > 0.0);
             feats.truncate(5);
             let mut fams: Vec<Share> = fam
                 .into_iter()
@@ -764,6 +766,7 @@ fn alert_detail(
                 })
                 .collect();
             fams.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.name.cmp(&b.name)));
+            fams.retain(|s| s.share > 0.0);
             (feats, fams)
         }
         None => (Vec::new(), Vec::new()),

@@ -200,7 +200,7 @@ pub fn report_html(
     );
 
     // Timelines.
-    h.push_str("<h2>Score timelines</h2><p class=\"note\">Evaluated span; shaded: ground-truth fault events; red marks: alerts; dashed: operating threshold; scores far above it (beyond four thresholds and the 98th percentile) are drawn at the top of the plot.</p><div class=\"grid\">");
+    h.push_str("<h2>Score timelines</h2><p class=\"note\">Evaluated span; shaded: ground-truth fault events; red marks: alerts; dashed: operating threshold; scores far above it (beyond four times the threshold and the 90th percentile) are drawn at the top of the plot.</p><div class=\"grid\">");
     for svg in timelines(rows, ev, max_timelines)? {
         h.push_str(&svg);
     }
@@ -387,9 +387,9 @@ fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<S
             .fold(f64::NEG_INFINITY, f64::max)
             .max(ev.threshold.value);
         // A few huge scores (a PCA residual of a dropout can be 100× the
-        // threshold) would flatten everything else: above the larger of four
-        // thresholds and the 98th percentile, scores are drawn at the top.
-        let cap = (4.0 * ev.threshold.value).max(crate::quantile(&finite, 0.98).unwrap_or(y_max));
+        // threshold) would flatten everything else: above the larger of four times
+        // the threshold and the 90th percentile, scores are drawn at the top.
+        let cap = (4.0 * ev.threshold.value).max(crate::quantile(&finite, 0.9).unwrap_or(y_max));
         let y_max = if cap > y_min { y_max.min(cap) } else { y_max };
         let (y_min, y_max) = if y_min.is_finite() && y_max > y_min {
             let pad = (y_max - y_min) * 0.05;
