@@ -13,7 +13,7 @@ use std::io::Write as _;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use itap::anomaly::ndarray::Array2;
-use itap::anomaly::{Detector, FittedDetector, IsolationForestParams, PcaParams, StandardScaler};
+use itap::anomaly::{Detector, IsolationForestParams, PcaParams, StandardScaler};
 use itap::features::{FeatureParams, TrainSpan};
 use itap::telemetry::{SimParams, simulate};
 
