@@ -68,6 +68,33 @@ impl Default for ModelSection {
     }
 }
 
+/// The flags that name a CSV's key columns (`itap run`, `itap train`, `itap score`).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub(crate) struct ColumnFlags {
+    /// The CSV's timestamp column, when it is not found by its name
+    /// [config: telemetry.input.timestamp_column].
+    #[arg(long, value_name = "NAME", requires = "input")]
+    pub(crate) timestamp_column: Option<String>,
+
+    /// The CSV's device column, when it is not found by its name; without one the
+    /// whole file is one device [config: telemetry.input.device_column].
+    #[arg(long, value_name = "NAME", requires = "input")]
+    pub(crate) device_column: Option<String>,
+}
+
+impl ColumnFlags {
+    /// The config's read options with these flags applied.
+    pub(crate) fn apply(&self, mut opts: ReadOptions) -> ReadOptions {
+        if self.timestamp_column.is_some() {
+            opts.timestamp_column = self.timestamp_column.clone();
+        }
+        if self.device_column.is_some() {
+            opts.device_column = self.device_column.clone();
+        }
+        opts
+    }
+}
+
 /// The flags that choose the split and the training set (`itap train`, `itap run`).
 #[derive(Debug, Default, Clone, clap::Args)]
 pub(crate) struct TrainFlags {

@@ -11,7 +11,7 @@ use itap::eval::InputDigest;
 use itap::telemetry::Batch;
 
 use crate::DbArgs;
-use crate::config::Config;
+use crate::config::{ColumnFlags, Config};
 
 /// `--input CSV` or the database flags.
 #[derive(Debug, Args)]
@@ -20,6 +20,9 @@ pub(crate) struct DataArgs {
     /// refused) instead of a dataset in the database.
     #[arg(long, value_name = "CSV", conflicts_with_all = ["db", "dataset", "pg_schema"])]
     pub(crate) input: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) columns: ColumnFlags,
 
     #[command(flatten)]
     pub(crate) db: DbArgs,
@@ -34,7 +37,7 @@ pub(crate) struct Loaded {
 /// Loads the telemetry, or says why it was refused (exit status 1).
 pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, ExitCode>> {
     if let Some(path) = &args.input {
-        let opts = config.read_options()?;
+        let opts = args.columns.apply(config.read_options()?);
         let validation = config.validation_params(None)?;
         return match itap::read_validated(path, &opts, &validation) {
             Ok((valid, report)) => Ok(Ok(Loaded {
@@ -46,8 +49,8 @@ pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, Ex
             })),
             Err(e @ itap::Error::Refused { .. }) => {
                 eprintln!(
-                    "refused: {e}; run `itap validate {}` for the full report",
-                    path.display()
+                    "refused: {e}; `itap validate {p}` gives the full report and `itap inspect {p}` shows how its columns were understood",
+                    p = path.display()
                 );
                 Ok(Err(ExitCode::from(1)))
             }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use itap::{RunParams, Source, StageTiming};
 
-use crate::config::{Config, TrainFlags};
+use crate::config::{ColumnFlags, Config, TrainFlags};
 use crate::data::{metric, thousands};
 use crate::generate::SimFlags;
 use crate::{ConfigArg, DbArgs, Output};
@@ -40,6 +40,9 @@ pub(crate) struct RunArgs {
     /// Read this telemetry CSV instead of simulating the configured fleet.
     #[arg(long, value_name = "CSV")]
     input: Option<PathBuf>,
+
+    #[command(flatten)]
+    columns: ColumnFlags,
 
     #[command(flatten)]
     db: DbArgs,
@@ -85,7 +88,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         .unwrap_or_else(|| config.output.dir.clone());
     let params = RunParams {
         source,
-        read: config.read_options()?,
+        read: args.columns.apply(config.read_options()?),
         validation: config.validation_params(None)?,
         store: config.store_settings(&args.db, None, None)?.to_lib(),
         features: config.feature_params()?,
@@ -111,7 +114,9 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     let summary = match itap::run(&params, &mut on_stage) {
         Ok(s) => s,
         Err(e @ itap::Error::Refused { .. }) => {
-            eprintln!("refused: {e}; run `itap validate` on it for the full report");
+            eprintln!(
+                "refused: {e}; `itap validate FILE` gives the full report and `itap inspect FILE` shows how its columns were understood"
+            );
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e.into()),

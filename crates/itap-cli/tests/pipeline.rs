@@ -238,3 +238,75 @@ fn bad_input_and_bad_flags_are_refused_before_anything_is_written() {
         .stderr(predicate::str::contains("nope.json").and(predicate::str::contains("itap train")));
     assert!(!dir.path().join("artifacts/model.json").exists());
 }
+
+#[test]
+fn a_users_csv_with_its_own_column_names_runs_when_they_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two machines, their own signal names, a device column the reader does not
+    // guess ("rig"), a 0/1 label; rig B overheats late in the span.
+    let mut csv = String::from("time,rig,pressure_bar,oil_temp_c,label\n");
+    for i in 0..720u32 {
+        for m in ["A", "B"] {
+            let faulty = m == "B" && i >= 600 && i < 660;
+            let wobble = f64::from((i * 7919 + u32::from(m == "B") * 31) % 100) / 100.0;
+            let temp = 60.0 + wobble + if faulty { 8.0 } else { 0.0 };
+            csv.push_str(&format!(
+                "2026-02-01T{:02}:{:02}:{:02}Z,{m},{:.3},{temp:.3},{}\n",
+                i / 360,
+                (i / 6) % 60,
+                (i % 6) * 10,
+                5.0 + wobble * 0.1,
+                u8::from(faulty)
+            ));
+        }
+    }
+    fs::write(dir.path().join("plant.csv"), csv).unwrap();
+
+    // Without naming the device column, the two machines look like one device with
+    // repeated timestamps: refused, with a pointer to `itap inspect`.
+    itap(&dir)
+        .args([
+            "run",
+            "--input",
+            "plant.csv",
+            "--db",
+            "sqlite://data/plant.db",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("itap inspect"));
+    itap(&dir)
+        .args([
+            "run",
+            "--input",
+            "plant.csv",
+            "--device-column",
+            "rig",
+            "--db",
+            "sqlite://data/plant.db",
+            "--out",
+            "plant",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("inserted 1440"));
+    let metrics = json(&dir.path().join("plant/metrics.json"));
+    let ev = &metrics["evaluation"];
+    assert_eq!(ev["labelled"], true);
+    assert!(ev["roc_auc"].as_f64().unwrap() > 0.9, "{}", ev["roc_auc"]);
+    let model = json(&dir.path().join("plant/model.json"));
+    let names: Vec<&str> = model["feature_names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"oil_temp_c__state_dev"), "{names:?}");
+
+    // The column flags only make sense with --input.
+    itap(&dir)
+        .args(["train", "--device-column", "rig"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--input"));
+}
