@@ -247,7 +247,7 @@ fn a_users_csv_with_its_own_column_names_runs_when_they_are_named() {
     let mut csv = String::from("time,rig,pressure_bar,oil_temp_c,label\n");
     for i in 0..720u32 {
         for m in ["A", "B"] {
-            let faulty = m == "B" && i >= 600 && i < 660;
+            let faulty = m == "B" && (600..660).contains(&i);
             let wobble = f64::from((i * 7919 + u32::from(m == "B") * 31) % 100) / 100.0;
             let temp = 60.0 + wobble + if faulty { 8.0 } else { 0.0 };
             csv.push_str(&format!(
