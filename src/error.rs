@@ -60,6 +60,10 @@ pub enum Error {
     )]
     NoTrainingRows(String),
 
+    /// There is no data to work on.
+    #[error("{0}")]
+    NoData(String),
+
     /// A pipeline parameter (outside the crates' own sections) is out of range.
     #[error("invalid parameter `{name}`: {reason}")]
     InvalidParam {

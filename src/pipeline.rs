@@ -195,12 +195,7 @@ pub fn read_validated(
     let batch = batch?;
     let sha = match sha {
         Ok(r) => r?,
-        Err(_) => {
-            return Err(Error::Refused {
-                path: path.display().to_string(),
-                reason: "computing its SHA-256 failed".into(),
-            });
-        }
+        Err(panic) => std::panic::resume_unwind(panic),
     };
     let (mut report, outcome) = itap_validate::validate_batch(batch, validation);
     report.input.path = Some(path.display().to_string());
@@ -268,7 +263,7 @@ pub async fn store_batch(
 /// Loads a whole dataset from the store, in time order per device.
 ///
 /// # Errors
-/// [`Error::Store`]; [`Error::NoTrainingRows`] when the dataset is empty.
+/// [`Error::Store`]; [`Error::NoData`] when the dataset is empty.
 pub async fn load_dataset(settings: &StoreSettings) -> Result<Batch> {
     let store = settings.connect().await?;
     let batch = store
@@ -277,8 +272,8 @@ pub async fn load_dataset(settings: &StoreSettings) -> Result<Batch> {
     store.close().await;
     let batch = batch?;
     if batch.is_empty() {
-        return Err(Error::NoTrainingRows(format!(
-            "dataset `{}` at {} holds no rows; store some with `itap ingest`",
+        return Err(Error::NoData(format!(
+            "dataset `{}` at {} holds no rows; store some with `itap ingest` or give --input",
             settings.dataset, settings.url
         )));
     }
@@ -304,7 +299,7 @@ pub fn split_of_model(batch: &Batch, model: &ModelFile, model_path: &Path) -> Re
     let model_first = parse(&model.training.first)?;
     let (first, last) = batch
         .time_bounds()
-        .ok_or_else(|| Error::NoTrainingRows("the data set has no rows".to_owned()))?;
+        .ok_or_else(|| Error::NoData("the data set has no rows".to_owned()))?;
     Ok(Split {
         first_us: first.min(model_first),
         last_us: last.max(cut_us),
@@ -361,11 +356,12 @@ pub struct RunSummary {
 /// The split of a batch's time span.
 ///
 /// # Errors
-/// [`Error::Eval`] when the batch is empty or the cut leaves a side empty.
+/// [`Error::NoData`] when the batch is empty; [`Error::Eval`] when the cut leaves a
+/// side empty.
 pub fn split_of(batch: &Batch, eval: &CheckedEval) -> Result<Split> {
     let (first, last) = batch
         .time_bounds()
-        .ok_or_else(|| Error::NoTrainingRows("the data set has no rows".to_owned()))?;
+        .ok_or_else(|| Error::NoData("the data set has no rows".to_owned()))?;
     Ok(eval.split(first, last)?)
 }
 

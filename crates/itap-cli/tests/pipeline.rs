@@ -185,6 +185,13 @@ fn a_model_for_other_signals_is_refused_naming_the_features() {
 #[test]
 fn bad_input_and_bad_flags_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
+    itap(&dir)
+        .arg("train")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "dataset `telemetry` does not exist",
+        ));
     fs::write(
         dir.path().join("broken.csv"),
         "timestamp,device_id,rpm\n2026-01-01T00:00:00Z,A,1\n2026-01-01T00:00:00Z,A,2\n",
