@@ -162,16 +162,7 @@ pub async fn store_validated(
     .await;
     drop(rx);
     let _ = reader.await;
-    match outcome {
-        Ok(()) => {
-            let rejected = report.rows - report.rows_accepted;
-            Ok(ingest.finish(source, report.rows, rejected).await?)
-        }
-        Err(e) => {
-            let _ = ingest.fail(&e.to_string()).await;
-            Err(e)
-        }
-    }
+    conclude(ingest, outcome, source, report).await
 }
 
 /// Reads a CSV and validates it in memory, computing the file's SHA-256 alongside
@@ -248,16 +239,7 @@ pub async fn store_batch(
         Ok(())
     }
     .await;
-    match outcome {
-        Ok(()) => {
-            let rejected = report.rows - report.rows_accepted;
-            Ok(ingest.finish(source, report.rows, rejected).await?)
-        }
-        Err(e) => {
-            let _ = ingest.fail(&e.to_string()).await;
-            Err(e)
-        }
-    }
+    conclude(ingest, outcome, source, report).await
 }
 
 /// Loads a whole dataset from the store, in time order per device.
@@ -306,6 +288,27 @@ pub fn split_of_model(batch: &Batch, model: &ModelFile, model_path: &Path) -> Re
         cut_us,
         fraction: None,
     })
+}
+
+/// Ends an ingest: records the rows read and rejected when every chunk was
+/// written, or marks the ledger entry failed (committed chunks stay) and returns
+/// the error.
+async fn conclude(
+    ingest: itap_store::Ingest<'_>,
+    outcome: Result<()>,
+    source: IngestSource,
+    report: &Report,
+) -> Result<IngestReport> {
+    match outcome {
+        Ok(()) => {
+            let rejected = report.rows - report.rows_accepted;
+            Ok(ingest.finish(source, report.rows, rejected).await?)
+        }
+        Err(e) => {
+            let _ = ingest.fail(&e.to_string()).await;
+            Err(e)
+        }
+    }
 }
 
 /// Where the pipeline's telemetry comes from.
