@@ -84,35 +84,3 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
-
-/// `12345` → `12,345`.
-pub(crate) fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// An optional metric, three decimals, or `–`.
-pub(crate) fn metric(v: Option<f64>) -> String {
-    v.map_or("–".to_owned(), |v| format!("{v:.3}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(864_000), "864,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
-}

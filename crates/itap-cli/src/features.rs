@@ -17,6 +17,7 @@ use itap::features::{
 use itap::telemetry::{CsvReader, Schema, TimeZone, parse_timestamp, read_csv};
 
 use crate::config::Config;
+use crate::fmt::thousands;
 use crate::{ConfigArg, Output};
 
 /// Flags of `itap features`; each overrides the config file's `[features]`.
@@ -157,15 +158,18 @@ pub(crate) fn run(args: &FeaturesArgs, out: Output) -> Result<ExitCode> {
         println!(
             "{}: {} rows × {} features in {:.2} s ({} rows/s)",
             input.display(),
-            thousands(rows),
+            thousands(rows as u64),
             matrix.n_features(),
             transform_s,
-            thousands((rows as f64 / transform_s.max(1e-9)) as usize)
+            thousands((rows as f64 / transform_s.max(1e-9)) as u64)
         );
         print!("  {how}");
         match fitted.train_bounds() {
             Some((a, b)) if args.fit.is_none() => {
-                println!(": {} rows, {a} … {b}", thousands(fitted.train_rows()));
+                println!(
+                    ": {} rows, {a} … {b}",
+                    thousands(fitted.train_rows() as u64)
+                );
             }
             _ => println!(),
         }
@@ -268,17 +272,4 @@ fn save_fit(fit: &FeaturesFit, path: &Path) -> Result<()> {
     text.push('\n');
     std::fs::write(path, text)
         .with_context(|| format!("cannot write the fit to {}", path.display()))
-}
-
-/// A count with thousands separators.
-fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut s = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            s.push(',');
-        }
-        s.push(c);
-    }
-    s
 }

@@ -138,11 +138,7 @@ pub(crate) fn run(args: &IngestArgs, out: Output) -> Result<ExitCode> {
         return Ok(ExitCode::from(1));
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = crate::data::runtime()?;
     let result = runtime.block_on(store_file(
         args, &opts, &params, &report, &store_cfg, &progress,
     ));

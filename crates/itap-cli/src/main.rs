@@ -5,6 +5,7 @@ mod config;
 mod data;
 mod db;
 mod features;
+mod fmt;
 mod generate;
 mod ingest;
 mod inspect;

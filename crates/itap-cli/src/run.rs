@@ -11,7 +11,7 @@ use serde::Serialize;
 use itap::{RunParams, Source, StageTiming};
 
 use crate::config::{ColumnFlags, Config, TrainFlags};
-use crate::data::{metric, thousands};
+use crate::fmt::{metric, thousands};
 use crate::generate::SimFlags;
 use crate::{ConfigArg, DbArgs, Output};
 

@@ -11,7 +11,8 @@ use clap::Args;
 use itap::ModelFile;
 
 use crate::config::{Config, TrainFlags};
-use crate::data::{DataArgs, load, metric, thousands};
+use crate::data::{DataArgs, load};
+use crate::fmt::{metric, thousands};
 use crate::{ConfigArg, Output};
 
 /// Flags of `itap score`; each overrides the config file.

@@ -10,7 +10,8 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::config::{Config, TrainFlags};
-use crate::data::{DataArgs, load, thousands};
+use crate::data::{DataArgs, load};
+use crate::fmt::thousands;
 use crate::{ConfigArg, Output};
 
 /// Flags of `itap train`; each overrides the config file.

@@ -11,6 +11,7 @@ use clap::Args;
 use itap::validate::{Policy, Report, Severity, Verdict, validate_file};
 
 use crate::config::Config;
+use crate::fmt::thousands;
 use crate::{ConfigArg, Output};
 
 /// Flags of `itap validate`; each overrides the config file.
@@ -89,19 +90,6 @@ fn write_report(report: &Report, path: &Path) -> Result<()> {
     text.push('\n');
     std::fs::write(path, text)
         .with_context(|| format!("cannot write the report to {}", path.display()))
-}
-
-/// A count with thousands separators.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut s = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            s.push(',');
-        }
-        s.push(c);
-    }
-    s
 }
 
 fn print_summary(r: &Report, elapsed: f64) {
