@@ -12,7 +12,6 @@ use std::path::Path;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use itap::eval::EvalParams;
 use itap::features::FeatureParams;
-use itap::store::OnConflict;
 use itap::telemetry::{CheckedSimParams, ReadOptions, SimParams, simulate, write_csv};
 use itap::validate::ValidationParams;
 use itap::{RunParams, Source, StoreSettings, TrainingSet, default_detector};
@@ -32,11 +31,10 @@ fn run_params(sim: &CheckedSimParams, dir: &Path, i: usize) -> RunParams {
                 "sqlite://{}",
                 dir.join(format!("bench-{rows}-{i}.db")).display()
             ),
-            dataset: "telemetry".into(),
-            pg_schema: None,
-            on_conflict: OnConflict::Keep,
-            chunk_rows: 65_536,
-        },
+            ..StoreSettings::default()
+        }
+        .check()
+        .expect("valid settings"),
         features: FeatureParams::default().check().expect("defaults"),
         detector: default_detector().check().expect("defaults"),
         training: TrainingSet::default(),

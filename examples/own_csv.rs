@@ -17,7 +17,8 @@ use itap::features::FeatureParams;
 use itap::telemetry::ReadOptions;
 use itap::validate::ValidationParams;
 use itap::{
-    RunContext, TrainingSet, default_detector, evaluate_and_report, read_validated, split_of, train,
+    RunContext, TrainingSet, default_detector, evaluate_and_write, read_validated, split_by_time,
+    train,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -60,14 +61,16 @@ fn main() -> Result<(), Box<dyn Error>> {
     );
 
     let eval = EvalParams::default().check()?;
-    let split = split_of(&batch, &eval)?;
-    let (model, scored) = train(
+    let split = split_by_time(&batch, &eval)?;
+    let trained = train(
         &batch,
         &split,
         &TrainingSet::default(),
         &FeatureParams::default().check()?,
         &default_detector().check()?,
     )?;
+    let model = trained.model;
+    let scored = model.score_features(trained.features)?;
     println!(
         "trained {} on {} rows before {}",
         model.describe(),
@@ -82,7 +85,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         config: serde_json::json!({"example": "own_csv"}),
     };
     let out = Path::new("artifacts/own_csv");
-    let (ev, files) = evaluate_and_report(&batch, &scored, &model, &split, &eval, &ctx, out)?;
+    let (ev, files) = evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, out)?;
     let fmt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.3}"));
     println!(
         "evaluated {} rows: ROC-AUC {}, PR-AUC {}, event recall {:.3}, {} alerts",

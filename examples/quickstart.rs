@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use itap::eval::{EvalParams, InputDigest};
 use itap::features::FeatureParams;
 use itap::telemetry::{ReadOptions, SimParams, read_csv, simulate};
-use itap::{RunContext, TrainingSet, default_detector, evaluate_and_report, split_of, train};
+use itap::{RunContext, TrainingSet, default_detector, evaluate_and_write, split_by_time, train};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (batch, input) = match std::env::args().nth(1) {
@@ -20,15 +20,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ),
     };
     let eval = EvalParams::default().check()?;
-    let split = split_of(&batch, &eval)?;
+    let split = split_by_time(&batch, &eval)?;
     let t = std::time::Instant::now();
-    let (model, scored) = train(
+    let trained = train(
         &batch,
         &split,
         &TrainingSet::default(),
         &FeatureParams::default().check()?,
         &default_detector().check()?,
     )?;
+    let model = trained.model;
+    let scored = model.score_features(trained.features)?;
     println!(
         "trained {} on {} of {} training rows in {:.2} s",
         model.describe(),
@@ -44,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         config: serde_json::json!({"example": "quickstart"}),
     };
-    let (ev, files) = evaluate_and_report(&batch, &scored, &model, &split, &eval, &ctx, &out)?;
+    let (ev, files) = evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, &out)?;
     let fmt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.3}"));
     println!(
         "evaluated {} rows after {}: ROC-AUC {}, PR-AUC {}, precision {:.3}, recall {:.3}, event recall {:.3}",

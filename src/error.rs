@@ -32,6 +32,8 @@ pub enum Error {
         path: String,
         /// The first error finding.
         reason: String,
+        /// The whole validation report.
+        report: Box<itap_validate::Report>,
     },
 
     /// A model file cannot be read or written.
@@ -56,7 +58,7 @@ pub enum Error {
 
     /// The training span holds no row to fit on.
     #[error(
-        "no training rows left after the exclusions ({0}); use a later --train-until or --unsupervised"
+        "no training rows left after the exclusions ({0}); move the cut later or train unsupervised"
     )]
     NoTrainingRows(String),
 
@@ -80,3 +82,24 @@ pub enum Error {
 
 /// The pipeline's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The same error with an invalid parameter's name put in a config section
+    /// (`chunk_rows` → `store.chunk_rows`); other errors unchanged.
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam { name, reason } => Error::InvalidParam {
+                name: format!("{section}.{name}"),
+                reason,
+            },
+            other => other,
+        }
+    }
+
+    pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidParam {
+            name: name.into(),
+            reason: reason.into(),
+        }
+    }
+}

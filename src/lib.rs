@@ -1,5 +1,6 @@
 //! ITAP, the Industrial Telemetry Analytics Platform: the crates re-exported under one
-//! name, and (as later stages land) the pipeline that wires them.
+//! name, and the pipeline that wires them (read or simulate, validate, store,
+//! train, score, evaluate; [`run`] does all of it).
 //!
 //! | module | crate | one job |
 //! |---|---|---|
@@ -22,15 +23,13 @@ mod model;
 mod pipeline;
 
 pub use error::{Error, Result};
-pub use model::{
-    ATTRIBUTION_METHOD, DEFAULT_DETECTOR, DEFAULT_INPUTS, MODEL_FORMAT_VERSION, ModelFile,
-    SCORE_QUANTILES, ScoreQuantile, Scored, TrainingInfo, TrainingSet, default_detector,
-    detector_features, train,
-};
+pub use model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo};
 pub use pipeline::{
-    RunContext, RunParams, RunSummary, Source, StageTiming, StoreSettings, evaluate_and_report,
-    ingest_file, load_dataset, read_validated, run, split_of, split_of_model, store_batch,
-    store_validated, threshold_of,
+    ATTRIBUTION_METHOD, DEFAULT_DETECTOR, DEFAULT_INPUTS, RunContext, RunParams, RunSummary,
+    ScaledFeatures, Scored, Source, StageTiming, StoreSettings, Trained, TrainingSet,
+    default_detector, detector_features, evaluate_and_write, ingest_file, load_dataset,
+    read_validated, run, split_at_model_cut, split_by_time, store_batch, store_runtime,
+    store_validated, train, validate_in_memory,
 };
 
 pub use itap_anomaly as anomaly;

@@ -4,16 +4,16 @@ use itap::anomaly::DetectorParams;
 use itap::eval::EvalParams;
 use itap::features::FeatureParams;
 use itap::telemetry::{SimParams, simulate};
-use itap::{ModelFile, TrainingSet, split_of, train};
+use itap::{ModelFile, TrainingSet, split_by_time, train};
 
 #[test]
 fn train_save_load_and_score_give_the_same_scores() {
     let batch = simulate(&SimParams::default().devices(4).hours(3.0).check().unwrap());
     let eval = EvalParams::default().check().unwrap();
-    let split = split_of(&batch, &eval).unwrap();
+    let split = split_by_time(&batch, &eval).unwrap();
     let features = FeatureParams::default().check().unwrap();
     let detector = DetectorParams::default().check().unwrap();
-    let (model, scored) = train(
+    let trained = train(
         &batch,
         &split,
         &TrainingSet::default(),
@@ -21,6 +21,8 @@ fn train_save_load_and_score_give_the_same_scores() {
         &detector,
     )
     .unwrap();
+    let model = trained.model;
+    let scored = model.score_features(trained.features).unwrap();
     assert_eq!(scored.scores.len(), batch.len());
     assert!(
         model.training.rows_used < model.training.rows_in_span,
@@ -58,18 +60,19 @@ fn train_save_load_and_score_give_the_same_scores() {
 fn the_detector_reads_only_its_input_kinds() {
     use itap::features::FeatureKind;
     let batch = simulate(&SimParams::default().devices(3).hours(2.0).check().unwrap());
-    let split = split_of(&batch, &EvalParams::default().check().unwrap()).unwrap();
+    let split = split_by_time(&batch, &EvalParams::default().check().unwrap()).unwrap();
     let features = FeatureParams::default().check().unwrap();
     let detector = itap::default_detector().check().unwrap();
 
-    let (model, _) = train(
+    let model = train(
         &batch,
         &split,
         &TrainingSet::default(),
         &features,
         &detector,
     )
-    .unwrap();
+    .unwrap()
+    .model;
     let kinds = ["__state_dev", "__missing_run", "error_code__streak"];
     assert_eq!(
         model.feature_names.len(),
@@ -85,7 +88,9 @@ fn the_detector_reads_only_its_input_kinds() {
         inputs: Vec::new(),
         ..TrainingSet::default()
     };
-    let (all, _) = train(&batch, &split, &every, &features, &detector).unwrap();
+    let all = train(&batch, &split, &every, &features, &detector)
+        .unwrap()
+        .model;
     assert_eq!(all.feature_names.len(), 69);
 
     let only_mean = FeatureParams::default()
@@ -101,24 +106,22 @@ fn the_detector_reads_only_its_input_kinds() {
     )
     .unwrap_err()
     .to_string();
-    assert!(
-        e.contains("model.inputs") && e.contains("features.kinds"),
-        "{e}"
-    );
+    assert!(e.contains("`inputs`") && e.contains("feature kinds"), "{e}");
 }
 
 #[test]
 fn scoring_data_without_the_models_signals_names_the_features() {
     let batch = simulate(&SimParams::default().devices(2).hours(1.0).check().unwrap());
-    let split = split_of(&batch, &EvalParams::default().check().unwrap()).unwrap();
-    let (model, _) = train(
+    let split = split_by_time(&batch, &EvalParams::default().check().unwrap()).unwrap();
+    let model = train(
         &batch,
         &split,
         &TrainingSet::default(),
         &FeatureParams::default().check().unwrap(),
         &itap::default_detector().check().unwrap(),
     )
-    .unwrap();
+    .unwrap()
+    .model;
     let other = simulate(
         &SimParams::default()
             .devices(2)

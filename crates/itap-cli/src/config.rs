@@ -16,7 +16,7 @@ use itap::anomaly::{
 };
 use itap::eval::{CheckedEval, EvalParams};
 use itap::features::{CheckedFeatures, FeatureKind, FeatureParams};
-use itap::store::{DEFAULT_DATASET, DEFAULT_DB_URL, OnConflict};
+use itap::store::OnConflict;
 use itap::telemetry::{
     AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, State, StateParams,
     TimeZone, default_sim_signals,
@@ -32,7 +32,7 @@ pub(crate) struct Config {
     pub(crate) signals: IndexMap<String, SignalSection>,
     pub(crate) faults: FaultParams,
     pub(crate) validation: ValidationParams,
-    pub(crate) store: StoreSection,
+    pub(crate) store: itap::StoreSettings,
     pub(crate) features: FeatureParams,
     pub(crate) model: ModelSection,
     pub(crate) eval: EvalParams,
@@ -175,52 +175,6 @@ pub(crate) struct SignalSection {
     noise: Option<f64>,
 }
 
-/// `[store]`: the database.
-#[derive(Debug, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct StoreSection {
-    url: String,
-    dataset: String,
-    pg_schema: Option<String>,
-    on_conflict: OnConflict,
-    chunk_rows: usize,
-}
-
-impl Default for StoreSection {
-    fn default() -> Self {
-        StoreSection {
-            url: DEFAULT_DB_URL.to_owned(),
-            dataset: DEFAULT_DATASET.to_owned(),
-            pg_schema: None,
-            on_conflict: OnConflict::Keep,
-            chunk_rows: 65_536,
-        }
-    }
-}
-
-/// Store settings after the file and the flags.
-#[derive(Debug, Clone)]
-pub(crate) struct StoreSettings {
-    pub(crate) url: String,
-    pub(crate) dataset: String,
-    pub(crate) pg_schema: Option<String>,
-    pub(crate) on_conflict: OnConflict,
-    pub(crate) chunk_rows: usize,
-}
-
-impl StoreSettings {
-    /// The library's form of these settings.
-    pub(crate) fn to_lib(&self) -> itap::StoreSettings {
-        itap::StoreSettings {
-            url: self.url.clone(),
-            dataset: self.dataset.clone(),
-            pg_schema: self.pg_schema.clone(),
-            on_conflict: self.on_conflict,
-            chunk_rows: self.chunk_rows,
-        }
-    }
-}
-
 /// `[output]`: where results go.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -334,29 +288,22 @@ impl Config {
         })
     }
 
-    /// Store settings: `[store]`, then the flags.
+    /// Checked store settings: `[store]`, then the flags.
     pub(crate) fn store_settings(
         &self,
         db: &crate::DbArgs,
         on_conflict: Option<OnConflict>,
         chunk_rows: Option<usize>,
-    ) -> Result<StoreSettings> {
+    ) -> Result<itap::StoreSettings> {
         let s = &self.store;
-        let settings = StoreSettings {
+        let settings = itap::StoreSettings {
             url: db.db.clone().unwrap_or_else(|| s.url.clone()),
             dataset: db.dataset.clone().unwrap_or_else(|| s.dataset.clone()),
             pg_schema: db.pg_schema.clone().or_else(|| s.pg_schema.clone()),
             on_conflict: on_conflict.unwrap_or(s.on_conflict),
             chunk_rows: chunk_rows.unwrap_or(s.chunk_rows),
         };
-        itap::store::check_name(&settings.dataset)?;
-        if !(1..=10_000_000).contains(&settings.chunk_rows) {
-            bail!(
-                "invalid parameter `store.chunk_rows`: must be between 1 and 10000000, got {}",
-                settings.chunk_rows
-            );
-        }
-        Ok(settings)
+        Ok(settings.check().map_err(|e| e.in_section("store"))?)
     }
 
     /// Checked feature parameters: `[features]` (flags are applied by the command
@@ -376,14 +323,21 @@ impl Config {
         Ok(p.check()?)
     }
 
-    /// The training set: `[model]`, then `--unsupervised`.
-    pub(crate) fn training_set(&self, flags: &TrainFlags) -> TrainingSet {
+    /// The training set: `[model]`, then `--unsupervised`; its inputs checked
+    /// against the feature kinds.
+    pub(crate) fn training_set(
+        &self,
+        flags: &TrainFlags,
+        features: &CheckedFeatures,
+    ) -> Result<TrainingSet> {
         let m = &self.model;
-        TrainingSet {
+        let set = TrainingSet {
             exclude_states: m.exclude_states.clone(),
             unsupervised: m.unsupervised || flags.unsupervised,
             inputs: m.inputs.clone(),
-        }
+        };
+        itap::detector_features(features, &set.inputs).map_err(|e| e.in_section("model"))?;
+        Ok(set)
     }
 
     /// Evaluation and split: `[eval]`, then the split flags.
@@ -550,8 +504,12 @@ mod tests {
         let none = TrainFlags::default();
         let d = c.detector_params(&none).unwrap();
         assert_eq!(d.kind(), DetectorKind::IsolationForest);
-        assert_eq!(c.training_set(&none).inputs, vec![FeatureKind::Z]);
-        assert!(!c.training_set(&none).unsupervised);
+        let f = c.feature_params().unwrap();
+        assert_eq!(
+            c.training_set(&none, &f).unwrap().inputs,
+            vec![FeatureKind::Z]
+        );
+        assert!(!c.training_set(&none, &f).unwrap().unsupervised);
         assert_eq!(c.eval_params(&none).unwrap().params().train_fraction, 0.5);
         let flags = TrainFlags {
             detector: Some(DetectorKind::Pca),
@@ -560,7 +518,18 @@ mod tests {
             unsupervised: true,
         };
         assert_eq!(c.detector_params(&flags).unwrap().kind(), DetectorKind::Pca);
-        assert!(c.training_set(&flags).unsupervised, "the flag wins");
+        assert!(
+            c.training_set(&flags, &f).unwrap().unsupervised,
+            "the flag wins"
+        );
+        // Inputs that the features do not make are refused at load, named.
+        let e =
+            Config::parse("[model]\ninputs = [\"z\"]\n[features]\nkinds = [\"mean\"]\n").unwrap();
+        let e = e
+            .training_set(&none, &e.feature_params().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("model.inputs"), "{e}");
         assert_eq!(c.eval_params(&flags).unwrap().params().train_fraction, 0.8);
         let e = Config::parse("[model]\ndetecter = \"pca\"\n")
             .unwrap_err()

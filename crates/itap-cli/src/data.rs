@@ -60,7 +60,7 @@ pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, Ex
     let settings = config.store_settings(&args.db, None, None)?;
     let runtime = runtime()?;
     let batch = runtime
-        .block_on(itap::load_dataset(&settings.to_lib()))
+        .block_on(itap::load_dataset(&settings))
         .with_context(|| {
             format!(
                 "cannot load dataset `{}` from {}",
@@ -78,9 +78,5 @@ pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, Ex
 
 /// The async runtime the store runs on.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
+    itap::store_runtime().context("cannot start the async runtime")
 }

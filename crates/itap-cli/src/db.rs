@@ -5,10 +5,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use itap::store::{Store, StoreOptions};
+use itap::store::Store;
 use itap::telemetry::format_timestamp;
 
-use crate::config::{Config, StoreSettings};
+use crate::config::Config;
 use crate::{ConfigArg, DbArgs, Output};
 
 /// `itap db` commands.
@@ -41,10 +41,8 @@ struct StatsArgs {
 }
 
 /// Opens the store named by the settings.
-pub(crate) async fn connect(cfg: &StoreSettings) -> Result<Store> {
-    let mut opts = StoreOptions::new(cfg.url.clone());
-    opts.pg_schema = cfg.pg_schema.clone();
-    Store::connect_with(&opts)
+async fn connect(cfg: &itap::StoreSettings) -> Result<Store> {
+    cfg.connect()
         .await
         .with_context(|| format!("cannot open the database {}", cfg.url))
 }

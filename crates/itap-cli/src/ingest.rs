@@ -9,8 +9,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
-use itap::store::{IngestReport, OnConflict};
-use itap::validate::{Policy, Report, validate_file};
+use itap::store::OnConflict;
+use itap::validate::{Policy, Report};
 
 use crate::config::Config;
 use crate::{ConfigArg, DbArgs, Output};
@@ -100,50 +100,32 @@ pub(crate) fn run(args: &IngestArgs, out: Output) -> Result<ExitCode> {
     );
     progress.enable_steady_tick(std::time::Duration::from_millis(120));
     progress.set_message(format!("validating {}", args.input.display()));
-
-    let report = validate_file(&args.input, &opts, &params, args.quarantine.as_deref())
-        .with_context(|| format!("cannot validate {}", args.input.display()))?;
-    let sha = report.input.sha256.clone().unwrap_or_default();
-    if !report.verdict.is_storable() {
-        progress.finish_and_clear();
-        let reason = report
-            .first_error()
-            .unwrap_or_else(|| "error-severity findings".to_owned());
-        if args.json {
-            print_json(&IngestOutput {
-                input: args.input.display().to_string(),
-                sha256: &sha,
-                db: &store_cfg.url,
-                dataset: &store_cfg.dataset,
-                verdict: report.verdict.as_str(),
-                read: report.rows,
-                inserted: 0,
-                duplicates: 0,
-                conflicts: 0,
-                updated: 0,
-                rejected: report.rows,
-                on_conflict: store_cfg.on_conflict.as_str(),
-                ledger_id: None,
-                seconds: started.elapsed().as_secs_f64(),
-                error: Some(reason),
-            })?;
-        } else {
-            eprintln!(
-                "refused: {} has error-severity findings, so nothing was stored ({reason}); \
-                 run `itap validate {}` for the full report, or choose --policy quarantine to store its good rows",
-                args.input.display(),
-                args.input.display()
-            );
-        }
-        return Ok(ExitCode::from(1));
-    }
-
-    let runtime = crate::data::runtime()?;
-    let result = runtime.block_on(store_file(
-        args, &opts, &params, &report, &store_cfg, &progress,
+    let mut on_progress = |written: u64, total: u64| {
+        progress.set_message(format!(
+            "storing {total} rows into `{}`: {written} written",
+            store_cfg.dataset
+        ));
+    };
+    let result = crate::data::runtime()?.block_on(itap::ingest_file(
+        &args.input,
+        &opts,
+        &params,
+        args.quarantine.as_deref(),
+        &store_cfg,
+        &mut on_progress,
     ));
     progress.finish_and_clear();
-    let ingest = result?;
+    let (report, ingest) = match result {
+        Ok(done) => done,
+        Err(itap::Error::Refused { reason, report, .. }) => {
+            return refused(args, &store_cfg, &report, &reason, started);
+        }
+        Err(e @ itap::Error::Validate(_)) => {
+            return Err(e).with_context(|| format!("cannot validate {}", args.input.display()));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot store {}", args.input.display())),
+    };
+    let sha = report.input.sha256.clone().unwrap_or_default();
     let seconds = started.elapsed().as_secs_f64();
     let c = &ingest.counts;
     if args.json {
@@ -201,40 +183,44 @@ pub(crate) fn run(args: &IngestArgs, out: Output) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says why validation refused the file (nothing was stored): exit status 1.
+fn refused(
+    args: &IngestArgs,
+    store_cfg: &itap::StoreSettings,
+    report: &Report,
+    reason: &str,
+    started: Instant,
+) -> Result<ExitCode> {
+    if args.json {
+        print_json(&IngestOutput {
+            input: args.input.display().to_string(),
+            sha256: report.input.sha256.as_deref().unwrap_or_default(),
+            db: &store_cfg.url,
+            dataset: &store_cfg.dataset,
+            verdict: report.verdict.as_str(),
+            read: report.rows,
+            inserted: 0,
+            duplicates: 0,
+            conflicts: 0,
+            updated: 0,
+            rejected: report.rows,
+            on_conflict: store_cfg.on_conflict.as_str(),
+            ledger_id: None,
+            seconds: started.elapsed().as_secs_f64(),
+            error: Some(reason.to_owned()),
+        })?;
+    } else {
+        eprintln!(
+            "refused: {} has error-severity findings, so nothing was stored ({reason}); \
+             run `itap validate {}` for the full report, or choose --policy quarantine to store its good rows",
+            args.input.display(),
+            args.input.display()
+        );
+    }
+    Ok(ExitCode::from(1))
+}
+
 fn print_json(o: &IngestOutput<'_>) -> Result<()> {
     println!("{}", serde_json::to_string(o)?);
     Ok(())
-}
-
-/// Stores the validated file through the library, showing progress.
-async fn store_file(
-    args: &IngestArgs,
-    opts: &itap::telemetry::ReadOptions,
-    params: &itap::validate::CheckedValidation,
-    report: &Report,
-    cfg: &crate::config::StoreSettings,
-    progress: &ProgressBar,
-) -> Result<IngestReport> {
-    let store = crate::db::connect(cfg).await?;
-    let settings = cfg.to_lib();
-    let total = report.rows_accepted;
-    let mut on_chunk = |written: u64| {
-        progress.set_message(format!(
-            "storing {total} rows into `{}`: {written} written",
-            cfg.dataset
-        ));
-    };
-    let result = itap::store_validated(
-        &args.input,
-        opts,
-        params,
-        report,
-        &store,
-        &settings,
-        &mut on_chunk,
-    )
-    .await
-    .with_context(|| format!("cannot store {}", args.input.display()));
-    store.close().await;
-    result
 }

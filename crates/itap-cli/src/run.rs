@@ -86,14 +86,15 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| config.output.dir.clone());
+    let features = config.feature_params()?;
     let params = RunParams {
         source,
         read: args.columns.apply(config.read_options()?),
         validation: config.validation_params(None)?,
-        store: config.store_settings(&args.db, None, None)?.to_lib(),
-        features: config.feature_params()?,
+        store: config.store_settings(&args.db, None, None)?,
+        training: config.training_set(&args.flags, &features)?,
+        features,
         detector: config.detector_params(&args.flags)?,
-        training: config.training_set(&args.flags),
         eval: config.eval_params(&args.flags)?,
         out_dir: dir,
         config_json: config.to_json(&args.flags),

@@ -65,7 +65,7 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let started = Instant::now();
-    let split = itap::split_of_model(&loaded.batch, &model, &model_path)?;
+    let split = itap::split_at_model_cut(&loaded.batch, &model, &model_path)?;
     let scored = model
         .score(&loaded.batch)
         .with_context(|| format!("cannot score with {}", model_path.display()))?;
@@ -78,7 +78,7 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
         }),
     };
     let (ev, files) =
-        itap::evaluate_and_report(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)?;
+        itap::evaluate_and_write(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)?;
     if !out.quiet {
         let n = loaded.batch.len() as u64;
         println!(

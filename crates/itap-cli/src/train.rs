@@ -59,7 +59,8 @@ struct TrainOutput<'a> {
     input: &'a str,
     training: &'a itap::TrainingInfo,
     features: &'a [String],
-    threshold_quantile_0_99: Option<f64>,
+    threshold: f64,
+    threshold_rule: itap::eval::ThresholdRule,
     seconds: f64,
 }
 
@@ -67,7 +68,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
     let features = config.feature_params()?;
     let detector = config.detector_params(&args.flags)?;
-    let training = config.training_set(&args.flags);
+    let training = config.training_set(&args.flags, &features)?;
     let eval = config.eval_params(&args.flags)?;
     let path = args
         .model
@@ -79,9 +80,11 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     let started = Instant::now();
-    let split = itap::split_of(&loaded.batch, &eval)?;
-    let (model, _) = itap::train(&loaded.batch, &split, &training, &features, &detector)
-        .context("cannot train")?;
+    let split = itap::split_by_time(&loaded.batch, &eval)?;
+    let model = itap::train(&loaded.batch, &split, &training, &features, &detector)
+        .context("cannot train")?
+        .model;
+    let threshold = eval.threshold(&model.training_scores)?;
     model.save(&path)?;
     let seconds = started.elapsed().as_secs_f64();
     let t = &model.training;
@@ -92,7 +95,8 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
             input: &loaded.input.path,
             training: t,
             features: &model.feature_names,
-            threshold_quantile_0_99: model.training_quantile(0.99),
+            threshold: threshold.value,
+            threshold_rule: threshold.rule,
             seconds,
         };
         println!("{}", serde_json::to_string(&o)?);
@@ -128,9 +132,16 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
             model.feature_names.len(),
             model.feature_names.join(", ")
         );
-        if let Some(q) = model.training_quantile(0.99) {
-            println!("  threshold      {q:.4} (0.99 quantile of the training scores)");
-        }
+        println!(
+            "  threshold      {:.4} ({})",
+            threshold.value,
+            match threshold.rule {
+                itap::eval::ThresholdRule::TrainingQuantile(q) =>
+                    format!("{q} quantile of the training scores"),
+                itap::eval::ThresholdRule::TargetAlertRate(r) =>
+                    format!("{r} of the training rows above it"),
+            }
+        );
         println!("  wrote          {} in {seconds:.2} s", path.display());
     }
     Ok(ExitCode::SUCCESS)

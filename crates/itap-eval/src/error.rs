@@ -15,6 +15,10 @@ pub enum Error {
         reason: String,
     },
 
+    /// There is no training score to set a threshold from.
+    #[error("the model records no training score to set the threshold from; retrain it")]
+    NoTrainingScores,
+
     /// Inputs that must be aligned row for row are not.
     #[error("misaligned inputs: {0}")]
     Misaligned(String),

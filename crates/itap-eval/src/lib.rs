@@ -5,6 +5,7 @@ mod evaluate;
 mod metrics;
 mod params;
 mod report;
+mod threshold;
 
 pub use error::{Error, Result};
 pub use evaluate::{
@@ -17,3 +18,4 @@ pub use report::{
     InputDigest, METRICS_FORMAT_VERSION, MetricsFile, report_html, scores_csv, write_atomic,
     write_json,
 };
+pub use threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE, ScoreSketch};

@@ -4,6 +4,7 @@ use itap_telemetry::{State, TimeZone, format_timestamp, parse_timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE};
 
 /// Where the operating threshold comes from. Both read only training scores.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -22,8 +23,8 @@ pub enum ThresholdRule {
 /// | `train_fraction` | 0.7 | share of the time span used for training | 0 < f < 1 |
 /// | `train_until` | none | RFC 3339 cut; overrides `train_fraction` | inside the data |
 /// | `states` | RUN, IDLE | states of the rows evaluated (all rows when the data has no state) | ≥ 1 |
-/// | `threshold_quantile` | 0.99 | operating threshold: this quantile of training scores | 0.5–1 |
-/// | `target_alert_rate` | none | alternatively: the share of training rows allowed to alert | 0–0.5 |
+/// | `threshold_quantile` | 0.99 | operating threshold: this quantile of training scores | 0.5–0.9999 |
+/// | `target_alert_rate` | none | alternatively: the share of training rows allowed to alert | 0.0001–0.5 |
 /// | `alert_gap_seconds` | 60 | flagged rows of one device this close merge into one alert | ≥ 0 |
 /// | `grace_seconds` | 300 | an alert this soon after an event's start still detects it | ≥ 0 |
 /// | `top_n` | 10 | alerts listed with their contributing features | 0–1000 |
@@ -126,18 +127,25 @@ impl EvalParams {
         if p.states.is_empty() {
             return Err(Error::param("eval.states", "name at least one state"));
         }
-        if !(0.5..=1.0).contains(&p.threshold_quantile) {
+        // The model keeps its training scores as a sketch from the 0.5 to the
+        // 0.9999 quantile (and the largest); a threshold beyond it would be the
+        // largest training score, which no later data can be judged against.
+        if !(SKETCH_MIN_QUANTILE..=SKETCH_MAX_QUANTILE).contains(&p.threshold_quantile) {
             return Err(Error::param(
                 "eval.threshold_quantile",
-                format!("must be between 0.5 and 1, got {}", p.threshold_quantile),
+                format!(
+                    "must be between {SKETCH_MIN_QUANTILE} and {SKETCH_MAX_QUANTILE}, got {}",
+                    p.threshold_quantile
+                ),
             ));
         }
+        let min_rate = 1.0 - SKETCH_MAX_QUANTILE;
         let rule = match p.target_alert_rate {
-            Some(r) if (0.0..=0.5).contains(&r) => ThresholdRule::TargetAlertRate(r),
+            Some(r) if (min_rate - 1e-12..=0.5).contains(&r) => ThresholdRule::TargetAlertRate(r),
             Some(r) => {
                 return Err(Error::param(
                     "eval.target_alert_rate",
-                    format!("must be between 0 and 0.5, got {r}"),
+                    format!("must be between 0.0001 and 0.5, got {r}"),
                 ));
             }
             None => ThresholdRule::TrainingQuantile(p.threshold_quantile),
@@ -272,6 +280,24 @@ mod tests {
         assert!(e(EvalParams::default().threshold_quantile(0.2)).contains("threshold_quantile"));
         assert!(
             e(EvalParams::default().target_alert_rate(Some(0.9))).contains("target_alert_rate")
+        );
+        // Thresholds no training-score sketch can honour are refused here, not at
+        // scoring.
+        assert!(e(EvalParams::default().threshold_quantile(1.0)).contains("threshold_quantile"));
+        assert!(
+            e(EvalParams::default().target_alert_rate(Some(0.0))).contains("target_alert_rate")
+        );
+        assert!(
+            EvalParams::default()
+                .threshold_quantile(0.9999)
+                .check()
+                .is_ok()
+        );
+        assert!(
+            EvalParams::default()
+                .target_alert_rate(Some(0.0001))
+                .check()
+                .is_ok()
         );
         assert!(e(EvalParams::default().states(vec![])).contains("eval.states"));
         assert!(e(EvalParams::default().train_until(Some("soon".into()))).contains("train_until"));

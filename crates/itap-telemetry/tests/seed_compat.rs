@@ -6,11 +6,10 @@ use std::path::PathBuf;
 use itap_telemetry::{ReadOptions, State, TimeZone, format_timestamp, read_csv};
 
 fn seed_csv() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/reference/seed_telemetry_54k.csv");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed_telemetry_54k.csv");
     assert!(
         p.exists(),
-        "{} is missing: the shared folder must sit beside the repository",
+        "{} is missing: it is committed in the repository's testdata/",
         p.display()
     );
     p

@@ -8,14 +8,27 @@ use itap_validate::{
 };
 
 fn seed_csv() -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data/reference/seed_telemetry_54k.csv");
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/seed_telemetry_54k.csv");
     assert!(
         p.exists(),
-        "{} is missing: the shared folder must sit beside the repository",
+        "{} is missing: it is committed in the repository's testdata/",
         p.display()
     );
     p
+}
+
+/// The repository's copy of the reference file is the one the seed platform
+/// wrote: its SHA-256 is the one recorded in testdata/SHA256SUMS (a changed copy
+/// would silently change every figure the tests compare with).
+#[test]
+fn the_committed_copy_is_the_reference_file() {
+    let sums = std::fs::read_to_string(seed_csv().with_file_name("SHA256SUMS")).unwrap();
+    let recorded = sums
+        .lines()
+        .find(|l| l.ends_with(" seed_telemetry_54k.csv"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("testdata/SHA256SUMS names seed_telemetry_54k.csv");
+    assert_eq!(itap_validate::sha256_file(seed_csv()).unwrap(), recorded);
 }
 
 /// The read options the CLI uses with the default config: the five signals

@@ -1,0 +1,179 @@
+//! The operating threshold, decided in one place from training scores only.
+//!
+//! A model keeps a [`ScoreSketch`] of its training scores (not the scores
+//! themselves: a fleet's training span holds millions of rows), dense enough that
+//! every threshold the `[eval]` section accepts can be read from it later:
+//! [`CheckedEval::threshold`] turns the sketch and the configured rule into the
+//! [`Threshold`] that scoring and evaluation use.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::evaluate::Threshold;
+use crate::metrics::quantile_sorted;
+use crate::params::{CheckedEval, ThresholdRule};
+
+/// Steps per unit of quantile in a [`ScoreSketch`]: entries at every 0.0001.
+const STEPS_PER_UNIT: u32 = 10_000;
+/// The lowest quantile a sketch keeps, in steps (0.5).
+const FIRST_STEP: u32 = 5_000;
+
+/// The smallest quantile a sketch answers (and `eval.threshold_quantile` accepts).
+pub const SKETCH_MIN_QUANTILE: f64 = 0.5;
+/// The largest quantile below 1 a sketch keeps exactly (and the largest
+/// `eval.threshold_quantile` accepts); 1 is the largest training score.
+pub const SKETCH_MAX_QUANTILE: f64 = 0.9999;
+
+/// Training scores summarised for thresholds: the exact quantile (linear
+/// interpolation between order statistics, as [`crate::quantile`]) at every
+/// q = 0.5, 0.5001, …, 0.9999 and at 1 (the largest score). A quantile between two
+/// entries is interpolated linearly between them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreSketch {
+    /// Training scores it summarises (NaN scores are left out).
+    pub rows: u64,
+    /// The scores at q = 0.5 + i · 0.0001, i = 0 … 5000 (the last is the largest);
+    /// empty when there was no score.
+    pub scores: Vec<f64>,
+}
+
+impl ScoreSketch {
+    /// Summarises training scores (NaN left out).
+    pub fn from_scores(scores: &[f64]) -> Self {
+        let mut v: Vec<f64> = scores.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return ScoreSketch {
+                rows: 0,
+                scores: Vec::new(),
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let grid = (FIRST_STEP..=STEPS_PER_UNIT)
+            .map(|step| quantile_sorted(&v, step_quantile(step)))
+            .collect();
+        ScoreSketch {
+            rows: v.len() as u64,
+            scores: grid,
+        }
+    }
+
+    /// The training score at quantile `q` (0.5–1); `None` when the sketch is empty
+    /// or `q` is outside 0.5–1.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let last = self.scores.len().checked_sub(1)?;
+        if !(SKETCH_MIN_QUANTILE..=1.0).contains(&q) {
+            return None;
+        }
+        let pos = q * f64::from(STEPS_PER_UNIT) - f64::from(FIRST_STEP);
+        let nearest = pos.round();
+        if (pos - nearest).abs() < 1e-6 {
+            return self.scores.get((nearest as usize).min(last)).copied();
+        }
+        let lo = (pos.floor() as usize).min(last);
+        let hi = (lo + 1).min(last);
+        let (a, b) = (self.scores[lo], self.scores[hi]);
+        Some(a + (b - a) * (pos - lo as f64))
+    }
+}
+
+/// The quantile of a grid step, computed as a quotient so that grid quantiles are
+/// the same `f64` as their decimal literals (`9900 / 10000 == 0.99`).
+fn step_quantile(step: u32) -> f64 {
+    f64::from(step) / f64::from(STEPS_PER_UNIT)
+}
+
+impl CheckedEval {
+    /// The operating threshold from a model's training scores, by this
+    /// evaluation's rule.
+    ///
+    /// # Errors
+    /// [`Error::NoTrainingScores`] when the sketch holds no score.
+    pub fn threshold(&self, training: &ScoreSketch) -> Result<Threshold> {
+        let rule = self.rule();
+        let q = match rule {
+            ThresholdRule::TrainingQuantile(q) => q,
+            ThresholdRule::TargetAlertRate(r) => 1.0 - r,
+        };
+        let value = training.quantile(q).ok_or(Error::NoTrainingScores)?;
+        Ok(Threshold {
+            value,
+            rule,
+            training_rows: training.rows,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::EvalParams;
+
+    fn scores(n: usize) -> Vec<f64> {
+        // A skewed, unsorted sample.
+        (0..n)
+            .map(|i| ((i * 7919) % n) as f64)
+            .map(|x| x * x / n as f64)
+            .collect()
+    }
+
+    #[test]
+    fn grid_quantiles_are_exact() {
+        let s = scores(10_007);
+        let sketch = ScoreSketch::from_scores(&s);
+        assert_eq!(sketch.rows, 10_007);
+        assert_eq!(sketch.scores.len(), 5_001);
+        for q in [0.5, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9999, 1.0] {
+            assert_eq!(sketch.quantile(q), crate::quantile(&s, q), "q = {q}");
+        }
+    }
+
+    #[test]
+    fn between_grid_points_is_close() {
+        let s = scores(100_003);
+        let sketch = ScoreSketch::from_scores(&s);
+        let exact = crate::quantile(&s, 0.99995).unwrap();
+        let got = sketch.quantile(0.99995).unwrap();
+        let (lo, hi) = (
+            sketch.quantile(0.9999).unwrap(),
+            sketch.quantile(1.0).unwrap(),
+        );
+        assert!(lo <= got && got <= hi, "{lo} ≤ {got} ≤ {hi}");
+        assert!((got - exact).abs() <= hi - lo);
+    }
+
+    #[test]
+    fn empty_and_out_of_range() {
+        let empty = ScoreSketch::from_scores(&[f64::NAN]);
+        assert_eq!(empty.rows, 0);
+        assert_eq!(empty.quantile(0.99), None);
+        let sketch = ScoreSketch::from_scores(&scores(100));
+        assert_eq!(sketch.quantile(0.4), None);
+        assert_eq!(sketch.quantile(1.1), None);
+        let eval = EvalParams::default().check().unwrap();
+        assert!(matches!(
+            eval.threshold(&empty),
+            Err(Error::NoTrainingScores)
+        ));
+    }
+
+    #[test]
+    fn the_rule_picks_the_quantile() {
+        let s = scores(5_000);
+        let sketch = ScoreSketch::from_scores(&s);
+        let q = EvalParams::default()
+            .threshold_quantile(0.95)
+            .check()
+            .unwrap();
+        let t = q.threshold(&sketch).unwrap();
+        assert_eq!(Some(t.value), crate::quantile(&s, 0.95));
+        assert_eq!(t.training_rows, 5_000);
+        let r = EvalParams::default()
+            .target_alert_rate(Some(0.02))
+            .check()
+            .unwrap();
+        assert_eq!(
+            Some(r.threshold(&sketch).unwrap().value),
+            crate::quantile(&s, 0.98)
+        );
+    }
+}

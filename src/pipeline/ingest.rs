@@ -1,0 +1,335 @@
+//! Reading, validating and storing telemetry: the stages before any model.
+
+use std::path::Path;
+
+use itap_store::{
+    DEFAULT_DATASET, DEFAULT_DB_URL, IngestReport, IngestSource, OnConflict, RangeQuery, Store,
+    StoreOptions,
+};
+use itap_telemetry::{Batch, ReadOptions};
+use itap_validate::{CheckedValidation, Report, Validated, ValidatedChunks, validate_file};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The most rows one transaction may hold.
+const MAX_CHUNK_ROWS: usize = 10_000_000;
+
+/// Where and how to store: the `[store]` config section.
+///
+/// | Name | Default | Meaning | Range |
+/// |---|---|---|---|
+/// | `url` | `sqlite://data/itap.db` | database URL (`sqlite://PATH` or `postgres://…`) | non-empty |
+/// | `dataset` | `telemetry` | the dataset (one table) to store into and read from | a plain SQL name |
+/// | `pg_schema` | none | PostgreSQL only: the schema to create tables in | a plain SQL name |
+/// | `on_conflict` | keep | a stored row with the same (device, time) key and other values: `keep` it or `update` it | keep, update |
+/// | `chunk_rows` | 65536 | rows per transaction | 1 – 10,000,000 |
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    /// Database URL.
+    pub url: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// PostgreSQL schema, if any.
+    pub pg_schema: Option<String>,
+    /// Conflict policy.
+    pub on_conflict: OnConflict,
+    /// Rows per transaction.
+    pub chunk_rows: usize,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            url: DEFAULT_DB_URL.to_owned(),
+            dataset: DEFAULT_DATASET.to_owned(),
+            pg_schema: None,
+            on_conflict: OnConflict::Keep,
+            chunk_rows: 65_536,
+        }
+    }
+}
+
+impl StoreSettings {
+    /// Checks the dataset name, the schema name and the chunk size.
+    ///
+    /// # Errors
+    /// [`Error::Store`] for a name that is not a plain SQL name;
+    /// [`Error::InvalidParam`] naming the setting otherwise.
+    pub fn check(self) -> Result<StoreSettings> {
+        if self.url.trim().is_empty() {
+            return Err(Error::param(
+                "url",
+                "name a database: sqlite://PATH or postgres://USER@HOST/DB",
+            ));
+        }
+        itap_store::check_name(&self.dataset)?;
+        if let Some(schema) = &self.pg_schema {
+            itap_store::check_name(schema)?;
+        }
+        if !(1..=MAX_CHUNK_ROWS).contains(&self.chunk_rows) {
+            return Err(Error::param(
+                "chunk_rows",
+                format!(
+                    "must be between 1 and {MAX_CHUNK_ROWS}, got {}",
+                    self.chunk_rows
+                ),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// Opens the store.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn connect(&self) -> Result<Store> {
+        let mut o = StoreOptions::new(self.url.clone());
+        o.pg_schema = self.pg_schema.clone();
+        Ok(Store::connect_with(&o).await?)
+    }
+}
+
+/// The async runtime the store runs on (two worker threads).
+///
+/// # Errors
+/// [`Error::Runtime`] when the runtime cannot start.
+pub fn store_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)
+}
+
+/// The refusal of an input whose report does not let it be stored.
+fn refused(path: &Path, report: Report) -> Error {
+    Error::Refused {
+        path: path.display().to_string(),
+        reason: report
+            .first_error()
+            .unwrap_or_else(|| "error-severity findings".to_owned()),
+        report: Box::new(report),
+    }
+}
+
+/// Validates a file as it streams by (writing rows with errors to `quarantine`
+/// under the quarantine policy), then opens the store and stores its validated
+/// rows (see [`store_validated`]). `on_progress` hears the rows written so far
+/// and the rows to write.
+///
+/// # Errors
+/// [`Error::Refused`] (carrying the report) when validation rejects the file:
+/// nothing is stored and the store is not opened; the stages' errors otherwise.
+pub async fn ingest_file(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+    quarantine: Option<&Path>,
+    settings: &StoreSettings,
+    on_progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<(Report, IngestReport)> {
+    let report = validate_file(path, opts, validation, quarantine)?;
+    if !report.verdict.is_storable() {
+        return Err(refused(path, report));
+    }
+    let store = settings.connect().await?;
+    let total = report.rows_accepted;
+    let done = store_validated(
+        path,
+        opts,
+        validation,
+        &report,
+        &store,
+        settings,
+        &mut |written| on_progress(written, total),
+    )
+    .await;
+    store.close().await;
+    Ok((report, done?))
+}
+
+/// Stores the rows of a file that `report` found storable: a reading thread re-reads
+/// it in validated chunks (checking its SHA-256 is still the report's) while the
+/// database writes them; `on_chunk` hears the rows written so far. On failure the
+/// ledger entry is marked failed; committed chunks stay.
+///
+/// # Errors
+/// The store's and the re-read's errors.
+pub async fn store_validated(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+    report: &Report,
+    store: &Store,
+    settings: &StoreSettings,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
+) -> Result<IngestReport> {
+    let chunks = ValidatedChunks::open(path, opts, validation, report, settings.chunk_rows)?;
+    let schema = chunks.schema().clone();
+    let source = IngestSource {
+        path: path.display().to_string(),
+        sha256: report.input.sha256.clone().unwrap_or_default(),
+    };
+    let mut ingest = store
+        .begin_ingest(
+            &settings.dataset,
+            &schema,
+            source.clone(),
+            settings.on_conflict,
+        )
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+    let reader = tokio::task::spawn_blocking(move || {
+        for chunk in chunks {
+            if tx.blocking_send(chunk).is_err() {
+                break;
+            }
+        }
+    });
+    let mut written = 0u64;
+    let outcome: Result<()> = async {
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk?;
+            ingest.write(&chunk).await?;
+            written += chunk.len() as u64;
+            on_chunk(written);
+        }
+        Ok(())
+    }
+    .await;
+    drop(rx);
+    let _ = reader.await;
+    finish_or_fail(ingest, outcome, source, report).await
+}
+
+/// Reads a CSV and validates it in memory, computing the file's SHA-256 alongside
+/// (for the report and the ingest ledger): the validated rows when the verdict
+/// lets them be used (valid, or quarantined with the bad rows removed), else
+/// [`Error::Refused`].
+///
+/// # Errors
+/// [`Error::Telemetry`] naming file, line and column when it cannot be read;
+/// [`Error::Refused`] when validation rejects it.
+pub fn read_validated(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+) -> Result<(Validated<Batch>, Report)> {
+    let (batch, sha) = std::thread::scope(|s| {
+        let sha = s.spawn(|| itap_validate::sha256_file(path));
+        let batch = itap_telemetry::read_csv(path, opts);
+        (batch, sha.join())
+    });
+    let batch = batch?;
+    let sha = match sha {
+        Ok(r) => r?,
+        Err(panic) => std::panic::resume_unwind(panic),
+    };
+    let bytes = std::fs::metadata(path).ok().map(|m| m.len());
+    validate_in_memory(batch, validation, path, sha, bytes)
+}
+
+/// Validates rows already in memory that were written to (or read from) `path`,
+/// whose SHA-256 and size are given, so the report and the ingest ledger name
+/// the file.
+///
+/// # Errors
+/// [`Error::Refused`] when validation rejects the rows.
+pub fn validate_in_memory(
+    batch: Batch,
+    validation: &CheckedValidation,
+    path: &Path,
+    sha256: String,
+    bytes: Option<u64>,
+) -> Result<(Validated<Batch>, Report)> {
+    let (mut report, outcome) = itap_validate::validate_batch(batch, validation);
+    report.input.path = Some(path.display().to_string());
+    report.input.sha256 = Some(sha256);
+    report.input.bytes = bytes;
+    match outcome {
+        Ok(valid) if report.verdict.is_storable() => Ok((valid, report)),
+        _ => Err(refused(path, report)),
+    }
+}
+
+/// Stores validated rows that are already in memory, in transactions of
+/// `settings.chunk_rows` rows, recording `report`'s input (path, SHA-256) in the
+/// ingest ledger; `on_chunk` hears the rows written so far. On failure the ledger
+/// entry is marked failed; committed chunks stay.
+///
+/// # Errors
+/// The store's errors.
+pub async fn store_batch(
+    valid: &Validated<Batch>,
+    report: &Report,
+    store: &Store,
+    settings: &StoreSettings,
+    on_chunk: &mut (dyn FnMut(u64) + Send),
+) -> Result<IngestReport> {
+    let source = IngestSource {
+        path: report.input.path.clone().unwrap_or_default(),
+        sha256: report.input.sha256.clone().unwrap_or_default(),
+    };
+    let mut ingest = store
+        .begin_ingest(
+            &settings.dataset,
+            valid.schema(),
+            source.clone(),
+            settings.on_conflict,
+        )
+        .await?;
+    let mut written = 0u64;
+    let outcome: Result<()> = async {
+        for chunk in valid.chunks(settings.chunk_rows) {
+            ingest.write(&chunk).await?;
+            written += chunk.len() as u64;
+            on_chunk(written);
+        }
+        Ok(())
+    }
+    .await;
+    finish_or_fail(ingest, outcome, source, report).await
+}
+
+/// Loads a whole dataset from the store, in time order per device.
+///
+/// # Errors
+/// [`Error::Store`]; [`Error::NoData`] when the dataset is empty.
+pub async fn load_dataset(settings: &StoreSettings) -> Result<Batch> {
+    let store = settings.connect().await?;
+    let batch = store
+        .load_range(&settings.dataset, &RangeQuery::all())
+        .await;
+    store.close().await;
+    let batch = batch?;
+    if batch.is_empty() {
+        return Err(Error::NoData(format!(
+            "dataset `{}` at {} holds no rows; store a file into it first",
+            settings.dataset, settings.url
+        )));
+    }
+    Ok(batch)
+}
+
+/// Ends an ingest: records the rows read and rejected when every chunk was
+/// written, or marks the ledger entry failed (committed chunks stay) and returns
+/// the error.
+async fn finish_or_fail(
+    ingest: itap_store::Ingest<'_>,
+    outcome: Result<()>,
+    source: IngestSource,
+    report: &Report,
+) -> Result<IngestReport> {
+    match outcome {
+        Ok(()) => {
+            let rejected = report.rows - report.rows_accepted;
+            Ok(ingest.finish(source, report.rows, rejected).await?)
+        }
+        Err(e) => {
+            let _ = ingest.fail(&e.to_string()).await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The pipeline, a module a stage: each stage callable alone, and [`run`] for all
+//! of them.
+//!
+//! | module | stage |
+//! |---|---|
+//! | `ingest` | read + validate a CSV (or validate rows in memory), store validated rows, load a dataset |
+//! | `split` | the time split: training span and evaluated rows |
+//! | `train` | the training rows; fit features, scaler, detector into a model file |
+//! | `score` | a model's features and scores for any telemetry |
+//! | `report` | evaluation at itap-eval's threshold; metrics.json, scores.csv, report.html |
+//! | `run` | every stage in order, timed |
+
+mod ingest;
+mod report;
+mod run;
+mod score;
+mod split;
+mod train;
+
+pub use ingest::{
+    StoreSettings, ingest_file, load_dataset, read_validated, store_batch, store_runtime,
+    store_validated, validate_in_memory,
+};
+pub use report::{RunContext, evaluate_and_write};
+pub use run::{RunParams, RunSummary, Source, StageTiming, run};
+pub use score::{ATTRIBUTION_METHOD, ScaledFeatures, Scored};
+pub use split::{split_at_model_cut, split_by_time};
+pub use train::{
+    DEFAULT_DETECTOR, DEFAULT_INPUTS, Trained, TrainingSet, default_detector, detector_features,
+    train,
+};

@@ -1,0 +1,260 @@
+//! [`run`]: every stage in order, each timed and reported as it ends.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use itap_anomaly::CheckedDetector;
+use itap_eval::{CheckedEval, Evaluation, InputDigest};
+use itap_features::CheckedFeatures;
+use itap_telemetry::{Batch, CheckedSimParams, ReadOptions, simulate, write_csv};
+use itap_validate::{CheckedValidation, Report, Validated};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::pipeline::ingest::{
+    StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
+};
+use crate::pipeline::report::{RunContext, evaluate_and_write};
+use crate::pipeline::split::split_by_time;
+use crate::pipeline::train::{TrainingSet, train};
+
+/// One finished stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// Stage name.
+    pub stage: String,
+    /// Rows it handled.
+    pub rows: u64,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// A short summary.
+    pub detail: String,
+}
+
+impl StageTiming {
+    /// Rows per second.
+    pub fn rows_per_second(&self) -> f64 {
+        self.rows as f64 / self.seconds.max(1e-9)
+    }
+}
+
+/// Times the stages and tells the caller about each as it ends.
+struct Stopwatch<'a> {
+    on_stage: &'a mut dyn FnMut(&StageTiming),
+    timings: Vec<StageTiming>,
+}
+
+impl Stopwatch<'_> {
+    fn record(&mut self, stage: &str, rows: u64, started: Instant, detail: String) {
+        let t = StageTiming {
+            stage: stage.to_owned(),
+            rows,
+            seconds: started.elapsed().as_secs_f64(),
+            detail,
+        };
+        (self.on_stage)(&t);
+        self.timings.push(t);
+    }
+}
+
+/// Where the pipeline's telemetry comes from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Simulate with these parameters; the CSV is written to this path for the
+    /// user, and the simulated rows go on in memory.
+    Simulate(Box<CheckedSimParams>, PathBuf),
+    /// Read this CSV file.
+    Csv(PathBuf),
+}
+
+/// Everything [`run`] needs, checked.
+#[derive(Debug, Clone)]
+pub struct RunParams {
+    /// The telemetry.
+    pub source: Source,
+    /// How to read CSV.
+    pub read: ReadOptions,
+    /// Validation.
+    pub validation: CheckedValidation,
+    /// Storage (checked with [`StoreSettings::check`]).
+    pub store: StoreSettings,
+    /// Features.
+    pub features: CheckedFeatures,
+    /// Detector.
+    pub detector: CheckedDetector,
+    /// Training rows.
+    pub training: TrainingSet,
+    /// Split, threshold and evaluation.
+    pub eval: CheckedEval,
+    /// Folder for model.json, metrics.json, scores.csv, report.html.
+    pub out_dir: PathBuf,
+    /// The configuration, recorded in metrics.json.
+    pub config_json: serde_json::Value,
+}
+
+/// What [`run`] produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// Every stage with rows and wall time.
+    pub timings: Vec<StageTiming>,
+    /// The evaluation.
+    pub evaluation: Evaluation,
+    /// The files written.
+    pub artifacts: Vec<PathBuf>,
+}
+
+/// Simulates the fleet and writes its CSV for the user; the rows are validated in
+/// memory, not read back.
+fn generate(
+    sim: &CheckedSimParams,
+    path: &std::path::Path,
+    validation: &CheckedValidation,
+    sw: &mut Stopwatch<'_>,
+) -> Result<(Validated<Batch>, Report)> {
+    let t = Instant::now();
+    let batch = simulate(sim);
+    write_csv(&batch, path)?;
+    let sha = itap_validate::sha256_file(path)?;
+    let bytes = std::fs::metadata(path).ok().map(|m| m.len());
+    sw.record(
+        "generate",
+        batch.len() as u64,
+        t,
+        format!(
+            "{} devices → {}",
+            batch.device_names().len(),
+            path.display()
+        ),
+    );
+    let t = Instant::now();
+    let (valid, report) = validate_in_memory(batch, validation, path, sha, bytes)?;
+    record_validation(sw, t, &valid, &report, "validate");
+    Ok((valid, report))
+}
+
+fn record_validation(
+    sw: &mut Stopwatch<'_>,
+    t: Instant,
+    valid: &Validated<Batch>,
+    report: &Report,
+    stage: &str,
+) {
+    sw.record(
+        stage,
+        report.rows,
+        t,
+        format!(
+            "{}, {} rows accepted, {} devices",
+            report.verdict.as_str(),
+            report.rows_accepted,
+            valid.device_names().len()
+        ),
+    );
+}
+
+/// Runs every stage: generate (or read), validate, ingest, train, score, evaluate,
+/// report. `on_stage` is called as each stage ends.
+///
+/// The input is read (or simulated) and validated once, in memory; its validated
+/// rows are stored (idempotently: a re-run inserts nothing) and are the rows
+/// trained on, scored and evaluated. Their features are computed once, in the
+/// train stage, and scored by the score stage. To train on everything a dataset
+/// holds, load it with [`crate::load_dataset`] and call the stages one by one (as
+/// `itap train` does).
+///
+/// # Errors
+/// The first stage error; [`crate::Error::Refused`] when validation rejects the
+/// input (nothing is stored and no artifact is written).
+pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunSummary> {
+    let mut sw = Stopwatch {
+        on_stage,
+        timings: Vec::new(),
+    };
+    let (input, (valid, report)) = match &p.source {
+        Source::Simulate(sim, path) => (path, generate(sim, path, &p.validation, &mut sw)?),
+        Source::Csv(path) => {
+            let t = Instant::now();
+            let read = read_validated(path, &p.read, &p.validation)?;
+            record_validation(&mut sw, t, &read.0, &read.1, "read+validate");
+            (path, read)
+        }
+    };
+
+    let t = Instant::now();
+    let ingested = store_runtime()?.block_on(async {
+        let store = p.store.connect().await?;
+        let done = store_batch(&valid, &report, &store, &p.store, &mut |_| {}).await;
+        store.close().await;
+        done
+    })?;
+    sw.record(
+        "ingest",
+        valid.len() as u64,
+        t,
+        format!(
+            "{} dataset `{}`: inserted {}, duplicates {}, conflicts {}",
+            p.store.url,
+            p.store.dataset,
+            ingested.counts.inserted,
+            ingested.counts.duplicates,
+            ingested.counts.conflicts
+        ),
+    );
+    // What is trained and scored: the input's validated rows, just stored.
+    let batch = valid.into_inner();
+
+    let split = split_by_time(&batch, &p.eval)?;
+    let t = Instant::now();
+    let trained = train(&batch, &split, &p.training, &p.features, &p.detector)?;
+    let model = trained.model;
+    let model_path = p.out_dir.join("model.json");
+    model.save(&model_path)?;
+    sw.record(
+        "train",
+        model.training.rows_used,
+        t,
+        format!(
+            "{} features, {} of {} training rows used",
+            model.feature_names.len(),
+            model.training.rows_used,
+            model.training.rows_in_span
+        ),
+    );
+
+    // The features were computed once, by training; scoring reads them.
+    let t = Instant::now();
+    let scored = model.score_features(trained.features)?;
+    sw.record(
+        "score",
+        batch.len() as u64,
+        t,
+        format!("model {}", model_path.display()),
+    );
+
+    let t = Instant::now();
+    let ctx = RunContext {
+        input: InputDigest {
+            path: input.display().to_string(),
+            sha256: report.input.sha256.clone(),
+        },
+        config: p.config_json.clone(),
+    };
+    let (evaluation, mut artifacts) =
+        evaluate_and_write(&batch, &scored, &model, &split, &p.eval, &ctx, &p.out_dir)?;
+    sw.record(
+        "evaluate",
+        evaluation.rows_evaluated,
+        t,
+        format!(
+            "ROC-AUC {}, PR-AUC {}",
+            evaluation.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
+            evaluation.pr_auc.map_or("–".into(), |v| format!("{v:.3}"))
+        ),
+    );
+    artifacts.insert(0, model_path);
+    Ok(RunSummary {
+        timings: sw.timings,
+        evaluation,
+        artifacts,
+    })
+}

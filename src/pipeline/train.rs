@@ -1,0 +1,257 @@
+//! Training: which rows the detector learns from, and fitting features, scaler and
+//! detector on them into one [`ModelFile`].
+
+use itap_anomaly::ndarray::{Array2, Axis};
+use itap_anomaly::{
+    CheckedDetector, Detector, DetectorKind, DetectorParams, FittedDetector, StandardScaler,
+};
+use itap_eval::{ScoreSketch, Split};
+use itap_features::{CheckedFeatures, FeatureKind, FeatureMatrix, TrainSpan};
+use itap_telemetry::{Batch, Schema, State, format_timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo, schema_digest};
+use crate::pipeline::score::ScaledFeatures;
+
+/// The detector the pipeline fits unless told otherwise: PCA with Hotelling's T²
+/// and Q. (itap-anomaly's own default, for a user of that crate alone, is the
+/// Isolation Forest.) On the seed platform's data, reading [`DEFAULT_INPUTS`], it
+/// ranks faulty rows above normal ones better than the forest does; see
+/// docs/anomaly.md, "What the detector reads".
+pub const DEFAULT_DETECTOR: DetectorKind = DetectorKind::Pca;
+
+/// The pipeline's detector parameters: itap-anomaly's defaults with
+/// [`DEFAULT_DETECTOR`].
+pub fn default_detector() -> DetectorParams {
+    DetectorParams::default().detector(DEFAULT_DETECTOR)
+}
+
+/// The feature kinds the detector reads by default.
+pub const DEFAULT_INPUTS: [FeatureKind; 3] = [
+    FeatureKind::StateDev,
+    FeatureKind::MissingRun,
+    FeatureKind::ErrorStreak,
+];
+
+/// Which rows of the training span the detector learns from, and which features.
+///
+/// | Name | Default | Meaning |
+/// |---|---|---|
+/// | `exclude_states` | MAINT | states left out of training ("normal operation" only) |
+/// | `unsupervised` | false | train on every row of the span and use no labels at all |
+/// | `inputs` | `state_dev`, `missing_run`, `error_streak` | the feature kinds the detector reads (of those the features make); empty = every feature |
+///
+/// `inputs` exists because the detector is only as good as what it reads: on the
+/// seed platform's data the 69 default features dilute the isolation (ROC-AUC
+/// 0.53), while each signal's deviation from its device's own baseline in the
+/// row's state, with how long a value has been missing and how long an error code
+/// has been raised, carries the faults (see
+/// docs/anomaly.md, "What the detector reads").
+///
+/// Unless `unsupervised`, rows with a ground-truth fault tag are left out too when
+/// the data has tags ("trained only on normal operating data"); the model file says
+/// which exclusions were applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainingSet {
+    /// States excluded from training.
+    pub exclude_states: Vec<State>,
+    /// Train on every row of the span, use no labels.
+    pub unsupervised: bool,
+    /// Feature kinds the detector reads; empty = every feature made.
+    pub inputs: Vec<FeatureKind>,
+}
+
+impl Default for TrainingSet {
+    fn default() -> Self {
+        TrainingSet {
+            exclude_states: vec![State::Maint],
+            unsupervised: false,
+            inputs: DEFAULT_INPUTS.to_vec(),
+        }
+    }
+}
+
+/// A trained model, and the standardised features of every row of the batch it
+/// was trained on (so the rows can be scored without computing them again).
+#[derive(Debug)]
+pub struct Trained {
+    /// The model file.
+    pub model: ModelFile,
+    /// Every row's features, computed and scaled by the model's fitted pieces.
+    pub features: ScaledFeatures,
+}
+
+/// The rows of the training span the detector learns from.
+struct TrainingRows {
+    /// One flag per batch row.
+    used: Vec<bool>,
+    /// What was used and left out, and why.
+    info: TrainingInfo,
+}
+
+/// Chooses the training rows: the span before the cut, less the excluded states
+/// and (unless unsupervised) the rows tagged as faulty.
+fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRows {
+    let (mut in_span, mut by_state, mut faulty) = (0u64, 0u64, 0u64);
+    let states = batch.states();
+    let used: Vec<bool> = (0..batch.len())
+        .map(|r| {
+            if !split.is_train(batch.timestamps()[r]) {
+                return false;
+            }
+            in_span += 1;
+            if set.unsupervised {
+                return true;
+            }
+            if states.is_some_and(|s| set.exclude_states.contains(&s[r])) {
+                by_state += 1;
+                return false;
+            }
+            if batch.tag_of(r).is_some() {
+                faulty += 1;
+                return false;
+            }
+            true
+        })
+        .collect();
+    let mut exclusions = Vec::new();
+    if set.unsupervised {
+        exclusions.push("none: unsupervised, every row of the training span, no labels".to_owned());
+    } else {
+        if states.is_some() && !set.exclude_states.is_empty() {
+            let names: Vec<&str> = set.exclude_states.iter().map(|s| s.as_str()).collect();
+            exclusions.push(format!("rows in state {}", names.join(", ")));
+        }
+        if batch.tag_codes().is_some() {
+            exclusions.push("rows with a ground-truth fault tag".to_owned());
+        }
+    }
+    let rows_used = used.iter().filter(|&&u| u).count() as u64;
+    TrainingRows {
+        used,
+        info: TrainingInfo {
+            first: format_timestamp(split.first_us),
+            until: format_timestamp(split.cut_us),
+            rows_in_span: in_span,
+            rows_used,
+            excluded_by_state: by_state,
+            excluded_as_faulty: faulty,
+            exclusions,
+            unsupervised: set.unsupervised,
+        },
+    }
+}
+
+/// Each feature's signal family, for attribution ("Device" for device-level
+/// features).
+fn families(m: &FeatureMatrix, schema: &Schema) -> Vec<String> {
+    m.catalogue()
+        .iter()
+        .map(|f| {
+            schema
+                .signal(&f.source)
+                .map(|s| {
+                    if s.family.is_empty() {
+                        s.name.clone()
+                    } else {
+                        s.family.clone()
+                    }
+                })
+                .unwrap_or_else(|| "Device".to_owned())
+        })
+        .collect()
+}
+
+/// The feature parameters with only the kinds the detector reads (`inputs`, in the
+/// order of `features.kinds`); all of them when `inputs` is empty.
+///
+/// # Errors
+/// [`Error::InvalidParam`] (`inputs`) when no configured kind is an input.
+pub fn detector_features(
+    features: &CheckedFeatures,
+    inputs: &[FeatureKind],
+) -> Result<CheckedFeatures> {
+    if inputs.is_empty() {
+        return Ok(features.clone());
+    }
+    let kinds: Vec<FeatureKind> = features
+        .kinds()
+        .iter()
+        .copied()
+        .filter(|k| inputs.contains(k))
+        .collect();
+    if kinds.is_empty() {
+        let names = |ks: &[FeatureKind]| ks.iter().map(|k| k.as_str()).collect::<Vec<_>>();
+        return Err(Error::param(
+            "inputs",
+            format!(
+                "none of {:?} is among the feature kinds {:?}; add them to the feature kinds or read every feature (inputs = [])",
+                names(inputs),
+                names(features.kinds())
+            ),
+        ));
+    }
+    Ok(features.params().clone().kinds(kinds).check()?)
+}
+
+/// Fits features, scaler and detector on the training span of `batch` and bundles
+/// them with a sketch of the training rows' scores (from which itap-eval decides
+/// the threshold). Returns the model and every row's scaled features.
+///
+/// # Errors
+/// [`Error::NoTrainingRows`] when the exclusions leave fewer than two rows; the
+/// stages' errors.
+pub fn train(
+    batch: &Batch,
+    split: &Split,
+    set: &TrainingSet,
+    features: &CheckedFeatures,
+    detector: &CheckedDetector,
+) -> Result<Trained> {
+    let TrainingRows { used, info } = training_rows(batch, split, set);
+    if info.rows_used < 2 {
+        return Err(Error::NoTrainingRows(info.exclusions.join("; ")));
+    }
+    let features = detector_features(features, &set.inputs)?;
+    let fit = itap_features::fit(batch, TrainSpan::Rows(&used), &features)?;
+    let matrix = itap_features::transform(batch, &fit)?;
+    let schema = batch.schema().clone();
+    let feature_names: Vec<String> = matrix.names().map(str::to_owned).collect();
+    let feature_families = families(&matrix, &schema);
+    let x = matrix_rows(&matrix);
+    drop(matrix);
+    let scaler = StandardScaler::fit_rows(x.view(), &used)?;
+    let scaled = ScaledFeatures::scale(x, &scaler)?;
+    let model = detector.fit_rows(scaled.view(), &used)?;
+    // The training rows' scores, for the threshold: each row's score depends on
+    // that row alone, so scoring them apart gives the scores the score stage will.
+    let train_idx: Vec<usize> = (0..used.len()).filter(|&r| used[r]).collect();
+    let train_scores = model
+        .score(scaled.view().select(Axis(0), &train_idx).view())?
+        .to_vec();
+    let file = ModelFile {
+        format_version: MODEL_FORMAT_VERSION,
+        created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
+        detector: model,
+        scaler,
+        feature_names,
+        feature_families,
+        features: fit,
+        schema_digest: schema_digest(&schema),
+        schema,
+        training: info,
+        training_scores: ScoreSketch::from_scores(&train_scores),
+    };
+    Ok(Trained {
+        model: file,
+        features: scaled,
+    })
+}
+
+/// The feature matrix as rows × features.
+pub(crate) fn matrix_rows(m: &FeatureMatrix) -> Array2<f64> {
+    let cols = m.columns();
+    Array2::from_shape_fn((m.len(), cols.len()), |(r, c)| cols[c][r])
+}

@@ -1,0 +1,224 @@
+//! `itap::run`, the whole pipeline through the library, on temporary SQLite
+//! databases: artifacts, idempotent re-runs, refusals, and a threshold that test
+//! labels cannot move.
+
+use std::path::{Path, PathBuf};
+
+use itap::eval::{EvalParams, Evaluation, MetricsFile};
+use itap::features::FeatureParams;
+use itap::store::{RangeQuery, Store};
+use itap::telemetry::{Batch, ReadOptions, SimParams, simulate, write_csv};
+use itap::validate::ValidationParams;
+use itap::{RunParams, RunSummary, Source, StoreSettings, TrainingSet, default_detector};
+
+fn params(source: Source, db: &Path, out: &Path) -> RunParams {
+    RunParams {
+        source,
+        read: ReadOptions::default(),
+        validation: ValidationParams::default().check().unwrap(),
+        store: StoreSettings {
+            url: format!("sqlite://{}", db.display()),
+            ..StoreSettings::default()
+        }
+        .check()
+        .unwrap(),
+        features: FeatureParams::default().check().unwrap(),
+        detector: default_detector().check().unwrap(),
+        training: TrainingSet::default(),
+        eval: EvalParams::default().check().unwrap(),
+        out_dir: out.to_path_buf(),
+        config_json: serde_json::json!({"test": "run"}),
+    }
+}
+
+fn small_fleet() -> itap::telemetry::CheckedSimParams {
+    SimParams::default().devices(3).hours(3.0).check().unwrap()
+}
+
+fn run(p: &RunParams) -> (RunSummary, Vec<String>) {
+    let mut stages = Vec::new();
+    let summary = itap::run(p, &mut |t| stages.push(t.stage.clone())).unwrap();
+    (summary, stages)
+}
+
+fn stored_rows(db: &Path) -> usize {
+    let rt = itap::store_runtime().unwrap();
+    rt.block_on(async {
+        let store = Store::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let b = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        store.close().await;
+        b.len()
+    })
+}
+
+fn metrics(out: &Path) -> MetricsFile {
+    serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_run_stores_trains_scores_and_writes_every_artifact_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("itap.db"), dir.path().join("artifacts"));
+    let csv = dir.path().join("raw/telemetry.csv");
+    let p = params(
+        Source::Simulate(Box::new(small_fleet()), csv.clone()),
+        &db,
+        &out,
+    );
+    let (first, stages) = run(&p);
+    assert_eq!(
+        stages,
+        [
+            "generate", "validate", "ingest", "train", "score", "evaluate"
+        ]
+    );
+    let rows = simulate(&small_fleet()).len();
+    assert_eq!(first.timings[0].rows, rows as u64);
+    assert!(
+        first.timings[2]
+            .detail
+            .contains(&format!("inserted {rows}"))
+    );
+    assert_eq!(stored_rows(&db), rows);
+    // The CSV is written for the user, and is what was stored.
+    let back = itap::telemetry::read_csv(&csv, &ReadOptions::default()).unwrap();
+    assert_eq!(back.len(), rows);
+    let names: Vec<PathBuf> = ["model.json", "metrics.json", "scores.csv", "report.html"]
+        .iter()
+        .map(|f| out.join(f))
+        .collect();
+    assert_eq!(first.artifacts, names);
+    for f in &names {
+        assert!(std::fs::metadata(f).unwrap().len() > 0, "{}", f.display());
+    }
+    let m = metrics(&out);
+    assert_eq!(m.input.path, csv.display().to_string());
+    assert_eq!(
+        m.input.sha256.as_deref(),
+        Some(itap::validate::sha256_file(&csv).unwrap().as_str()),
+        "metrics.json names the CSV by its digest"
+    );
+    assert!(first.evaluation.roc_auc.is_some());
+    assert_eq!(first.evaluation.threshold, m.evaluation.threshold);
+
+    // Again into the same database: nothing inserted twice, the same results.
+    let (second, _) = run(&p);
+    assert!(
+        second.timings[2]
+            .detail
+            .contains(&format!("inserted 0, duplicates {rows}")),
+        "{}",
+        second.timings[2].detail
+    );
+    assert_eq!(stored_rows(&db), rows);
+    assert_eq!(
+        serde_json::to_value(&first.evaluation).unwrap(),
+        serde_json::to_value(&second.evaluation).unwrap()
+    );
+}
+
+#[test]
+fn a_refused_input_stores_nothing_and_writes_no_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("itap.db"), dir.path().join("artifacts"));
+    let csv = dir.path().join("bad.csv");
+    // The same device and time twice with different values: a conflict.
+    std::fs::write(
+        &csv,
+        "timestamp,device_id,temp_c\n\
+         2026-01-01T00:00:00Z,d1,50.0\n\
+         2026-01-01T00:00:10Z,d1,50.5\n\
+         2026-01-01T00:00:10Z,d1,70.0\n",
+    )
+    .unwrap();
+    let p = params(Source::Csv(csv.clone()), &db, &out);
+    match itap::run(&p, &mut |_| {}) {
+        Err(itap::Error::Refused { path, report, .. }) => {
+            assert_eq!(path, csv.display().to_string());
+            assert!(!report.verdict.is_storable());
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert!(!db.exists(), "the store was not even opened");
+    assert!(!out.exists(), "no artifact");
+}
+
+/// The batch with the fault tags of the rows on one side of `cut` replaced: every
+/// row there tagged with `tag` (or untagged when `tag` is empty).
+fn relabel(batch: &Batch, cut: i64, after: bool, tag: &str) -> Batch {
+    let mut c = batch.clone().into_columns();
+    let code = match c.tag_names.iter().position(|t| t == tag) {
+        Some(i) => i as u32,
+        None => {
+            c.tag_names.push(tag.to_owned());
+            (c.tag_names.len() - 1) as u32
+        }
+    };
+    let tags = c.tag_codes.as_mut().expect("simulated data is tagged");
+    for (r, t) in tags.iter_mut().enumerate() {
+        if (c.timestamps[r] >= cut) == after {
+            *t = code;
+        }
+    }
+    Batch::from_columns(c).unwrap()
+}
+
+fn evaluate_csv(batch: &Batch, dir: &Path, name: &str) -> Evaluation {
+    let csv = dir.join(format!("{name}.csv"));
+    write_csv(batch, &csv).unwrap();
+    let db = dir.join(format!("{name}.db"));
+    let out = dir.join(name);
+    run(&params(Source::Csv(csv), &db, &out)).0.evaluation
+}
+
+/// Relabelling the evaluated span (every row faulty, or none) leaves the model and
+/// its threshold exactly as they were; relabelling the training span moves them
+/// (faulty training rows are left out), which shows the comparison can fail.
+#[test]
+fn the_threshold_never_depends_on_test_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch = simulate(&small_fleet());
+    let (first, last) = batch.time_bounds().unwrap();
+    let cut = EvalParams::default()
+        .check()
+        .unwrap()
+        .split(first, last)
+        .unwrap()
+        .cut_us;
+    let base = evaluate_csv(&batch, dir.path(), "base");
+    assert_eq!(base.split.cut, itap::telemetry::format_timestamp(cut));
+
+    let all_faulty = evaluate_csv(
+        &relabel(&batch, cut, true, "overheat_drift"),
+        dir.path(),
+        "test-all-faulty",
+    );
+    let none_faulty = evaluate_csv(&relabel(&batch, cut, true, ""), dir.path(), "test-clean");
+    for other in [&all_faulty, &none_faulty] {
+        assert_eq!(
+            other.threshold.value.to_bits(),
+            base.threshold.value.to_bits()
+        );
+        assert_eq!(other.threshold.training_rows, base.threshold.training_rows);
+        assert_eq!(
+            other.at_threshold.alert_rate.to_bits(),
+            base.at_threshold.alert_rate.to_bits()
+        );
+    }
+    assert_ne!(all_faulty.roc_auc, base.roc_auc, "the labels did change");
+
+    let train_clean = evaluate_csv(&relabel(&batch, cut, false, ""), dir.path(), "train-clean");
+    assert_ne!(
+        train_clean.threshold.training_rows, base.threshold.training_rows,
+        "training labels decide which rows are learned from"
+    );
+    assert_ne!(
+        train_clean.threshold.value.to_bits(),
+        base.threshold.value.to_bits()
+    );
+}
