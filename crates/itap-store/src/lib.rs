@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod backend;
 mod error;
 mod ingest;
+mod ledger;
 mod query;
 mod store;
 
 pub use error::{Error, Result};
-pub use ingest::{Ingest, IngestCounts, IngestReport, IngestSource, LedgerEntry, OnConflict};
+pub use ingest::{Ingest, IngestCounts, IngestReport, IngestSource, OnConflict};
+pub use ledger::LedgerEntry;
 pub use query::{DatasetStats, RangeQuery};
 pub use store::{
     Backend, DEFAULT_DATASET, DEFAULT_DB_URL, Dataset, Store, StoreOptions, check_name,

@@ -5,8 +5,9 @@ use itap_telemetry::{Batch, BatchBuilder, SignalKind, State};
 use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
+use crate::backend::on_pool;
 use crate::error::{Context, Result};
-use crate::store::{Backend, Dataset, Store, on_pool, quote};
+use crate::store::{Dataset, Store, quote};
 
 /// Which rows to load: a half-open time range and optionally some devices.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -71,27 +72,13 @@ pub struct DatasetStats {
 }
 
 impl Store {
-    /// `expr` (a timestamp column or aggregate) as UTC microseconds.
-    fn micros(&self, expr: &str) -> String {
-        match self.backend() {
-            Backend::Sqlite => expr.to_owned(),
-            Backend::Postgres => format!("(EXTRACT(EPOCH FROM {expr}) * 1000000)::bigint"),
-        }
-    }
-
-    fn ts_param(&self) -> &'static str {
-        match self.backend() {
-            Backend::Sqlite => "?",
-            Backend::Postgres => "(TIMESTAMPTZ 'epoch' + ? * INTERVAL '1 microsecond')",
-        }
-    }
-
     /// `SELECT` of the dataset's columns from `source` (the table, or a subquery
     /// over it), filtered by `q`, in time order.
     fn select_sql(&self, ds: &Dataset, source: &str, q: &RangeQuery) -> String {
+        let d = self.dialect();
         let mut cols = vec![
             "device_id".to_owned(),
-            format!("{} AS ts_us", self.micros("ts")),
+            format!("{} AS ts_us", d.micros("ts")),
             "state".to_owned(),
             "error_code".to_owned(),
             "anomaly_tag".to_owned(),
@@ -99,10 +86,10 @@ impl Store {
         cols.extend(ds.schema.names().map(quote));
         let mut conds = Vec::new();
         if q.from.is_some() {
-            conds.push(format!("ts >= {}", self.ts_param()));
+            conds.push(format!("ts >= {}", d.ts_param));
         }
         if q.to.is_some() {
-            conds.push(format!("ts < {}", self.ts_param()));
+            conds.push(format!("ts < {}", d.ts_param));
         }
         if !q.devices.is_empty() {
             conds.push(format!(
@@ -115,7 +102,7 @@ impl Store {
         } else {
             format!(" WHERE {}", conds.join(" AND "))
         };
-        self.sql_params(&format!(
+        d.params(&format!(
             "SELECT {} FROM {source}{filter} ORDER BY ts, device_id",
             cols.join(", ")
         ))
@@ -263,10 +250,8 @@ impl Store {
         // The outer ORDER BY is the last one (the window has its own).
         let at = sql.rfind(" ORDER BY").unwrap_or(sql.len());
         sql.insert_str(at, " WHERE rn <= ?");
-        let sql = match self.backend() {
-            Backend::Sqlite => sql,
-            Backend::Postgres => sql.replacen("rn <= ?", "rn <= $1", 1),
-        };
+        // The only placeholder: `RangeQuery::all()` binds nothing.
+        let sql = self.dialect().params(&sql);
         let mut out = None;
         self.stream_sql(
             &ds,
@@ -291,7 +276,8 @@ impl Store {
     pub async fn stats(&self, dataset: &str) -> Result<DatasetStats> {
         let ds = self.require_dataset(dataset).await?;
         let t = quote(&ds.name);
-        let (first_ts, last_ts) = (self.micros("MIN(ts)"), self.micros("MAX(ts)"));
+        let d = self.dialect();
+        let (first_ts, last_ts) = (d.micros("MIN(ts)"), d.micros("MAX(ts)"));
         let during = || format!("computing metrics of `{dataset}`");
         let missing_cols: Vec<String> = ds
             .schema

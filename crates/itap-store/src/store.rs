@@ -1,17 +1,13 @@
-//! Connecting, migrating, and the dataset catalogue.
+//! The public [`Store`]: its options, connecting (the backend chosen and migrated
+//! in [`crate::backend`]), and the dataset catalogue.
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use itap_telemetry::{Schema, SignalKind, check_identifier};
 use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, ConnectOptions, Row};
+use sqlx::{AssertSqlSafe, Row};
 
+use crate::backend::{Dialect, Pool, on_pool};
 use crate::error::{Context, Error, Result};
 
 /// The default database: an embedded SQLite file.
@@ -29,23 +25,6 @@ pub enum Backend {
     /// A PostgreSQL server.
     Postgres,
 }
-
-#[derive(Debug, Clone)]
-pub(crate) enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// Runs the same code on whichever pool the store holds, when the SQL is shared.
-macro_rules! on_pool {
-    ($pool:expr, $p:ident => $body:expr) => {
-        match $pool {
-            $crate::store::Pool::Sqlite($p) => $body,
-            $crate::store::Pool::Postgres($p) => $body,
-        }
-    };
-}
-pub(crate) use on_pool;
 
 /// How to connect.
 ///
@@ -122,110 +101,21 @@ impl Store {
     /// be reached or the file cannot be created; [`Error::Migrate`] when a migration
     /// fails.
     pub async fn connect_with(opts: &StoreOptions) -> Result<Store> {
-        let url = opts.url.as_str();
-        let bad = |reason: String| Error::Url {
-            url: url.to_owned(),
-            reason,
-        };
-        let pool = if url.starts_with("sqlite:") {
-            let mut o = SqliteConnectOptions::from_str(url)
-                .map_err(|e| bad(e.to_string()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(120))
-                .foreign_keys(true)
-                // Reading or writing a whole dataset takes longer than sqlx's 1 s
-                // "slow statement" warning by design; ITAP logs its own progress.
-                .disable_statement_logging();
-            let memory = url.contains(":memory:") || url.contains("mode=memory");
-            if !memory {
-                let path = o.get_filename().to_path_buf();
-                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|e| bad(format!("cannot create folder {}: {e}", dir.display())))?;
-                }
-            } else {
-                o = o.shared_cache(true);
-            }
-            let pool = SqlitePoolOptions::new()
-                // An in-memory database lives as long as its one connection.
-                .max_connections(if memory { 1 } else { opts.max_connections })
-                .min_connections(if memory { 1 } else { 0 })
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(o)
-                .await
-                .during(|| format!("opening {url}"))?;
-            Pool::Sqlite(pool)
-        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let mut o = PgConnectOptions::from_str(url).map_err(|e| bad(e.to_string()))?;
-            if let Some(schema) = &opts.pg_schema {
-                check_schema_name(schema)?;
-                // Create the schema on a plain connection first.
-                let admin = PgPoolOptions::new()
-                    .max_connections(1)
-                    .connect_with(o.clone())
-                    .await
-                    .during(|| format!("connecting to {url}"))?;
-                sqlx::query(AssertSqlSafe(format!(
-                    "CREATE SCHEMA IF NOT EXISTS {}",
-                    quote(schema)
-                )))
-                .execute(&admin)
-                .await
-                .during(|| format!("creating schema {schema}"))?;
-                admin.close().await;
-                o = o.options([("search_path", schema.as_str())]);
-            }
-            let o = o.disable_statement_logging();
-            let pool = PgPoolOptions::new()
-                .max_connections(opts.max_connections)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(o)
-                .await
-                .during(|| format!("connecting to {url}"))?;
-            Pool::Postgres(pool)
-        } else {
-            return Err(bad(
-                "use sqlite://PATH (for example sqlite://data/itap.db) or postgres://USER@HOST:PORT/DB"
-                    .into(),
-            ));
-        };
-        match &pool {
-            Pool::Sqlite(p) => {
-                // sqlx takes no lock for SQLite migrations: two processes opening a
-                // new file at once can both try migration 1, and the loser fails on
-                // an existing table. Its transaction rolled back, so a retry finds the
-                // winner's migration applied and goes on.
-                let migrator = sqlx::migrate!("migrations/sqlite");
-                let mut attempt = 0;
-                loop {
-                    match migrator.run(p).await {
-                        Ok(()) => break,
-                        Err(e) if attempt < 5 => {
-                            attempt += 1;
-                            tracing::debug!(%e, attempt, "retrying SQLite migration");
-                            tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            Pool::Postgres(p) => sqlx::migrate!("migrations/postgres").run(p).await?,
-        }
+        let pool = Pool::open(opts).await?;
         Ok(Store {
             pool,
-            url: url.into(),
+            url: opts.url.as_str().into(),
         })
     }
 
     /// The backend in use.
     pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Sqlite(_) => Backend::Sqlite,
-            Pool::Postgres(_) => Backend::Postgres,
-        }
+        self.dialect().backend
+    }
+
+    /// The backend's SQL spellings.
+    pub(crate) fn dialect(&self) -> &'static Dialect {
+        self.pool.dialect()
     }
 
     /// The URL this store was opened with.
@@ -244,11 +134,10 @@ impl Store {
     /// [`Error::DatasetName`] for an invalid name; [`Error::Database`].
     pub async fn dataset(&self, name: &str) -> Result<Option<Dataset>> {
         check_name(name)?;
-        let sql = match self.pool {
-            Pool::Sqlite(_) => "SELECT schema_json FROM itap_datasets WHERE name = ?",
-            Pool::Postgres(_) => "SELECT schema_json FROM itap_datasets WHERE name = $1",
-        };
-        let row: Option<String> = on_pool!(&self.pool, p => sqlx::query_scalar(sql)
+        let sql = self
+            .dialect()
+            .params("SELECT schema_json FROM itap_datasets WHERE name = ?");
+        let row: Option<String> = on_pool!(&self.pool, p => sqlx::query_scalar(AssertSqlSafe(sql))
             .bind(name)
             .fetch_optional(p)
             .await)
@@ -303,69 +192,10 @@ impl Store {
             during: format!("recording the schema of dataset `{name}`"),
             source: sqlx::Error::Encode(Box::new(e)),
         })?;
-        let ddl = create_table_sql(self.backend(), name, schema);
-        let now = now_micros();
-        match &self.pool {
-            Pool::Sqlite(p) => {
-                let mut tx = p
-                    .begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .during(|| format!("creating dataset `{name}`"))?;
-                for stmt in &ddl {
-                    sqlx::query(AssertSqlSafe(stmt.clone()))
-                        .execute(&mut *tx)
-                        .await
-                        .during(|| format!("creating table `{name}`"))?;
-                }
-                sqlx::query(
-                    "INSERT INTO itap_datasets (name, table_name, schema_json, created_at) \
-                     VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(name)
-                .bind(&json)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .during(|| format!("recording dataset `{name}`"))?;
-                tx.commit()
-                    .await
-                    .during(|| format!("creating dataset `{name}`"))?;
-            }
-            Pool::Postgres(p) => {
-                let mut tx = p
-                    .begin()
-                    .await
-                    .during(|| format!("creating dataset `{name}`"))?;
-                // Serialise concurrent creators of the same dataset.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await
-                    .during(|| format!("locking dataset `{name}`"))?;
-                for stmt in &ddl {
-                    sqlx::query(AssertSqlSafe(stmt.clone()))
-                        .execute(&mut *tx)
-                        .await
-                        .during(|| format!("creating table `{name}`"))?;
-                }
-                sqlx::query(
-                    "INSERT INTO itap_datasets (name, table_name, schema_json, created_at) \
-                     VALUES ($1, $2, $3, TIMESTAMPTZ 'epoch' + $4 * INTERVAL '1 microsecond') \
-                     ON CONFLICT (name) DO NOTHING",
-                )
-                .bind(name)
-                .bind(name)
-                .bind(&json)
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .during(|| format!("recording dataset `{name}`"))?;
-                tx.commit()
-                    .await
-                    .during(|| format!("creating dataset `{name}`"))?;
-            }
-        }
+        let ddl = create_table_sql(self.dialect(), name, schema);
+        self.pool
+            .create_dataset(name, &ddl, &json, now_micros())
+            .await?;
         // Another process may have created it first: compare with what is recorded.
         let recorded = self.require_dataset(name).await?;
         compare_schemas(name, &recorded.schema, schema)?;
@@ -411,23 +241,6 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks a PostgreSQL schema name: a plain lowercase identifier.
-fn check_schema_name(name: &str) -> Result<()> {
-    let mut chars = name.chars();
-    let ok = matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name.len() <= 63
-        && !name.starts_with("pg_");
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::DatasetName {
-            name: name.to_owned(),
-            reason: "a schema name must be 1-63 lowercase letters, digits or `_`, not starting with `pg_`",
-        })
-    }
-}
-
 /// Quotes an identifier that was checked (a signal or dataset name).
 pub(crate) fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
@@ -439,11 +252,9 @@ pub(crate) fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-fn create_table_sql(backend: Backend, name: &str, schema: &Schema) -> Vec<String> {
-    let (ts, float, int) = match backend {
-        Backend::Sqlite => ("INTEGER", "REAL", "INTEGER"),
-        Backend::Postgres => ("TIMESTAMPTZ", "DOUBLE PRECISION", "BIGINT"),
-    };
+/// The table of dataset `name` and its unique `(device_id, ts)` index.
+fn create_table_sql(d: &Dialect, name: &str, schema: &Schema) -> Vec<String> {
+    let (ts, float, int) = (d.ts_type, d.float_type, d.int_type);
     let mut cols = vec![
         "device_id TEXT NOT NULL".to_owned(),
         format!("ts {ts} NOT NULL"),

@@ -1,7 +1,7 @@
 //! Storage tests, run on SQLite always and on PostgreSQL when `ITAP_TEST_POSTGRES_URL`
 //! is set (each test in its own schema, dropped and re-created first).
 
-use itap_store::{Error, IngestSource, OnConflict, RangeQuery, Store, StoreOptions};
+use itap_store::{Backend, Error, IngestSource, OnConflict, RangeQuery, Store, StoreOptions};
 use itap_telemetry::{Batch, BatchColumns, Schema, Signal, SignalKind, SimParams, State, simulate};
 use itap_validate::{Validated, ValidationParams, validate_batch};
 
@@ -349,6 +349,63 @@ async fn an_interrupted_ingest_completes_exactly_on_rerun() {
             .await
             .unwrap();
         assert_same_rows(&batch, &back);
+    }
+}
+
+#[tokio::test]
+async fn the_next_ingest_marks_a_dead_process_entry_interrupted() {
+    if !std::path::Path::new("/proc/self").exists() {
+        eprintln!("skipped: the ledger tells dead processes only where /proc exists");
+        return;
+    }
+    let batch = validated(fleet(2, 0.5));
+    for (store, _dir) in stores("orphan").await {
+        let ing = store
+            .begin_ingest("telemetry", batch.schema(), source("o"), OnConflict::Keep)
+            .await
+            .unwrap();
+        let id = ing.ledger_id();
+        drop(ing);
+        // What a killed ingest leaves: a `running` entry whose process is gone.
+        let pid = i64::from(i32::MAX);
+        match store.backend() {
+            Backend::Sqlite => {
+                let raw = sqlx::SqlitePool::connect(store.url()).await.unwrap();
+                sqlx::query("UPDATE itap_ingest_ledger SET pid = ? WHERE id = ?")
+                    .bind(pid)
+                    .bind(id)
+                    .execute(&raw)
+                    .await
+                    .unwrap();
+                raw.close().await;
+            }
+            Backend::Postgres => {
+                let raw = sqlx::PgPool::connect(store.url()).await.unwrap();
+                sqlx::query(
+                    "UPDATE itap_test_orphan.itap_ingest_ledger SET pid = $1 WHERE id = $2",
+                )
+                .bind(pid)
+                .bind(id)
+                .execute(&raw)
+                .await
+                .unwrap();
+                raw.close().await;
+            }
+        }
+        let before = store.ledger(Some("telemetry")).await.unwrap();
+        assert_eq!(before[0].status, "running", "{:?}", store.backend());
+        let report = ingest(&store, "telemetry", &batch, 500, OnConflict::Keep).await;
+        let after = store.ledger(Some("telemetry")).await.unwrap();
+        assert_eq!(after.len(), 2);
+        assert_eq!(after[0].id, report.ledger_id);
+        assert_eq!(after[0].status, "completed");
+        assert_eq!(after[1].id, id);
+        assert_eq!(after[1].status, "interrupted", "{:?}", store.backend());
+        assert_eq!(
+            after[1].message.as_deref(),
+            Some("the process ended before the ingest finished")
+        );
+        assert_eq!(after[1].finished_us, None);
     }
 }
 

@@ -1,0 +1,316 @@
+//! SQLite: an embedded file (WAL journal) or memory; chunks go in as prepared
+//! multi-row `INSERT`s inside `BEGIN IMMEDIATE` transactions.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use itap_telemetry::SignalKind;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, ConnectOptions, Sqlite, Transaction};
+
+use super::{BackendOps, Chunk, Columns, Dialect, bad_url, int_value};
+use crate::error::{Context, Result};
+use crate::ingest::{IngestCounts, OnConflict};
+use crate::ledger;
+use crate::store::{Backend, Dataset, StoreOptions, quote};
+
+/// SQLite's limit on bound parameters in one statement.
+const SQLITE_MAX_BINDS: usize = 32_766;
+
+impl BackendOps for SqlitePool {
+    const DIALECT: Dialect = Dialect {
+        backend: Backend::Sqlite,
+        ts_type: "INTEGER",
+        float_type: "REAL",
+        int_type: "INTEGER",
+        // Timestamps are stored as UTC microseconds already.
+        ts_param: "?",
+        micros_of: str::to_owned,
+        params_of: str::to_owned,
+    };
+
+    type ChunkSql = ChunkSql;
+
+    async fn open(opts: &StoreOptions) -> Result<Self> {
+        let pool = connect(opts).await?;
+        migrate(&pool).await?;
+        Ok(pool)
+    }
+
+    async fn create_dataset(
+        &self,
+        name: &str,
+        ddl: &[String],
+        schema_json: &str,
+        created_us: i64,
+    ) -> Result<()> {
+        let mut tx = self
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .during(|| format!("creating dataset `{name}`"))?;
+        for stmt in ddl {
+            sqlx::query(AssertSqlSafe(stmt.clone()))
+                .execute(&mut *tx)
+                .await
+                .during(|| format!("creating table `{name}`"))?;
+        }
+        sqlx::query(
+            "INSERT INTO itap_datasets (name, table_name, schema_json, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(name)
+        .bind(schema_json)
+        .bind(created_us)
+        .execute(&mut *tx)
+        .await
+        .during(|| format!("recording dataset `{name}`"))?;
+        tx.commit()
+            .await
+            .during(|| format!("creating dataset `{name}`"))
+    }
+
+    fn prepare_chunks(ds: &Dataset) -> ChunkSql {
+        ChunkSql::new(ds)
+    }
+
+    async fn write_chunk(&self, sql: &ChunkSql, chunk: &Chunk<'_>) -> Result<IngestCounts> {
+        let ds = &chunk.dataset.name;
+        let during = || format!("writing a chunk into `{ds}`");
+        let n = chunk.batch.len() as u64;
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await.during(during)?;
+        let counts = match chunk.on_conflict {
+            OnConflict::Keep => {
+                let inserted = insert_rows(&mut tx, sql, &sql.insert_keep, chunk).await?;
+                let conflicts = if inserted < n {
+                    stage(&mut tx, sql, chunk).await?;
+                    let c = count_conflicts(&mut tx, sql).await?;
+                    execute(&mut tx, &sql.clear_stage, during).await?;
+                    c
+                } else {
+                    0
+                };
+                IngestCounts::kept(n, inserted, conflicts)
+            }
+            OnConflict::Update => {
+                stage(&mut tx, sql, chunk).await?;
+                let conflicts = count_conflicts(&mut tx, sql).await?;
+                let affected = execute(&mut tx, &sql.upsert_from_stage, during).await?;
+                execute(&mut tx, &sql.clear_stage, during).await?;
+                IngestCounts::updated(n, affected, conflicts)
+            }
+        };
+        ledger::advance(&Self::DIALECT, chunk.ledger_id, &counts)
+            .execute(&mut *tx)
+            .await
+            .during(ledger::advancing)?;
+        tx.commit().await.during(during)?;
+        Ok(counts)
+    }
+}
+
+/// Opens the pool: the file (and its folder) created if missing, or one shared
+/// in-memory connection.
+async fn connect(opts: &StoreOptions) -> Result<SqlitePool> {
+    let url = opts.url.as_str();
+    let mut o = SqliteConnectOptions::from_str(url)
+        .map_err(|e| bad_url(url, e.to_string()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(120))
+        .foreign_keys(true)
+        // Reading or writing a whole dataset takes longer than sqlx's 1 s
+        // "slow statement" warning by design; ITAP logs its own progress.
+        .disable_statement_logging();
+    let memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !memory {
+        let path = o.get_filename().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                bad_url(url, format!("cannot create folder {}: {e}", dir.display()))
+            })?;
+        }
+    } else {
+        o = o.shared_cache(true);
+    }
+    SqlitePoolOptions::new()
+        // An in-memory database lives as long as its one connection.
+        .max_connections(if memory { 1 } else { opts.max_connections })
+        .min_connections(if memory { 1 } else { 0 })
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_with(o)
+        .await
+        .during(|| format!("opening {url}"))
+}
+
+/// Applies pending migrations.
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    // sqlx takes no lock for SQLite migrations: two processes opening a new file at
+    // once can both try migration 1, and the loser fails on an existing table. Its
+    // transaction rolled back, so a retry finds the winner's migration applied and
+    // goes on.
+    let migrator = sqlx::migrate!("migrations/sqlite");
+    let mut attempt = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < 5 => {
+                attempt += 1;
+                tracing::debug!(%e, attempt, "retrying SQLite migration");
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// SQL text prepared once per ingest.
+#[derive(Debug)]
+pub(crate) struct ChunkSql {
+    /// Columns per row: `device_id, ts, state, error_code, anomaly_tag, "sig"…`.
+    columns: usize,
+    kinds: Vec<SignalKind>,
+    /// Rows per multi-row INSERT.
+    rows_per_stmt: usize,
+    insert_keep: String,
+    insert_stage: String,
+    create_stage: String,
+    clear_stage: String,
+    upsert_from_stage: String,
+    count_conflicts: String,
+}
+
+impl ChunkSql {
+    fn new(ds: &Dataset) -> Self {
+        let t = quote(&ds.name);
+        let stage = quote(&format!("itap_stage_{}", ds.name));
+        let cols = Columns::new(ds);
+        let list = cols.list();
+        let rows_per_stmt = (SQLITE_MAX_BINDS / cols.len()).clamp(1, 4096);
+        let values = values(cols.len(), rows_per_stmt);
+        ChunkSql {
+            columns: cols.len(),
+            kinds: ds.schema.signals().iter().map(|s| s.kind).collect(),
+            rows_per_stmt,
+            insert_keep: format!(
+                "INSERT INTO {t} ({list}) VALUES {values} ON CONFLICT (device_id, ts) DO NOTHING"
+            ),
+            insert_stage: format!("INSERT INTO temp.{stage} ({list}) VALUES {values}"),
+            create_stage: format!(
+                "CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {list} FROM main.{t} WHERE 0"
+            ),
+            clear_stage: format!("DELETE FROM temp.{stage}"),
+            upsert_from_stage: cols
+                .upsert(&t, &format!("SELECT {list} FROM temp.{stage} WHERE true")),
+            count_conflicts: cols.count_conflicts(&t, &format!("temp.{stage}")),
+        }
+    }
+}
+
+/// `(?,…),(?,…)…`: `rows` tuples of `columns` placeholders.
+fn values(columns: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(","));
+    let mut s = String::with_capacity(rows * (one.len() + 1));
+    for i in 0..rows {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&one);
+    }
+    s
+}
+
+/// Runs `sql` (no binds) in `tx`; returns rows affected.
+async fn execute(
+    tx: &mut Transaction<'_, Sqlite>,
+    sql: &str,
+    during: impl FnOnce() -> String,
+) -> Result<u64> {
+    Ok(sqlx::query(AssertSqlSafe(sql.to_owned()))
+        .execute(&mut **tx)
+        .await
+        .during(during)?
+        .rows_affected())
+}
+
+/// Copies the chunk into the (temporary) staging table.
+async fn stage(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql, chunk: &Chunk<'_>) -> Result<()> {
+    execute(tx, &sql.create_stage, || {
+        "creating the staging table".to_owned()
+    })
+    .await?;
+    insert_rows(tx, sql, &sql.insert_stage, chunk).await?;
+    Ok(())
+}
+
+/// Counts the staged rows whose key is stored with other values.
+async fn count_conflicts(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql) -> Result<u64> {
+    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.count_conflicts.clone()))
+        .fetch_one(&mut **tx)
+        .await
+        .during(|| "counting conflicting rows".to_owned())?;
+    Ok(n.max(0) as u64)
+}
+
+/// Multi-row INSERTs of a whole chunk with `full_sql` for full statements (and a
+/// shorter statement for the remainder); returns rows affected.
+async fn insert_rows(
+    tx: &mut Transaction<'_, Sqlite>,
+    sql: &ChunkSql,
+    full_sql: &str,
+    chunk: &Chunk<'_>,
+) -> Result<u64> {
+    let (ds, batch) = (chunk.dataset, chunk.batch);
+    let dataset = ds.name.as_str();
+    let n = batch.len();
+    let ts = batch.timestamps();
+    let states = batch.states();
+    let errors = batch.error_codes();
+    let signals: Vec<&[f64]> = chunk.order.iter().map(|&j| batch.signal(j)).collect();
+    let mut affected = 0;
+    let mut start = 0;
+    let full: Arc<str> = Arc::from(full_sql);
+    while start < n {
+        let rows = sql.rows_per_stmt.min(n - start);
+        let text: Arc<str> = if rows == sql.rows_per_stmt {
+            full.clone()
+        } else {
+            // The remainder: the same statement with fewer VALUES tuples.
+            let head = full_sql.split(" VALUES ").next().unwrap_or_default();
+            let tail = if full_sql.ends_with("DO NOTHING") {
+                " ON CONFLICT (device_id, ts) DO NOTHING"
+            } else {
+                ""
+            };
+            Arc::from(format!("{head} VALUES {}{tail}", values(sql.columns, rows)))
+        };
+        let mut q = sqlx::query(AssertSqlSafe(text));
+        for r in start..start + rows {
+            q = q
+                .bind(batch.device_of(r))
+                .bind(ts[r])
+                .bind(states.map(|s| s[r].as_str()))
+                .bind(errors.map(|e| e[r]))
+                .bind(batch.tag_of(r));
+            for (k, col) in signals.iter().enumerate() {
+                let v = col[r];
+                q = match sql.kinds[k] {
+                    SignalKind::Float => q.bind((!v.is_nan()).then_some(v)),
+                    SignalKind::Int => q.bind(int_value(ds, k, v)?),
+                };
+            }
+        }
+        affected += q
+            .execute(&mut **tx)
+            .await
+            .during(|| format!("inserting rows into `{dataset}`"))?
+            .rows_affected();
+        start += rows;
+    }
+    Ok(affected)
+}
