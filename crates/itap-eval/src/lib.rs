@@ -1,10 +1,13 @@
 #![doc = include_str!("../README.md")]
 
+mod breakdown;
 mod error;
 mod evaluate;
+mod events;
 mod metrics;
 mod params;
 mod report;
+mod top_alerts;
 
 pub use error::{Error, Result};
 pub use evaluate::{
