@@ -52,6 +52,7 @@ pub fn validate_batch(
         &names,
         |name| format!("required column `{name}` is not in the batch"),
     );
+    engine.check_declared_signals(params.params().declared_signals.as_deref());
     if batch.is_empty() {
         engine
             .findings

@@ -329,6 +329,14 @@ impl Engine {
         }
     }
 
+    /// With declared signals, checks the input's signal columns against them
+    /// (see [`crate::columns::declared_signals`]); `None` checks nothing.
+    pub(crate) fn check_declared_signals(&mut self, declared: Option<&[String]>) {
+        if let Some(declared) = declared {
+            crate::columns::declared_signals(&mut self.findings, declared, &self.cols);
+        }
+    }
+
     /// Counts rows that never reached a batch (they failed a fixed check).
     pub(crate) fn count_unreadable_rows(&mut self, n: u64) {
         self.rows += n;
@@ -889,6 +897,15 @@ fn message(e: &Engine, check: Check, col: u32) -> String {
             "rows earlier than the device's previous row by less than clock_jump = {} s",
             seconds(e.lim.res.clock_jump_us)
         ),
+        Check::MissingSignal => format!(
+            "declared signal `{}` is not a signal column of the input: add the column, or \
+             remove it from the declared signals",
+            column(e, col)
+        ),
+        Check::UndeclaredColumn => format!(
+            "signal column `{}` is not declared: declare it, or remove the column",
+            column(e, col)
+        ),
         Check::Future => format!(
             "timestamps after {} (the reference time) + future_tolerance = {} s",
             format_timestamp(e.lim.now_us),
@@ -896,6 +913,11 @@ fn message(e: &Engine, check: Check, col: u32) -> String {
         ),
         _ => check.describe().to_owned(),
     }
+}
+
+/// The name of column `col` in the findings' column table.
+fn column(e: &Engine, col: u32) -> &str {
+    e.findings.column_name(col).unwrap_or("?")
 }
 
 fn range_text(info: &SignalInfo) -> String {

@@ -597,7 +597,7 @@ pub(crate) fn validate_chunked<R: Read>(
             if let Some(q) = qw.as_mut() {
                 write_quarantine_header(q, &stream.layout.header, name)?;
             }
-            header_findings(&mut stream.engine.findings, &stream.layout, params);
+            header_findings(&mut stream.engine, &stream.layout, params);
             while stream.next_chunk(chunk_rows.max(1))?.is_some() {
                 if let Some(q) = qw.as_mut() {
                     stream.write_quarantine(q, name)?;
@@ -652,10 +652,10 @@ fn write_quarantine_header<W: Write>(
 }
 
 /// The checks of a mapped header, before any row: required columns, columns
-/// mapped to nothing.
-fn header_findings(findings: &mut Findings, layout: &InputLayout, params: &CheckedValidation) {
+/// mapped to nothing, signals against the declared ones.
+fn header_findings(engine: &mut Engine, layout: &InputLayout, params: &CheckedValidation) {
     required_columns(
-        findings,
+        &mut engine.findings,
         &params.params().required_columns,
         &layout.header,
         |name| {
@@ -665,7 +665,8 @@ fn header_findings(findings: &mut Findings, layout: &InputLayout, params: &Check
             )
         },
     );
-    unknown_columns(findings, layout);
+    unknown_columns(&mut engine.findings, layout);
+    engine.check_declared_signals(params.params().declared_signals.as_deref());
 }
 
 /// The checks of a whole file read: no data row, a byte order mark.
