@@ -1,13 +1,18 @@
-//! The evaluation: threshold from training, metrics, breakdowns, events, top alerts.
-
-use std::collections::BTreeMap;
+//! The evaluation: its types, the threshold from training, and [`evaluate`], which
+//! selects the rows evaluated and composes the metric families (row metrics, ROC and
+//! PR, the sweep here; breakdowns, events and top alerts in their own modules).
 
 use itap_telemetry::{Batch, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::breakdown::{per_device, per_fault, per_state};
 use crate::error::{Error, Result};
-use crate::metrics::{Confusion, CurvePoint, average_precision, curves, quantile, ratio, roc_auc};
+use crate::events::{Spans, event_metrics};
+use crate::metrics::{
+    Confusion, CurvePoint, average_precision, curves, quantile, quantile_sorted, ratio, roc_auc,
+};
 use crate::params::{CheckedEval, Split, ThresholdRule};
+use crate::top_alerts::top_alerts;
 
 /// Scored rows, aligned row for row: the keys and labels of a batch and one score
 /// per row (higher = more anomalous).
@@ -75,7 +80,7 @@ impl<'a> ScoredRows<'a> {
         self.tag_codes.is_some_and(|t| t[r] != 0)
     }
 
-    fn tag(&self, r: usize) -> Option<&'a str> {
+    pub(crate) fn tag(&self, r: usize) -> Option<&'a str> {
         let code = *self.tag_codes?.get(r)?;
         (code != 0).then(|| self.tag_names[code as usize].as_str())
     }
@@ -350,104 +355,51 @@ pub struct SplitInfo {
     pub train_fraction: Option<f64>,
 }
 
-/// A run of rows of one device: an event (same tag) or an alert (flagged rows).
-#[derive(Debug, Clone)]
-pub(crate) struct Span {
-    pub(crate) device: u32,
-    pub(crate) start: i64,
-    pub(crate) end: i64,
+/// The rows evaluated (at or after the cut, in an evaluated state), with their
+/// scores, labels and flags, aligned.
+#[derive(Debug)]
+pub(crate) struct Selection {
+    /// Per input row: evaluated or not.
+    pub(crate) keep: Vec<bool>,
+    /// The input row of each evaluated row, in input order.
     pub(crate) rows: Vec<usize>,
-    pub(crate) tag: u32,
+    /// Their scores.
+    pub(crate) scores: Vec<f64>,
+    /// Their labels (faulty or not).
+    pub(crate) labels: Vec<bool>,
+    /// Whether each scores above the threshold.
+    pub(crate) flagged: Vec<bool>,
 }
 
-/// The evaluated rows of each device, in time order.
-fn per_device_rows(rows: &ScoredRows<'_>, keep: &[bool]) -> BTreeMap<u32, Vec<usize>> {
-    let mut by: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-    for (r, &k) in keep.iter().enumerate() {
-        if k {
-            by.entry(rows.device_codes[r]).or_default().push(r);
+impl Selection {
+    fn new(rows: &ScoredRows<'_>, split: &Split, states: &[State], threshold: f64) -> Self {
+        let n = rows.timestamps.len();
+        let keep: Vec<bool> = (0..n)
+            .map(|r| {
+                !split.is_train(rows.timestamps[r])
+                    && rows.states.is_none_or(|s| states.contains(&s[r]))
+            })
+            .collect();
+        let idx: Vec<usize> = (0..n).filter(|&r| keep[r]).collect();
+        let scores: Vec<f64> = idx.iter().map(|&r| rows.scores[r]).collect();
+        let labels: Vec<bool> = idx.iter().map(|&r| rows.is_fault(r)).collect();
+        let flagged: Vec<bool> = scores.iter().map(|&s| s > threshold).collect();
+        Selection {
+            keep,
+            rows: idx,
+            scores,
+            labels,
+            flagged,
         }
     }
-    for v in by.values_mut() {
-        v.sort_by_key(|&r| rows.timestamps[r]);
-    }
-    by
-}
 
-/// Ground-truth events: maximal runs of one device's evaluated rows with one tag.
-pub(crate) fn events(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>>) -> Vec<Span> {
-    let Some(tags) = rows.tag_codes else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for (&d, list) in by_device {
-        let mut cur: Option<Span> = None;
-        for &r in list {
-            let t = tags[r];
-            match &mut cur {
-                Some(s) if s.tag == t => {
-                    s.end = rows.timestamps[r];
-                    s.rows.push(r);
-                }
-                _ => {
-                    if let Some(s) = cur.take() {
-                        out.push(s);
-                    }
-                    if t != 0 {
-                        cur = Some(Span {
-                            device: d,
-                            start: rows.timestamps[r],
-                            end: rows.timestamps[r],
-                            rows: vec![r],
-                            tag: t,
-                        });
-                    }
-                }
-            }
-        }
-        if let Some(s) = cur {
-            out.push(s);
-        }
+    /// Metrics at the operating threshold.
+    fn at_threshold(&self) -> PointMetrics {
+        PointMetrics::new(Confusion::count(
+            self.flagged.iter().copied(),
+            self.labels.iter().copied(),
+        ))
     }
-    out
-}
-
-/// Alerts: runs of one device's flagged rows, merged across gaps up to `gap_us`.
-pub(crate) fn alerts(
-    rows: &ScoredRows<'_>,
-    by_device: &BTreeMap<u32, Vec<usize>>,
-    threshold: f64,
-    gap_us: i64,
-) -> Vec<Span> {
-    let mut out = Vec::new();
-    for (&d, list) in by_device {
-        let mut cur: Option<Span> = None;
-        for &r in list.iter().filter(|&&r| rows.scores[r] > threshold) {
-            let ts = rows.timestamps[r];
-            match &mut cur {
-                Some(s) if ts - s.end <= gap_us => {
-                    s.end = ts;
-                    s.rows.push(r);
-                }
-                _ => {
-                    if let Some(s) = cur.take() {
-                        out.push(s);
-                    }
-                    cur = Some(Span {
-                        device: d,
-                        start: ts,
-                        end: ts,
-                        rows: vec![r],
-                        tag: 0,
-                    });
-                }
-            }
-        }
-        if let Some(s) = cur {
-            out.push(s);
-        }
-    }
-    out
 }
 
 /// Evaluates scored rows against the split and the threshold.
@@ -467,174 +419,72 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     rows.check()?;
     let p = params.params();
-    let n = rows.timestamps.len();
-    let keep: Vec<bool> = (0..n)
-        .map(|r| {
-            !split.is_train(rows.timestamps[r])
-                && rows.states.is_none_or(|s| p.states.contains(&s[r]))
-        })
-        .collect();
-    let rows_train = rows
-        .timestamps
-        .iter()
-        .filter(|&&t| split.is_train(t))
-        .count() as u64;
-    let eval_idx: Vec<usize> = (0..n).filter(|&r| keep[r]).collect();
-    let scores: Vec<f64> = eval_idx.iter().map(|&r| rows.scores[r]).collect();
-    let labels: Vec<bool> = eval_idx.iter().map(|&r| rows.is_fault(r)).collect();
-    let flagged: Vec<bool> = scores.iter().map(|&s| s > threshold.value).collect();
-    let labelled = rows.tag_codes.is_some();
-
-    let at_threshold = PointMetrics::new(Confusion::count(
-        flagged.iter().copied(),
-        labels.iter().copied(),
-    ));
-    let (roc_curve, pr_curve) = curves(&scores, &labels, 200);
-
-    // Breakdowns.
-    let breakdown = |key: String, members: &[usize]| {
-        let s: Vec<f64> = members.iter().map(|&i| scores[i]).collect();
-        let l: Vec<bool> = members.iter().map(|&i| labels[i]).collect();
-        let c = Confusion::count(members.iter().map(|&i| flagged[i]), l.iter().copied());
-        Breakdown {
-            key,
-            rows: members.len() as u64,
-            faulty: l.iter().filter(|&&x| x).count() as u64,
-            flagged: c.tp + c.fp,
-            precision: c.precision(),
-            recall: c.recall(),
-            f1: c.f1(),
-            roc_auc: roc_auc(&s, &l),
-        }
-    };
-    let mut by_dev: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    let mut by_state: BTreeMap<State, Vec<usize>> = BTreeMap::new();
-    for (i, &r) in eval_idx.iter().enumerate() {
-        by_dev
-            .entry(rows.device_names[rows.device_codes[r] as usize].as_str())
-            .or_default()
-            .push(i);
-        if let Some(s) = rows.states {
-            by_state.entry(s[r]).or_default().push(i);
-        }
-    }
-    let per_device = by_dev
-        .iter()
-        .map(|(d, m)| breakdown((*d).to_owned(), m))
-        .collect();
-    let per_state = by_state
-        .iter()
-        .map(|(s, m)| breakdown(s.as_str().to_owned(), m))
-        .collect();
-
-    // Events and alerts.
-    let by_device = per_device_rows(rows, &keep);
-    let evs = events(rows, &by_device);
-    let gap_us = (p.alert_gap_seconds * 1e6) as i64;
-    let grace_us = (p.grace_seconds * 1e6) as i64;
-    let als = alerts(rows, &by_device, threshold.value, gap_us);
-    let window = |e: &Span| (e.start, e.end.max(e.start + grace_us));
-    let overlaps = |a: &Span, (ws, we): (i64, i64)| a.start <= we && a.end >= ws;
-    let mut delays_by_tag: BTreeMap<u32, Vec<f64>> = BTreeMap::new();
-    let mut events_by_tag: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    let mut all_delays = Vec::new();
-    for e in &evs {
-        let w = window(e);
-        let first = als
+    let sel = Selection::new(rows, split, &p.states, threshold.value);
+    let (roc_curve, pr_curve) = curves(&sel.scores, &sel.labels, 200);
+    let spans = Spans::find(rows, &sel.keep, threshold.value, p);
+    let (events, events_by_tag) = event_metrics(rows, &spans, p);
+    Ok(Evaluation {
+        split: split_info(split),
+        threshold,
+        rows_total: rows.timestamps.len() as u64,
+        rows_train: rows
+            .timestamps
             .iter()
-            .filter(|a| a.device == e.device && overlaps(a, w))
-            .map(|a| a.start)
-            .min();
-        let entry = events_by_tag.entry(e.tag).or_default();
-        entry.0 += 1;
-        if let Some(start) = first {
-            entry.1 += 1;
-            let d = (start - e.start).max(0) as f64 / 1e6;
-            delays_by_tag.entry(e.tag).or_default().push(d);
-            all_delays.push(d);
-        }
-    }
-    let false_alerts = als
-        .iter()
-        .filter(|a| {
-            !evs.iter()
-                .any(|e| e.device == a.device && overlaps(a, window(e)))
-        })
-        .count() as u64;
-    let device_days: f64 = by_device
-        .values()
-        .map(|list| {
-            let (a, b) = (
-                rows.timestamps[list[0]],
-                rows.timestamps[list[list.len() - 1]],
-            );
-            (b - a) as f64 / 86_400e6
-        })
-        .sum();
-    let detected = events_by_tag.values().map(|v| v.1).sum::<u64>();
-    let events = EventMetrics {
-        events: evs.len() as u64,
-        detected,
-        event_recall: ratio(detected, evs.len() as u64),
-        delay_median_s: quantile(&all_delays, 0.5),
-        delay_p90_s: quantile(&all_delays, 0.9),
-        alerts: als.len() as u64,
-        false_alerts,
-        device_days,
-        false_alerts_per_device_day: if device_days > 0.0 {
-            false_alerts as f64 / device_days
-        } else {
-            0.0
-        },
-        alert_gap_s: p.alert_gap_seconds,
-        grace_s: p.grace_seconds,
-    };
+            .filter(|&&t| split.is_train(t))
+            .count() as u64,
+        rows_evaluated: sel.rows.len() as u64,
+        rows_faulty: sel.labels.iter().filter(|&&l| l).count() as u64,
+        eval_states: eval_states(rows, &p.states),
+        labelled: rows.tag_codes.is_some(),
+        at_threshold: sel.at_threshold(),
+        roc_auc: roc_auc(&sel.scores, &sel.labels),
+        pr_auc: average_precision(&sel.scores, &sel.labels),
+        per_fault: per_fault(rows, &sel, &events_by_tag),
+        per_device: per_device(rows, &sel),
+        per_state: per_state(rows, &sel),
+        events,
+        sweep: sweep(&sel, &p.sweep_percentiles),
+        attribution_method: attribution.map(|a| a.method.clone()),
+        top_alerts: top_alerts(rows, &spans.alerts, &spans.by_device, p.top_n, attribution),
+        roc_curve,
+        pr_curve,
+    })
+}
 
-    // Per fault kind: rows aligned with their own scores.
-    let mut per_fault = Vec::new();
-    if let Some(tags) = rows.tag_codes {
-        let mut counts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-        for (i, &r) in eval_idx.iter().enumerate() {
-            if tags[r] != 0 {
-                let c = counts.entry(tags[r]).or_default();
-                c.0 += 1;
-                c.1 += u64::from(flagged[i]);
-            }
-        }
-        let mut codes: Vec<u32> = counts.keys().chain(events_by_tag.keys()).copied().collect();
-        codes.sort_unstable();
-        codes.dedup();
-        for code in codes {
-            let (rows_k, flagged_k) = counts.get(&code).copied().unwrap_or_default();
-            let (ev, det) = events_by_tag.get(&code).copied().unwrap_or_default();
-            let delays = delays_by_tag.get(&code).map(Vec::as_slice).unwrap_or(&[]);
-            per_fault.push(FaultMetrics {
-                tag: rows.tag_names[code as usize].clone(),
-                rows: rows_k,
-                flagged: flagged_k,
-                recall: ratio(flagged_k, rows_k),
-                events: ev,
-                detected: det,
-                event_recall: ratio(det, ev),
-                delay_median_s: quantile(delays, 0.5),
-                delay_p90_s: quantile(delays, 0.9),
-            });
-        }
-        per_fault.sort_by(|a, b| a.tag.cmp(&b.tag));
+fn split_info(split: &Split) -> SplitInfo {
+    SplitInfo {
+        first: format_timestamp(split.first_us),
+        cut: format_timestamp(split.cut_us),
+        last: format_timestamp(split.last_us),
+        train_fraction: split.fraction,
     }
+}
 
-    // The diagnostic sweep.
-    let mut sorted = scores.clone();
+/// The states evaluated, or `all` without a state column.
+fn eval_states(rows: &ScoredRows<'_>, states: &[State]) -> Vec<String> {
+    if rows.states.is_some() {
+        states.iter().map(|s| s.as_str().to_owned()).collect()
+    } else {
+        vec!["all".to_owned()]
+    }
+}
+
+/// The diagnostic sweep: precision and recall at percentiles of the test scores.
+fn sweep(sel: &Selection, percentiles: &[f64]) -> Sweep {
+    let mut sorted = sel.scores.clone();
     sorted.retain(|s| !s.is_nan());
     sorted.sort_by(f64::total_cmp);
-    let sweep_points = if sorted.is_empty() {
+    let points = if sorted.is_empty() {
         Vec::new()
     } else {
-        p.sweep_percentiles
+        percentiles
             .iter()
             .map(|&pc| {
-                let t = crate::metrics::quantile_sorted(&sorted, pc / 100.0);
-                let c = Confusion::count(scores.iter().map(|&s| s > t), labels.iter().copied());
+                let t = quantile_sorted(&sorted, pc / 100.0);
+                let c = Confusion::count(
+                    sel.scores.iter().map(|&s| s > t),
+                    sel.labels.iter().copied(),
+                );
                 SweepPoint {
                     percentile: pc,
                     threshold: t,
@@ -645,141 +495,11 @@ pub fn evaluate(
             })
             .collect()
     };
-
-    // Top alerts.
-    let mut ranked: Vec<(f64, usize)> = als
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let peak = a
-                .rows
-                .iter()
-                .map(|&r| rows.scores[r])
-                .fold(f64::NEG_INFINITY, f64::max);
-            (peak, i)
-        })
-        .collect();
-    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let top_alerts = ranked
-        .iter()
-        .take(p.top_n)
-        .map(|&(peak, i)| alert_detail(rows, &als[i], peak, &by_device, attribution))
-        .collect();
-
-    let eval_states = if rows.states.is_some() {
-        p.states.iter().map(|s| s.as_str().to_owned()).collect()
-    } else {
-        vec!["all".to_owned()]
-    };
-    Ok(Evaluation {
-        split: SplitInfo {
-            first: format_timestamp(split.first_us),
-            cut: format_timestamp(split.cut_us),
-            last: format_timestamp(split.last_us),
-            train_fraction: split.fraction,
-        },
-        threshold,
-        rows_total: n as u64,
-        rows_train,
-        rows_evaluated: eval_idx.len() as u64,
-        rows_faulty: labels.iter().filter(|&&l| l).count() as u64,
-        eval_states,
-        labelled,
-        at_threshold,
-        roc_auc: roc_auc(&scores, &labels),
-        pr_auc: average_precision(&scores, &labels),
-        per_fault,
-        per_device,
-        per_state,
-        events,
-        sweep: Sweep {
-            note: "diagnostic only: each threshold is a percentile of the test scores and \
-                   its precision/recall use the test labels; the operating threshold above \
-                   comes from the training span"
-                .to_owned(),
-            points: sweep_points,
-        },
-        attribution_method: attribution.map(|a| a.method.clone()),
-        top_alerts,
-        roc_curve,
-        pr_curve,
-    })
-}
-
-fn alert_detail(
-    rows: &ScoredRows<'_>,
-    a: &Span,
-    peak: f64,
-    by_device: &BTreeMap<u32, Vec<usize>>,
-    attribution: Option<&Attribution<'_>>,
-) -> AlertDetail {
-    let peak_row = a
-        .rows
-        .iter()
-        .copied()
-        .find(|&r| rows.scores[r] == peak)
-        .unwrap_or(a.rows[0]);
-    // The tag most evaluated rows of the alert's span carry.
-    let mut tag_counts: BTreeMap<&str, u64> = BTreeMap::new();
-    if let Some(list) = by_device.get(&a.device) {
-        for &r in list {
-            let ts = rows.timestamps[r];
-            if ts >= a.start
-                && ts <= a.end
-                && let Some(t) = rows.tag(r)
-            {
-                *tag_counts.entry(t).or_default() += 1;
-            }
-        }
-    }
-    let fault_tag = tag_counts
-        .iter()
-        .max_by(|x, y| x.1.cmp(y.1).then(y.0.cmp(x.0)))
-        .map(|(t, _)| (*t).to_owned());
-    let (top_features, top_families) = match attribution {
-        Some(att) => {
-            let c = (att.contributions)(peak_row);
-            let total: f64 = c.iter().map(|v| v.abs()).filter(|v| v.is_finite()).sum();
-            let mut feats: Vec<Share> = att
-                .features
-                .iter()
-                .zip(&c)
-                .filter(|(_, v)| v.is_finite())
-                .map(|(f, v)| Share {
-                    name: f.clone(),
-                    share: if total > 0.0 { v.abs() / total } else { 0.0 },
-                })
-                .collect();
-            let mut fam: BTreeMap<&str, f64> = BTreeMap::new();
-            for (f, s) in att.families.iter().zip(&feats) {
-                *fam.entry(f.as_str()).or_default() += s.share;
-            }
-            feats.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.name.cmp(&b.name)));
-            // Features that did not deviate at all explain nothing: not listed.
-            feats.retain(|s| s.share > 0.0);
-            feats.truncate(5);
-            let mut fams: Vec<Share> = fam
-                .into_iter()
-                .map(|(name, share)| Share {
-                    name: name.to_owned(),
-                    share,
-                })
-                .collect();
-            fams.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.name.cmp(&b.name)));
-            fams.retain(|s| s.share > 0.0);
-            (feats, fams)
-        }
-        None => (Vec::new(), Vec::new()),
-    };
-    AlertDetail {
-        device: rows.device_names[a.device as usize].clone(),
-        start: format_timestamp(a.start),
-        end: format_timestamp(a.end),
-        rows: a.rows.len() as u64,
-        peak_score: peak,
-        peak_at: format_timestamp(rows.timestamps[peak_row]),
-        fault_tag,
-        top_features,
-        top_families,
+    Sweep {
+        note: "diagnostic only: each threshold is a percentile of the test scores and \
+               its precision/recall use the test labels; the operating threshold above \
+               comes from the training span"
+            .to_owned(),
+        points,
     }
 }

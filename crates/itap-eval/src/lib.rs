@@ -1,11 +1,14 @@
 #![doc = include_str!("../README.md")]
 
+mod breakdown;
 mod error;
 mod evaluate;
+mod events;
 mod metrics;
 mod params;
 mod report;
 mod threshold;
+mod top_alerts;
 
 pub use error::{Error, Result};
 pub use evaluate::{

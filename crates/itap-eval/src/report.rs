@@ -8,7 +8,8 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::evaluate::{Evaluation, ScoredRows, Threshold, alerts, events};
+use crate::evaluate::{Evaluation, ScoredRows, Threshold};
+use crate::events::{alerts, events};
 
 /// The version of the metrics.json layout.
 pub const METRICS_FORMAT_VERSION: u32 = 1;

@@ -3,6 +3,7 @@
 use itap_telemetry::Batch;
 
 use crate::checks::Check;
+use crate::columns::required_columns;
 use crate::engine::{ColumnMap, Engine, Outcome, RowRefs};
 use crate::findings::At;
 use crate::params::CheckedValidation;
@@ -45,21 +46,13 @@ pub fn validate_batch(
     }
     names.extend(batch.schema().names());
     let mut engine = Engine::new(params, batch.schema(), cols, now_us);
-    for required in &params.params().required_columns {
-        if !names
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(required.trim()))
-        {
-            engine
-                .findings
-                .hit(Check::MissingColumn, None, At::FILE, false, || {
-                    (
-                        required.clone(),
-                        format!("required column `{required}` is not in the batch"),
-                    )
-                });
-        }
-    }
+    required_columns(
+        &mut engine.findings,
+        &params.params().required_columns,
+        &names,
+        |name| format!("required column `{name}` is not in the batch"),
+    );
+    engine.check_declared_signals(params.params().declared_signals.as_deref());
     if batch.is_empty() {
         engine
             .findings

@@ -146,9 +146,15 @@ checks! {
     /// A required column is absent.
     MissingColumn => "schema.missing_column", Error, File, true,
         "a required column is absent from the header";
+    /// A declared signal is not among the input's signal columns.
+    MissingSignal => "schema.missing_signal", Error, File, false,
+        "a declared signal is not among the input's signal columns";
     /// A column is not mapped to anything and is ignored.
     UnknownColumn => "schema.unknown_column", Info, File, false,
         "a column is neither a key, a signal nor a known label column, and is ignored";
+    /// A signal column that is not among the declared signals.
+    UndeclaredColumn => "schema.undeclared_column", Warning, File, false,
+        "a signal column of the input is not among the declared signals";
     /// The file starts with a UTF-8 byte order mark.
     Bom => "schema.bom", Info, File, false,
         "the file starts with a UTF-8 byte order mark (it is skipped)";

@@ -84,6 +84,7 @@ struct SignalInfo {
     non_negative: bool,
 }
 
+/// Statistics of one signal column.
 #[derive(Debug, Clone, Default)]
 struct Stat {
     count: u64,
@@ -103,6 +104,27 @@ struct Step {
     ts: i64,
 }
 
+/// One device's runs of one signal: missing values, and one repeated value.
+#[derive(Debug, Clone, Copy)]
+struct SignalRuns {
+    missing: u64,
+    longest_missing: u64,
+    stuck_value: f64,
+    stuck_len: u64,
+}
+
+impl Default for SignalRuns {
+    fn default() -> Self {
+        SignalRuns {
+            missing: 0,
+            longest_missing: 0,
+            stuck_value: f64::NAN,
+            stuck_len: 0,
+        }
+    }
+}
+
+/// What the checks remember of one device between its rows.
 #[derive(Debug, Clone)]
 struct Dev {
     empty_name: bool,
@@ -116,10 +138,8 @@ struct Dev {
     pending: Vec<Step>,
     gaps: u64,
     longest_step: Option<i64>,
-    miss_run: Vec<u64>,
-    longest_miss: Vec<u64>,
-    stuck_val: Vec<f64>,
-    stuck_len: Vec<u64>,
+    /// One per schema signal.
+    signals: Vec<SignalRuns>,
 }
 
 impl Dev {
@@ -136,12 +156,41 @@ impl Dev {
             pending: Vec::new(),
             gaps: 0,
             longest_step: None,
-            miss_run: vec![0; k],
-            longest_miss: vec![0; k],
-            stuck_val: vec![f64::NAN; k],
-            stuck_len: vec![0; k],
+            signals: vec![SignalRuns::default(); k],
         }
     }
+
+    /// Counts a row at `t` into the device's rows and time bounds.
+    fn count(&mut self, t: i64) {
+        self.rows += 1;
+        self.first = self.first.min(t);
+        self.last = self.last.max(t);
+    }
+}
+
+/// The thresholds the checks compare against, from the checked parameters.
+#[derive(Debug)]
+struct Limits {
+    res: Resolved,
+    max_missing_run: u64,
+    stuck_samples: u64,
+    gap_factor: f64,
+    duplicate_window: usize,
+    missing_rate_warning: f64,
+    missing_rate_error: f64,
+    /// The reference time for `time.future`.
+    now_us: i64,
+    /// The latest timestamp that is not in the future.
+    future_limit: i64,
+}
+
+/// The bound on the duplicate-key index, shared by all devices.
+#[derive(Debug)]
+struct IndexBudget {
+    /// Runs the index may still add.
+    left: usize,
+    /// Whether the bound was reached (reported once).
+    reached: bool,
 }
 
 /// What the engine learned, for the report.
@@ -157,30 +206,65 @@ pub(crate) struct Summary {
     pub(crate) check_counts: Vec<u64>,
 }
 
+/// The columns of the batch being checked.
+struct BatchView<'b> {
+    ts: &'b [i64],
+    codes: &'b [u32],
+    states: Option<&'b [State]>,
+    errs: Option<&'b [i32]>,
+    /// One per schema signal.
+    signals: Vec<&'b [f64]>,
+}
+
+/// One row under check: where it is, and where its findings go.
+struct RowCheck<'a> {
+    findings: &'a mut Findings,
+    out: &'a mut Outcome,
+    cols: &'a ColumnMap,
+    r: usize,
+    at: At<'a>,
+    want_reasons: bool,
+}
+
+impl RowCheck<'_> {
+    /// Records one occurrence at this row. `make` gives (value, detail), see
+    /// [`Findings::hit`].
+    fn hit(&mut self, check: Check, col: Option<u32>, make: impl FnOnce() -> (String, String)) {
+        let hit = self
+            .findings
+            .hit(check, col, self.at, self.want_reasons, make);
+        self.out.apply(self.r, hit);
+    }
+
+    /// This row continues a run already reported (missing or stuck): not counted
+    /// again, but an error-severity run still makes the row bad.
+    fn continued(&mut self, check: Check, detail: impl FnOnce() -> String) {
+        let bad_row = self.findings.severity(check) == Some(Severity::Error);
+        let hit = crate::findings::Hit {
+            bad_row,
+            reason: (bad_row && self.want_reasons).then(|| format!("{}: {}", check.id(), detail())),
+        };
+        self.out.apply(self.r, hit);
+    }
+}
+
 /// The streaming checker.
 #[derive(Debug)]
 pub(crate) struct Engine {
-    res: Resolved,
-    max_missing_run: u64,
-    stuck_samples: u64,
-    gap_factor: f64,
-    duplicate_window: usize,
-    missing_rate_warning: f64,
-    missing_rate_error: f64,
-    now_us: i64,
+    lim: Limits,
     cols: ColumnMap,
     signal_names: Vec<String>,
     sig: Vec<SignalInfo>,
     pub(crate) findings: Findings,
     devices: Vec<Dev>,
     device_names: Vec<String>,
-    budget: usize,
-    tracking_limited: bool,
+    budget: IndexBudget,
     stats: Vec<Stat>,
     rows: u64,
     rows_with_errors: u64,
     tmin: i64,
     tmax: i64,
+    /// The signal values of the row being checked.
     sig_buf: Vec<f64>,
 }
 
@@ -202,15 +286,19 @@ impl Engine {
             })
             .collect::<Vec<_>>();
         let k = sig.len();
+        let res = params.resolved.clone();
         Engine {
-            res: params.resolved.clone(),
-            max_missing_run: p.max_missing_run,
-            stuck_samples: p.stuck_samples,
-            gap_factor: p.gap_factor,
-            duplicate_window: p.duplicate_window,
-            missing_rate_warning: p.missing_rate_warning,
-            missing_rate_error: p.missing_rate_error,
-            now_us,
+            lim: Limits {
+                max_missing_run: p.max_missing_run,
+                stuck_samples: p.stuck_samples,
+                gap_factor: p.gap_factor,
+                duplicate_window: p.duplicate_window,
+                missing_rate_warning: p.missing_rate_warning,
+                missing_rate_error: p.missing_rate_error,
+                now_us,
+                future_limit: now_us.saturating_add(res.future_tolerance_us),
+                res,
+            },
             findings: Findings::new(
                 params.resolved.levels.clone(),
                 p.max_examples,
@@ -221,8 +309,10 @@ impl Engine {
             sig,
             devices: Vec::new(),
             device_names: Vec::new(),
-            budget: p.max_tracked_runs,
-            tracking_limited: false,
+            budget: IndexBudget {
+                left: p.max_tracked_runs,
+                reached: false,
+            },
             stats: vec![
                 Stat {
                     min: f64::INFINITY,
@@ -236,6 +326,14 @@ impl Engine {
             tmin: i64::MAX,
             tmax: i64::MIN,
             sig_buf: vec![0.0; k],
+        }
+    }
+
+    /// With declared signals, checks the input's signal columns against them
+    /// (see [`crate::columns::declared_signals`]); `None` checks nothing.
+    pub(crate) fn check_declared_signals(&mut self, declared: Option<&[String]>) {
+        if let Some(declared) = declared {
+            crate::columns::declared_signals(&mut self.findings, declared, &self.cols);
         }
     }
 
@@ -261,33 +359,49 @@ impl Engine {
         }
         let k = self.sig.len();
         for name in batch.device_names().iter().skip(self.device_names.len()) {
-            self.devices.push(Dev::new(name, k, self.res.interval_us));
+            self.devices
+                .push(Dev::new(name, k, self.lim.res.interval_us));
             self.device_names.push(name.clone());
         }
+        let view = BatchView {
+            ts: batch.timestamps(),
+            codes: batch.device_codes(),
+            states: batch.states(),
+            errs: batch.error_codes(),
+            signals: (0..k).map(|i| batch.signal(i)).collect(),
+        };
+        for r in 0..n {
+            self.check_row(&view, r, refs, out);
+        }
+    }
+
+    /// Runs the row checks on row `r`, family by family, in a fixed order: the
+    /// order of a row's quarantine reasons.
+    fn check_row(&mut self, b: &BatchView<'_>, r: usize, refs: RowRefs<'_>, out: &mut Outcome) {
+        let t = b.ts[r];
+        let d = b.codes[r] as usize;
         let want_reasons = out.reasons.is_some();
-        let ts = batch.timestamps();
-        let codes = batch.device_codes();
-        let states = batch.states();
-        let errs = batch.error_codes();
-        let signals: Vec<&[f64]> = (0..k).map(|i| batch.signal(i)).collect();
-        let future_limit = self.now_us.saturating_add(self.res.future_tolerance_us);
         let Engine {
+            lim,
+            cols,
+            sig,
             findings,
             devices,
             device_names,
+            budget,
             stats,
-            cols,
-            sig,
             sig_buf,
             ..
         } = self;
-        for r in 0..n {
-            let t = ts[r];
-            let d = codes[r] as usize;
-            let (Some(dev), Some(dev_name)) = (devices.get_mut(d), device_names.get(d)) else {
-                continue; // a batch's own dictionary always covers its codes
-            };
-            let at = At {
+        let (Some(dev), Some(dev_name)) = (devices.get_mut(d), device_names.get(d)) else {
+            return; // a batch's own dictionary always covers its codes
+        };
+        let mut row = RowCheck {
+            findings,
+            out,
+            cols,
+            r,
+            at: At {
                 line: refs.lines.and_then(|l| l.get(r).copied()),
                 row: Some(
                     refs.ordinals
@@ -295,311 +409,45 @@ impl Engine {
                         .unwrap_or(refs.base + r as u64),
                 ),
                 device: Some(dev_name.as_str()),
-            };
-            self.rows += 1;
-            self.tmin = self.tmin.min(t);
-            self.tmax = self.tmax.max(t);
+            },
+            want_reasons,
+        };
+        self.rows += 1;
+        self.tmin = self.tmin.min(t);
+        self.tmax = self.tmax.max(t);
 
-            if dev.empty_name {
-                let hit = findings.hit(Check::EmptyDevice, cols.device, at, want_reasons, || {
-                    (String::new(), "the device id is empty".to_owned())
-                });
-                out.apply(r, hit);
-            }
-            let future = t > future_limit;
-            if future {
-                let hit = findings.hit(
-                    Check::Future,
-                    Some(cols.timestamp),
-                    at,
-                    want_reasons,
-                    || {
-                        (
-                            format_timestamp(t),
-                            format!(
-                                "later than the reference time {} plus {} s",
-                                format_timestamp(self.now_us),
-                                self.res.future_tolerance_us / MICROS_PER_SEC
-                            ),
-                        )
-                    },
-                );
-                out.apply(r, hit);
-            }
+        check_device_id(&mut row, dev);
+        // A row from the future is not part of the device's time axis: it would
+        // make a gap before it and a clock jump after it.
+        if !check_future(&mut row, lim, t) {
+            check_order(&mut row, lim, dev, dev_name, t);
+            dev.prev = Some(t);
+        }
+        dev.count(t);
 
-            // Order, gaps and clock jumps, against the device's previous row. A row
-            // from the future is not part of the device's time axis: it would make
-            // a gap before it and a clock jump after it.
-            match dev.prev {
-                _ if future => {}
-                Some(p) if t > p => {
-                    let delta = t.saturating_sub(p);
-                    dev.longest_step = Some(dev.longest_step.map_or(delta, |l| l.max(delta)));
-                    let step = Step {
-                        delta,
-                        line: at.line,
-                        row: at.row.unwrap_or(0),
-                        ts: t,
-                    };
-                    match dev.interval {
-                        Some(iv) => gap(findings, dev_name, dev, iv, self.gap_factor, step),
-                        None => {
-                            dev.pending.push(step);
-                            if dev.pending.len() >= INTERVAL_SAMPLE {
-                                settle_interval(findings, dev_name, dev, self.gap_factor);
-                            }
-                        }
-                    }
-                }
-                Some(p) if t < p => {
-                    let back = p.saturating_sub(t);
-                    let check = if back >= self.res.clock_jump_us {
-                        Check::ClockJumpBack
-                    } else {
-                        Check::OutOfOrder
-                    };
-                    let hit = findings.hit(check, Some(cols.timestamp), at, want_reasons, || {
-                        (
-                            format_timestamp(t),
-                            format!(
-                                "{} s before the device's previous row at {}",
-                                seconds(back),
-                                format_timestamp(p)
-                            ),
-                        )
-                    });
-                    out.apply(r, hit);
-                }
-                _ => {}
-            }
-            if !future {
-                dev.prev = Some(t);
-            }
-            dev.rows += 1;
-            dev.first = dev.first.min(t);
-            dev.last = dev.last.max(t);
+        for (slot, col) in sig_buf.iter_mut().zip(&b.signals) {
+            *slot = col[r];
+        }
+        let h = row_hash(sig_buf, b.states.map(|s| s[r]), b.errs.map_or(0, |e| e[r]));
+        check_duplicate(&mut row, lim, budget, dev, t, h);
 
-            // Duplicate keys: exact membership from the run index; values compared
-            // against the rows remembered in the ring.
-            for (slot, col) in sig_buf.iter_mut().zip(&signals) {
-                *slot = col[r];
-            }
-            let h = row_hash(sig_buf, states.map(|s| s[r]), errs.map_or(0, |e| e[r]));
-            let dup = match dev.index.insert(t, &mut self.budget) {
-                Insert::Present => true,
-                Insert::Added => false,
-                Insert::Full => {
-                    if !self.tracking_limited {
-                        self.tracking_limited = true;
-                        findings.hit(Check::DuplicateTrackingLimited, None, at, false, || {
-                            (
-                                String::new(),
-                                "the duplicate-key index is full from this row on".to_owned(),
-                            )
-                        });
-                    }
-                    dev.ring.iter().any(|e| e.0 == t)
-                }
-            };
-            if dup {
-                let earlier = dev.ring.iter().rev().find(|e| e.0 == t).map(|e| e.1);
-                let check = match earlier {
-                    Some(e) if e == h => Check::DuplicateEqual,
-                    Some(_) => Check::DuplicateConflict,
-                    None => Check::DuplicateUnverified,
-                };
-                let hit = findings.hit(check, Some(cols.timestamp), at, want_reasons, || {
-                    let detail = match check {
-                        Check::DuplicateEqual => {
-                            "repeats an earlier row of the device with equal values"
-                        }
-                        Check::DuplicateConflict => {
-                            "repeats an earlier row of the device with different values"
-                        }
-                        _ => "repeats a row of the device too far back to compare values",
-                    };
-                    (format_timestamp(t), detail.to_owned())
-                });
-                out.apply(r, hit);
-            }
-            if self.duplicate_window > 0 {
-                if dev.ring.len() == self.duplicate_window {
-                    dev.ring.pop_front();
-                }
-                dev.ring.push_back((t, h));
-            }
-
-            // Signals: completeness, ranges, stuck sensors, statistics.
-            let running = states.is_none_or(|s| s[r] == State::Run);
-            for (j, &v) in sig_buf.iter().enumerate() {
-                let col = cols.signals.get(j).copied();
-                let st = &mut stats[j];
-                if v.is_nan() {
-                    st.missing += 1;
-                    dev.stuck_len[j] = 0;
-                    dev.miss_run[j] += 1;
-                    let run = dev.miss_run[j];
-                    dev.longest_miss[j] = dev.longest_miss[j].max(run);
-                    if run >= self.max_missing_run {
-                        let hit = if run == self.max_missing_run {
-                            findings.hit(Check::MissingRun, col, at, want_reasons, || {
-                                (
-                                    String::new(),
-                                    format!("missing for {run} consecutive samples"),
-                                )
-                            })
-                        } else {
-                            continued(findings, Check::MissingRun, want_reasons, || {
-                                format!("missing for {run} consecutive samples")
-                            })
-                        };
-                        out.apply(r, hit);
-                    }
-                    continue;
-                }
-                dev.miss_run[j] = 0;
-                st.count += 1;
-                let info = &sig[j];
-                if !v.is_finite() {
-                    st.non_finite += 1;
-                    let hit = findings.hit(Check::NonFinite, col, at, want_reasons, || {
-                        (v.to_string(), "an infinite value".to_owned())
-                    });
-                    out.apply(r, hit);
-                    dev.stuck_len[j] = 0;
-                    continue;
-                }
-                st.finite += 1;
-                st.sum += v;
-                st.min = st.min.min(v);
-                st.max = st.max.max(v);
-                if info.non_negative && v < 0.0 {
-                    let hit = findings.hit(Check::Negative, col, at, want_reasons, || {
-                        (
-                            v.to_string(),
-                            "negative, but this signal cannot be".to_owned(),
-                        )
-                    });
-                    out.apply(r, hit);
-                } else if info.min.is_some_and(|lo| v < lo) || info.max.is_some_and(|hi| v > hi) {
-                    let hit = findings.hit(Check::OutOfRange, col, at, want_reasons, || {
-                        (
-                            v.to_string(),
-                            format!("outside the declared range {}", range_text(info)),
-                        )
-                    });
-                    out.apply(r, hit);
-                }
-                if running {
-                    if dev.stuck_len[j] > 0 && v == dev.stuck_val[j] {
-                        dev.stuck_len[j] += 1;
-                    } else {
-                        dev.stuck_val[j] = v;
-                        dev.stuck_len[j] = 1;
-                    }
-                    let len = dev.stuck_len[j];
-                    if len >= self.stuck_samples {
-                        let hit = if len == self.stuck_samples {
-                            findings.hit(Check::Stuck, col, at, want_reasons, || {
-                                (
-                                    v.to_string(),
-                                    format!("the same value for {len} samples while running"),
-                                )
-                            })
-                        } else {
-                            continued(findings, Check::Stuck, want_reasons, || {
-                                format!("the same value {v} for {len} samples while running")
-                            })
-                        };
-                        out.apply(r, hit);
-                    }
-                } else {
-                    dev.stuck_len[j] = 0;
-                }
-            }
-            if out.bad[r] {
-                self.rows_with_errors += 1;
-            }
+        let running = b.states.is_none_or(|s| s[r] == State::Run);
+        check_signals(&mut row, lim, sig, stats, dev, sig_buf, running);
+        if out.bad[r] {
+            self.rows_with_errors += 1;
         }
     }
 
     /// Finishes the checks that need the whole input and returns the summary.
     pub(crate) fn finish(mut self) -> Summary {
-        let gap_factor = self.gap_factor;
         for (dev, name) in self.devices.iter_mut().zip(&self.device_names) {
             if dev.interval.is_none() && !dev.pending.is_empty() {
-                settle_interval(&mut self.findings, name, dev, gap_factor);
+                settle_interval(&mut self.findings, name, dev, self.lim.gap_factor);
             }
         }
         let parsed: u64 = self.devices.iter().map(|d| d.rows).sum();
-        let mut columns = Vec::with_capacity(self.stats.len());
-        for (j, st) in self.stats.iter().enumerate() {
-            let name = self.signal_names[j].clone();
-            let rate = if parsed == 0 {
-                0.0
-            } else {
-                st.missing as f64 / parsed as f64
-            };
-            let col = self.cols.signals.get(j).copied();
-            let check = if rate > self.missing_rate_error {
-                Some(Check::MostlyMissing)
-            } else if rate > self.missing_rate_warning {
-                Some(Check::MissingRate)
-            } else {
-                None
-            };
-            if let Some(check) = check {
-                let threshold = if check == Check::MostlyMissing {
-                    ("missing_rate_error", self.missing_rate_error)
-                } else {
-                    ("missing_rate_warning", self.missing_rate_warning)
-                };
-                self.findings.hit(check, col, At::FILE, false, || {
-                    (
-                        format!("{rate}"),
-                        format!(
-                            "{} of {parsed} values missing ({:.3}%), above {} = {}",
-                            st.missing,
-                            rate * 100.0,
-                            threshold.0,
-                            threshold.1
-                        ),
-                    )
-                });
-            }
-            columns.push(ColumnStats {
-                name,
-                count: st.count,
-                missing: st.missing,
-                missing_rate: rate,
-                non_finite: st.non_finite,
-                min: (st.finite > 0).then_some(st.min),
-                max: (st.finite > 0).then_some(st.max),
-                mean: (st.finite > 0).then(|| st.sum / st.finite as f64),
-            });
-        }
-        let per_device = self
-            .devices
-            .iter()
-            .zip(&self.device_names)
-            .filter(|(d, _)| d.rows > 0)
-            .map(|(d, name)| DeviceSummary {
-                id: name.clone(),
-                rows: d.rows,
-                first: format_timestamp(d.first),
-                last: format_timestamp(d.last),
-                interval_s: d.interval.map(seconds_f),
-                gaps: d.gaps,
-                longest_step_s: d.longest_step.map(seconds_f),
-                longest_missing_run: self
-                    .signal_names
-                    .iter()
-                    .zip(&d.longest_miss)
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(s, n)| (s.clone(), *n))
-                    .collect::<BTreeMap<_, _>>(),
-            })
-            .collect::<Vec<_>>();
+        let columns = self.column_stats(parsed);
+        let per_device = self.device_summaries();
         let time = (parsed > 0).then(|| TimeBounds {
             first: format_timestamp(self.tmin),
             last: format_timestamp(self.tmax),
@@ -619,21 +467,341 @@ impl Engine {
             check_counts,
         }
     }
+
+    /// Each signal's statistics over the `parsed` rows, and its missing rate
+    /// checked (`completeness.missing_rate`, `completeness.mostly_missing`).
+    fn column_stats(&mut self, parsed: u64) -> Vec<ColumnStats> {
+        let mut columns = Vec::with_capacity(self.stats.len());
+        for (j, st) in self.stats.iter().enumerate() {
+            let rate = if parsed == 0 {
+                0.0
+            } else {
+                st.missing as f64 / parsed as f64
+            };
+            let col = self.cols.signals.get(j).copied();
+            missing_rate(&mut self.findings, &self.lim, col, st.missing, parsed, rate);
+            columns.push(ColumnStats {
+                name: self.signal_names[j].clone(),
+                count: st.count,
+                missing: st.missing,
+                missing_rate: rate,
+                non_finite: st.non_finite,
+                min: (st.finite > 0).then_some(st.min),
+                max: (st.finite > 0).then_some(st.max),
+                mean: (st.finite > 0).then(|| st.sum / st.finite as f64),
+            });
+        }
+        columns
+    }
+
+    /// One summary per device with rows, in order of first appearance.
+    fn device_summaries(&self) -> Vec<DeviceSummary> {
+        self.devices
+            .iter()
+            .zip(&self.device_names)
+            .filter(|(d, _)| d.rows > 0)
+            .map(|(d, name)| DeviceSummary {
+                id: name.clone(),
+                rows: d.rows,
+                first: format_timestamp(d.first),
+                last: format_timestamp(d.last),
+                interval_s: d.interval.map(seconds_f),
+                gaps: d.gaps,
+                longest_step_s: d.longest_step.map(seconds_f),
+                longest_missing_run: self
+                    .signal_names
+                    .iter()
+                    .zip(&d.signals)
+                    .filter(|(_, s)| s.longest_missing > 0)
+                    .map(|(s, runs)| (s.clone(), runs.longest_missing))
+                    .collect::<BTreeMap<_, _>>(),
+            })
+            .collect()
+    }
 }
 
-/// A row that continues a run already reported (missing or stuck): not counted
-/// again, but an error-severity run still makes the row bad.
-fn continued(
-    findings: &Findings,
-    check: Check,
-    want_reason: bool,
-    detail: impl FnOnce() -> String,
-) -> crate::findings::Hit {
-    let bad_row = findings.severity(check) == Some(Severity::Error);
-    crate::findings::Hit {
-        bad_row,
-        reason: (bad_row && want_reason).then(|| format!("{}: {}", check.id(), detail())),
+/// `range.empty_device`.
+fn check_device_id(row: &mut RowCheck<'_>, dev: &Dev) {
+    if dev.empty_name {
+        row.hit(Check::EmptyDevice, row.cols.device, || {
+            (String::new(), "the device id is empty".to_owned())
+        });
     }
+}
+
+/// `time.future`: whether the row lies after the reference time plus the tolerance.
+fn check_future(row: &mut RowCheck<'_>, lim: &Limits, t: i64) -> bool {
+    let future = t > lim.future_limit;
+    if future {
+        row.hit(Check::Future, Some(row.cols.timestamp), || {
+            (
+                format_timestamp(t),
+                format!(
+                    "later than the reference time {} plus {} s",
+                    format_timestamp(lim.now_us),
+                    lim.res.future_tolerance_us / MICROS_PER_SEC
+                ),
+            )
+        });
+    }
+    future
+}
+
+/// The time axis against the device's previous row: a step forward is measured for
+/// gaps (`time.gap`, once the interval is known); a step back is
+/// `time.clock_jump_back` or `time.out_of_order`.
+fn check_order(row: &mut RowCheck<'_>, lim: &Limits, dev: &mut Dev, name: &str, t: i64) {
+    match dev.prev {
+        Some(p) if t > p => {
+            let delta = t.saturating_sub(p);
+            dev.longest_step = Some(dev.longest_step.map_or(delta, |l| l.max(delta)));
+            let step = Step {
+                delta,
+                line: row.at.line,
+                row: row.at.row.unwrap_or(0),
+                ts: t,
+            };
+            match dev.interval {
+                Some(iv) => gap(row.findings, name, dev, iv, lim.gap_factor, step),
+                None => {
+                    dev.pending.push(step);
+                    if dev.pending.len() >= INTERVAL_SAMPLE {
+                        settle_interval(row.findings, name, dev, lim.gap_factor);
+                    }
+                }
+            }
+        }
+        Some(p) if t < p => {
+            let back = p.saturating_sub(t);
+            let check = if back >= lim.res.clock_jump_us {
+                Check::ClockJumpBack
+            } else {
+                Check::OutOfOrder
+            };
+            row.hit(check, Some(row.cols.timestamp), || {
+                (
+                    format_timestamp(t),
+                    format!(
+                        "{} s before the device's previous row at {}",
+                        seconds(back),
+                        format_timestamp(p)
+                    ),
+                )
+            });
+        }
+        _ => {}
+    }
+}
+
+/// Duplicate keys (`time.duplicate_*`): exact membership from the device's run
+/// index; values compared, through their hash `h`, with the rows remembered in the
+/// ring.
+fn check_duplicate(
+    row: &mut RowCheck<'_>,
+    lim: &Limits,
+    budget: &mut IndexBudget,
+    dev: &mut Dev,
+    t: i64,
+    h: u64,
+) {
+    let dup = match dev.index.insert(t, &mut budget.left) {
+        Insert::Present => true,
+        Insert::Added => false,
+        Insert::Full => {
+            if !budget.reached {
+                budget.reached = true;
+                row.findings
+                    .hit(Check::DuplicateTrackingLimited, None, row.at, false, || {
+                        (
+                            String::new(),
+                            "the duplicate-key index is full from this row on".to_owned(),
+                        )
+                    });
+            }
+            dev.ring.iter().any(|e| e.0 == t)
+        }
+    };
+    if dup {
+        let earlier = dev.ring.iter().rev().find(|e| e.0 == t).map(|e| e.1);
+        let check = match earlier {
+            Some(e) if e == h => Check::DuplicateEqual,
+            Some(_) => Check::DuplicateConflict,
+            None => Check::DuplicateUnverified,
+        };
+        row.hit(check, Some(row.cols.timestamp), || {
+            let detail = match check {
+                Check::DuplicateEqual => "repeats an earlier row of the device with equal values",
+                Check::DuplicateConflict => {
+                    "repeats an earlier row of the device with different values"
+                }
+                _ => "repeats a row of the device too far back to compare values",
+            };
+            (format_timestamp(t), detail.to_owned())
+        });
+    }
+    if lim.duplicate_window > 0 {
+        if dev.ring.len() == lim.duplicate_window {
+            dev.ring.pop_front();
+        }
+        dev.ring.push_back((t, h));
+    }
+}
+
+/// The row's signal values: completeness, ranges, stuck sensors, statistics.
+fn check_signals(
+    row: &mut RowCheck<'_>,
+    lim: &Limits,
+    sig: &[SignalInfo],
+    stats: &mut [Stat],
+    dev: &mut Dev,
+    values: &[f64],
+    running: bool,
+) {
+    for (j, &v) in values.iter().enumerate() {
+        let col = row.cols.signals.get(j).copied();
+        let runs = &mut dev.signals[j];
+        if v.is_nan() {
+            stats[j].missing += 1;
+            check_missing(row, lim.max_missing_run, runs, col);
+            continue;
+        }
+        runs.missing = 0;
+        if !check_range(row, &sig[j], &mut stats[j], col, v) {
+            runs.stuck_len = 0;
+            continue;
+        }
+        if running {
+            check_stuck(row, lim.stuck_samples, runs, col, v);
+        } else {
+            runs.stuck_len = 0;
+        }
+    }
+}
+
+/// A missing value: `completeness.missing_run` once a run reaches `max_run`.
+fn check_missing(row: &mut RowCheck<'_>, max_run: u64, runs: &mut SignalRuns, col: Option<u32>) {
+    runs.stuck_len = 0;
+    runs.missing += 1;
+    let run = runs.missing;
+    runs.longest_missing = runs.longest_missing.max(run);
+    if run == max_run {
+        row.hit(Check::MissingRun, col, || {
+            (
+                String::new(),
+                format!("missing for {run} consecutive samples"),
+            )
+        });
+    } else if run > max_run {
+        row.continued(Check::MissingRun, || {
+            format!("missing for {run} consecutive samples")
+        });
+    }
+}
+
+/// A present value, counted into the statistics: `range.non_finite`, else
+/// `range.negative` or `range.out_of_range`. Whether the value is finite.
+fn check_range(
+    row: &mut RowCheck<'_>,
+    info: &SignalInfo,
+    st: &mut Stat,
+    col: Option<u32>,
+    v: f64,
+) -> bool {
+    st.count += 1;
+    if !v.is_finite() {
+        st.non_finite += 1;
+        row.hit(Check::NonFinite, col, || {
+            (v.to_string(), "an infinite value".to_owned())
+        });
+        return false;
+    }
+    st.finite += 1;
+    st.sum += v;
+    st.min = st.min.min(v);
+    st.max = st.max.max(v);
+    if info.non_negative && v < 0.0 {
+        row.hit(Check::Negative, col, || {
+            (
+                v.to_string(),
+                "negative, but this signal cannot be".to_owned(),
+            )
+        });
+    } else if info.min.is_some_and(|lo| v < lo) || info.max.is_some_and(|hi| v > hi) {
+        row.hit(Check::OutOfRange, col, || {
+            (
+                v.to_string(),
+                format!("outside the declared range {}", range_text(info)),
+            )
+        });
+    }
+    true
+}
+
+/// A finite value while running: `sensor.stuck` once one value repeats for
+/// `stuck_samples` samples.
+fn check_stuck(
+    row: &mut RowCheck<'_>,
+    stuck_samples: u64,
+    runs: &mut SignalRuns,
+    col: Option<u32>,
+    v: f64,
+) {
+    if runs.stuck_len > 0 && v == runs.stuck_value {
+        runs.stuck_len += 1;
+    } else {
+        runs.stuck_value = v;
+        runs.stuck_len = 1;
+    }
+    let len = runs.stuck_len;
+    if len == stuck_samples {
+        row.hit(Check::Stuck, col, || {
+            (
+                v.to_string(),
+                format!("the same value for {len} samples while running"),
+            )
+        });
+    } else if len > stuck_samples {
+        row.continued(Check::Stuck, || {
+            format!("the same value {v} for {len} samples while running")
+        });
+    }
+}
+
+/// A signal's share of missing values: `completeness.mostly_missing` above
+/// `missing_rate_error`, else `completeness.missing_rate` above
+/// `missing_rate_warning`.
+fn missing_rate(
+    findings: &mut Findings,
+    lim: &Limits,
+    col: Option<u32>,
+    missing: u64,
+    parsed: u64,
+    rate: f64,
+) {
+    let (check, threshold) = if rate > lim.missing_rate_error {
+        (
+            Check::MostlyMissing,
+            ("missing_rate_error", lim.missing_rate_error),
+        )
+    } else if rate > lim.missing_rate_warning {
+        (
+            Check::MissingRate,
+            ("missing_rate_warning", lim.missing_rate_warning),
+        )
+    } else {
+        return;
+    };
+    findings.hit(check, col, At::FILE, false, || {
+        (
+            format!("{rate}"),
+            format!(
+                "{missing} of {parsed} values missing ({:.3}%), above {} = {}",
+                rate * 100.0,
+                threshold.0,
+                threshold.1
+            ),
+        )
+    });
 }
 
 fn gap(findings: &mut Findings, name: &str, dev: &mut Dev, interval: i64, factor: f64, s: Step) {
@@ -711,31 +879,45 @@ fn message(e: &Engine, check: Check, col: u32) -> String {
         },
         Check::MissingRun => format!(
             "runs of at least max_missing_run = {} consecutive missing samples (counted once per run)",
-            e.max_missing_run
+            e.lim.max_missing_run
         ),
         Check::Stuck => format!(
             "runs of at least stuck_samples = {} equal values while running (counted once per run)",
-            e.stuck_samples
+            e.lim.stuck_samples
         ),
         Check::Gap => format!(
             "steps longer than gap_factor = {} × the device's sampling interval",
-            e.gap_factor
+            e.lim.gap_factor
         ),
         Check::ClockJumpBack => format!(
             "steps back of at least clock_jump = {} s",
-            seconds(e.res.clock_jump_us)
+            seconds(e.lim.res.clock_jump_us)
         ),
         Check::OutOfOrder => format!(
             "rows earlier than the device's previous row by less than clock_jump = {} s",
-            seconds(e.res.clock_jump_us)
+            seconds(e.lim.res.clock_jump_us)
+        ),
+        Check::MissingSignal => format!(
+            "declared signal `{}` is not a signal column of the input: add the column, or \
+             remove it from the declared signals",
+            column(e, col)
+        ),
+        Check::UndeclaredColumn => format!(
+            "signal column `{}` is not declared: declare it, or remove the column",
+            column(e, col)
         ),
         Check::Future => format!(
             "timestamps after {} (the reference time) + future_tolerance = {} s",
-            format_timestamp(e.now_us),
-            seconds(e.res.future_tolerance_us)
+            format_timestamp(e.lim.now_us),
+            seconds(e.lim.res.future_tolerance_us)
         ),
         _ => check.describe().to_owned(),
     }
+}
+
+/// The name of column `col` in the findings' column table.
+fn column(e: &Engine, col: u32) -> &str {
+    e.findings.column_name(col).unwrap_or("?")
 }
 
 fn range_text(info: &SignalInfo) -> String {

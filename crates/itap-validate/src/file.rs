@@ -12,9 +12,10 @@ use itap_telemetry::{
 };
 
 use crate::checks::Check;
-use crate::engine::{ColumnMap, Engine, Outcome, RowRefs};
+use crate::columns::{required_columns, unknown_columns};
+use crate::engine::{ColumnMap, Engine, Outcome, RowRefs, Summary};
 use crate::error::{Error, Result};
-use crate::findings::At;
+use crate::findings::{At, Findings};
 use crate::params::{CheckedValidation, Policy};
 use crate::report::{InputInfo, LayoutInfo, Report, assemble};
 use crate::validated::Validated;
@@ -258,136 +259,39 @@ impl<R: Read> FileStream<R> {
             values,
             keep_raw,
             timezone,
+            default_device_code,
             ..
         } = self;
-        let findings = &mut engine.findings;
-        let want = *keep_raw;
-        let line = rec.line();
+        let mut c = RecordCheck {
+            findings: &mut engine.findings,
+            reasons,
+            at: At {
+                line: Some(rec.line()),
+                row: Some(ordinal),
+                device: None,
+            },
+            want_reasons: *keep_raw,
+            ok: true,
+        };
         let header_len = layout.header.len();
-        let mut at = At {
-            line: Some(line),
-            row: Some(ordinal),
-            device: None,
-        };
-        let mut note = |hit: crate::findings::Hit| {
-            if let Some(r) = hit.reason {
-                reasons.push(r);
-            }
-        };
         if rec.len() != header_len {
-            note(findings.hit(Check::FieldCount, None, at, want, || {
+            c.fail(Check::FieldCount, None, || {
                 (
                     rec.len().to_string(),
                     format!("{} fields where the header has {header_len}", rec.len()),
                 )
-            }));
+            });
             return false;
         }
-        let field = |i: usize| rec.get(i).unwrap_or(b"");
-        let lossy = |i: usize| String::from_utf8_lossy(field(i)).into_owned();
-        let mut ok = true;
-        let device: Option<&str> = match layout.device {
-            Some(i) => match std::str::from_utf8(field(i).trim_ascii()) {
-                Ok(d) => Some(d),
-                Err(_) => {
-                    note(findings.hit(Check::Encoding, Some(i as u32), at, want, || {
-                        (lossy(i), "the device id is not valid UTF-8".to_owned())
-                    }));
-                    ok = false;
-                    None
-                }
-            },
-            None => Some(layout.default_device.as_str()),
-        };
-        at.device = device;
-        let ts_i = layout.timestamp;
-        let ts = parse_timestamp_bytes(field(ts_i).trim_ascii(), *timezone);
-        if ts.is_none() {
-            note(
-                findings.hit(Check::Unparseable, Some(ts_i as u32), at, want, || {
-                    (
-                        lossy(ts_i),
-                        "not a timestamp such as 2026-01-01T00:00:00Z".to_owned(),
-                    )
-                }),
-            );
-            ok = false;
-        }
-        for (slot, &i) in values.iter_mut().zip(&layout.signals) {
-            match parse_number(field(i)) {
-                Some(v) => *slot = v,
-                None => {
-                    ok = false;
-                    let check = if std::str::from_utf8(field(i)).is_err() {
-                        Check::Encoding
-                    } else {
-                        Check::Type
-                    };
-                    note(findings.hit(check, Some(i as u32), at, want, || {
-                        (lossy(i), "not a number".to_owned())
-                    }));
-                }
-            }
-        }
-        let state = match layout.state {
-            Some(i) => match std::str::from_utf8(field(i)) {
-                Ok(s) => match s.parse::<State>() {
-                    Ok(st) => st,
-                    Err(_) => {
-                        note(
-                            findings.hit(Check::UnknownState, Some(i as u32), at, want, || {
-                                (s.to_owned(), "not RUN, IDLE or MAINT".to_owned())
-                            }),
-                        );
-                        ok = false;
-                        State::Run
-                    }
-                },
-                Err(_) => {
-                    note(findings.hit(Check::Encoding, Some(i as u32), at, want, || {
-                        (lossy(i), "the state is not valid UTF-8".to_owned())
-                    }));
-                    ok = false;
-                    State::Run
-                }
-            },
-            None => State::Run,
-        };
-        let error_code = match layout.error_code {
-            Some(i) => parse_int(field(i)).unwrap_or_else(|| {
-                note(findings.hit(Check::Type, Some(i as u32), at, want, || {
-                    (lossy(i), "not an integer error code".to_owned())
-                }));
-                ok = false;
-                0
-            }),
-            None => 0,
-        };
-        let mut tag_text: &str = "";
-        let mut label_one = false;
-        match layout.truth {
-            Some(TruthColumn::Tag(i)) => match std::str::from_utf8(field(i)) {
-                Ok(t) => tag_text = t,
-                Err(_) => {
-                    note(findings.hit(Check::Encoding, Some(i as u32), at, want, || {
-                        (lossy(i), "the fault tag is not valid UTF-8".to_owned())
-                    }));
-                    ok = false;
-                }
-            },
-            Some(TruthColumn::Label(i)) => match parse_int(field(i)) {
-                Some(0) => {}
-                Some(1) => label_one = true,
-                _ => {
-                    note(findings.hit(Check::Type, Some(i as u32), at, want, || {
-                        (lossy(i), "not a 0/1 label".to_owned())
-                    }));
-                    ok = false;
-                }
-            },
-            None => {}
-        }
-        let (true, Some(ts), Some(device)) = (ok, ts, device) else {
+        // Every field is read, so that a row lists all its problems.
+        let device = read_device(&mut c, rec, layout);
+        c.at.device = device;
+        let ts = read_timestamp(&mut c, rec, layout.timestamp, *timezone);
+        read_signals(&mut c, rec, &layout.signals, values);
+        let state = read_state(&mut c, rec, layout.state);
+        let error_code = read_error_code(&mut c, rec, layout.error_code);
+        let (tag_text, label_one) = read_truth(&mut c, rec, layout.truth);
+        let (true, Some(ts), Some(device)) = (c.ok, ts, device) else {
             return false;
         };
         let tag = if label_one {
@@ -398,7 +302,7 @@ impl<R: Read> FileStream<R> {
         let device = if layout.device.is_some() {
             builder.device_code(device)
         } else {
-            self.default_device_code
+            *default_device_code
         };
         // The width always matches: `values` has one slot per schema signal.
         builder
@@ -446,6 +350,164 @@ impl<R: Read> FileStream<R> {
             q.write_record(None::<&[u8]>).map_err(io)?;
         }
         Ok(())
+    }
+}
+
+/// One record being read: where it is, where its findings go, and whether every
+/// field read so far can be represented.
+struct RecordCheck<'a> {
+    findings: &'a mut Findings,
+    reasons: &'a mut Vec<String>,
+    at: At<'a>,
+    want_reasons: bool,
+    ok: bool,
+}
+
+impl RecordCheck<'_> {
+    /// Records a field that cannot be read (`col`: the column's index); the record
+    /// will not reach the batch.
+    fn fail(&mut self, check: Check, col: Option<u32>, make: impl FnOnce() -> (String, String)) {
+        let hit = self
+            .findings
+            .hit(check, col, self.at, self.want_reasons, make);
+        if let Some(r) = hit.reason {
+            self.reasons.push(r);
+        }
+        self.ok = false;
+    }
+}
+
+fn field(rec: &RawRecord, i: usize) -> &[u8] {
+    rec.get(i).unwrap_or(b"")
+}
+
+fn lossy(rec: &RawRecord, i: usize) -> String {
+    String::from_utf8_lossy(field(rec, i)).into_owned()
+}
+
+/// The device id (`schema.encoding` when it is not UTF-8); the layout's default
+/// device without a device column.
+fn read_device<'r>(
+    c: &mut RecordCheck<'_>,
+    rec: &'r RawRecord,
+    layout: &'r InputLayout,
+) -> Option<&'r str> {
+    let Some(i) = layout.device else {
+        return Some(layout.default_device.as_str());
+    };
+    match std::str::from_utf8(field(rec, i).trim_ascii()) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            c.fail(Check::Encoding, Some(i as u32), || {
+                (lossy(rec, i), "the device id is not valid UTF-8".to_owned())
+            });
+            None
+        }
+    }
+}
+
+/// The timestamp in column `i` (`time.unparseable`).
+fn read_timestamp(
+    c: &mut RecordCheck<'_>,
+    rec: &RawRecord,
+    i: usize,
+    timezone: TimeZone,
+) -> Option<i64> {
+    let ts = parse_timestamp_bytes(field(rec, i).trim_ascii(), timezone);
+    if ts.is_none() {
+        c.fail(Check::Unparseable, Some(i as u32), || {
+            (
+                lossy(rec, i),
+                "not a timestamp such as 2026-01-01T00:00:00Z".to_owned(),
+            )
+        });
+    }
+    ts
+}
+
+/// The signal values into `values`, one per column of `signals` (`schema.type`,
+/// or `schema.encoding` for bytes that are not UTF-8).
+fn read_signals(c: &mut RecordCheck<'_>, rec: &RawRecord, signals: &[usize], values: &mut [f64]) {
+    for (slot, &i) in values.iter_mut().zip(signals) {
+        match parse_number(field(rec, i)) {
+            Some(v) => *slot = v,
+            None => {
+                let check = if std::str::from_utf8(field(rec, i)).is_err() {
+                    Check::Encoding
+                } else {
+                    Check::Type
+                };
+                c.fail(check, Some(i as u32), || {
+                    (lossy(rec, i), "not a number".to_owned())
+                });
+            }
+        }
+    }
+}
+
+/// The state in column `i`, RUN without one (`range.unknown_state`,
+/// `schema.encoding`).
+fn read_state(c: &mut RecordCheck<'_>, rec: &RawRecord, i: Option<usize>) -> State {
+    let Some(i) = i else {
+        return State::Run;
+    };
+    match std::str::from_utf8(field(rec, i)) {
+        Ok(s) => s.parse::<State>().unwrap_or_else(|_| {
+            c.fail(Check::UnknownState, Some(i as u32), || {
+                (s.to_owned(), "not RUN, IDLE or MAINT".to_owned())
+            });
+            State::Run
+        }),
+        Err(_) => {
+            c.fail(Check::Encoding, Some(i as u32), || {
+                (lossy(rec, i), "the state is not valid UTF-8".to_owned())
+            });
+            State::Run
+        }
+    }
+}
+
+/// The error code in column `i`, 0 without one (`schema.type`).
+fn read_error_code(c: &mut RecordCheck<'_>, rec: &RawRecord, i: Option<usize>) -> i32 {
+    let Some(i) = i else {
+        return 0;
+    };
+    parse_int(field(rec, i)).unwrap_or_else(|| {
+        c.fail(Check::Type, Some(i as u32), || {
+            (lossy(rec, i), "not an integer error code".to_owned())
+        });
+        0
+    })
+}
+
+/// The ground truth: the fault tag's text (blank = none), and whether a 0/1 label
+/// is 1 (`schema.encoding`, `schema.type`).
+fn read_truth<'r>(
+    c: &mut RecordCheck<'_>,
+    rec: &'r RawRecord,
+    truth: Option<TruthColumn>,
+) -> (&'r str, bool) {
+    match truth {
+        Some(TruthColumn::Tag(i)) => match std::str::from_utf8(field(rec, i)) {
+            Ok(t) => (t, false),
+            Err(_) => {
+                c.fail(Check::Encoding, Some(i as u32), || {
+                    (lossy(rec, i), "the fault tag is not valid UTF-8".to_owned())
+                });
+                ("", false)
+            }
+        },
+        Some(TruthColumn::Label(i)) => match parse_int(field(rec, i)) {
+            Some(0) => ("", false),
+            Some(1) => ("", true),
+            _ => {
+                c.fail(Check::Type, Some(i as u32), || {
+                    (lossy(rec, i), "not a 0/1 label".to_owned())
+                });
+                ("", false)
+            }
+        },
+        None => ("", false),
     }
 }
 
@@ -529,121 +591,28 @@ pub(crate) fn validate_chunked<R: Read>(
             .buffer_capacity(1 << 16)
             .from_writer(w)
     });
-    let (summary, layout, schema) = match head {
+    let (summary, layout) = match head {
         Ok(raw) => {
             let mut stream = FileStream::new(raw, opts, params, now_us, qw.is_some());
-            let layout = stream.layout.clone();
             if let Some(q) = qw.as_mut() {
-                let io = |e| quarantine_error(name, e);
-                q.write_field(QUARANTINE_REASONS_COLUMN).map_err(io)?;
-                for h in &layout.header {
-                    q.write_field(h).map_err(io)?;
-                }
-                q.write_record(None::<&[u8]>).map_err(io)?;
+                write_quarantine_header(q, &stream.layout.header, name)?;
             }
-            for required in &params.params().required_columns {
-                if !layout
-                    .header
-                    .iter()
-                    .any(|h| h.eq_ignore_ascii_case(required.trim()))
-                {
-                    stream
-                        .engine
-                        .findings
-                        .hit(Check::MissingColumn, None, At::FILE, false, || {
-                            (
-                                required.clone(),
-                                format!(
-                                    "required column `{required}` is not in the header ({})",
-                                    layout.header.join(",")
-                                ),
-                            )
-                        });
-                }
-            }
-            for &i in &layout.ignored {
-                stream.engine.findings.hit(
-                    Check::UnknownColumn,
-                    Some(i as u32),
-                    At::FILE,
-                    false,
-                    || {
-                        (
-                            layout.column_name(i).to_owned(),
-                            "not a key, signal or label column; ignored".to_owned(),
-                        )
-                    },
-                );
-            }
+            header_findings(&mut stream.engine, &stream.layout, params);
             while stream.next_chunk(chunk_rows.max(1))?.is_some() {
                 if let Some(q) = qw.as_mut() {
                     stream.write_quarantine(q, name)?;
                 }
             }
-            if stream.next_ordinal == 0 {
-                stream
-                    .engine
-                    .findings
-                    .hit(Check::NoRows, None, At::FILE, false, || {
-                        (
-                            String::new(),
-                            "the header is followed by no data row".to_owned(),
-                        )
-                    });
-            }
-            if src_has_bom(&stream) {
-                stream
-                    .engine
-                    .findings
-                    .hit(Check::Bom, None, At::FILE, false, || {
-                        (
-                            "EF BB BF".to_owned(),
-                            "a UTF-8 byte order mark precedes the header; it was skipped"
-                                .to_owned(),
-                        )
-                    });
-            }
-            let schema = layout.schema.clone();
-            (stream.engine.finish(), Some(layout), Some(schema))
+            end_findings(&mut stream);
+            (stream.engine.finish(), Some(stream.layout))
         }
         Err(e) => {
-            let (check, value, detail) = match e {
-                itap_telemetry::Error::Empty { .. } => (
-                    Check::NoHeader,
-                    String::new(),
-                    "the input is empty; a CSV with a header line is expected".to_owned(),
-                ),
-                itap_telemetry::Error::MissingColumn {
-                    role, header, hint, ..
-                } => (
-                    Check::MissingColumn,
-                    role.clone(),
-                    format!("no {role} column in the header ({header}); name it with {hint}"),
-                ),
-                itap_telemetry::Error::InvalidParam { name, reason } => {
-                    (Check::BadHeader, name, reason)
-                }
-                other => return Err(other.into()),
-            };
-            let mut engine = Engine::new(
-                params,
-                &Schema::new(Vec::new()).map_err(Error::from)?,
-                ColumnMap {
-                    names: Vec::new(),
-                    timestamp: 0,
-                    device: None,
-                    signals: Vec::new(),
-                },
-                now_us,
-            );
-            engine
-                .findings
-                .hit(check, None, At::FILE, false, || (value, detail));
+            let summary = unreadable_header(e, params, now_us)?;
             if let Some(q) = qw.as_mut() {
                 q.write_record([QUARANTINE_REASONS_COLUMN])
                     .map_err(|e| quarantine_error(name, e))?;
             }
-            (engine.finish(), None, None)
+            (summary, None)
         }
     };
     if let Some(mut q) = qw {
@@ -664,12 +633,108 @@ pub(crate) fn validate_chunked<R: Read>(
         now_us,
         Some(read_options),
         layout.as_ref().map(layout_info),
-        schema,
+        layout.map(|l| l.schema),
     ))
 }
 
-fn src_has_bom<R: Read>(stream: &FileStream<&mut Hashing<R>>) -> bool {
-    stream.raw.get_ref().has_bom()
+/// The quarantine file's header: the reasons column, then the input's header.
+fn write_quarantine_header<W: Write>(
+    q: &mut csv::Writer<W>,
+    header: &[String],
+    name: &Path,
+) -> Result<()> {
+    let io = |e| quarantine_error(name, e);
+    q.write_field(QUARANTINE_REASONS_COLUMN).map_err(io)?;
+    for h in header {
+        q.write_field(h).map_err(io)?;
+    }
+    q.write_record(None::<&[u8]>).map_err(io)
+}
+
+/// The checks of a mapped header, before any row: required columns, columns
+/// mapped to nothing, signals against the declared ones.
+fn header_findings(engine: &mut Engine, layout: &InputLayout, params: &CheckedValidation) {
+    required_columns(
+        &mut engine.findings,
+        &params.params().required_columns,
+        &layout.header,
+        |name| {
+            format!(
+                "required column `{name}` is not in the header ({})",
+                layout.header.join(",")
+            )
+        },
+    );
+    unknown_columns(&mut engine.findings, layout);
+    engine.check_declared_signals(params.params().declared_signals.as_deref());
+}
+
+/// The checks of a whole file read: no data row, a byte order mark.
+fn end_findings<R: Read>(stream: &mut FileStream<&mut Hashing<R>>) {
+    if stream.next_ordinal == 0 {
+        stream
+            .engine
+            .findings
+            .hit(Check::NoRows, None, At::FILE, false, || {
+                (
+                    String::new(),
+                    "the header is followed by no data row".to_owned(),
+                )
+            });
+    }
+    if stream.raw.get_ref().has_bom() {
+        stream
+            .engine
+            .findings
+            .hit(Check::Bom, None, At::FILE, false, || {
+                (
+                    "EF BB BF".to_owned(),
+                    "a UTF-8 byte order mark precedes the header; it was skipped".to_owned(),
+                )
+            });
+    }
+}
+
+/// The summary of a file whose header cannot be mapped: its one finding.
+///
+/// # Errors
+/// `e` itself when it is not about the header (an I/O error).
+fn unreadable_header(
+    e: itap_telemetry::Error,
+    params: &CheckedValidation,
+    now_us: i64,
+) -> Result<Summary> {
+    let (check, value, detail) = match e {
+        itap_telemetry::Error::Empty { .. } => (
+            Check::NoHeader,
+            String::new(),
+            "the input is empty; a CSV with a header line is expected".to_owned(),
+        ),
+        itap_telemetry::Error::MissingColumn {
+            role, header, hint, ..
+        } => (
+            Check::MissingColumn,
+            role.clone(),
+            format!("no {role} column in the header ({header}); name it with {hint}"),
+        ),
+        itap_telemetry::Error::InvalidParam { name, reason } => (Check::BadHeader, name, reason),
+        other => return Err(other.into()),
+    };
+    let mut engine = Engine::new(
+        params,
+        &Schema::new(Vec::new()).map_err(Error::from)?,
+        ColumnMap {
+            names: Vec::new(),
+            timestamp: 0,
+            device: None,
+            signals: Vec::new(),
+        },
+        now_us,
+    );
+    engine
+        .findings
+        .hit(check, None, At::FILE, false, || (value, detail));
+    Ok(engine.finish())
 }
 
 /// Validates a CSV file in bounded memory (see [`validate_reader`]); with

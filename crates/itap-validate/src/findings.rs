@@ -70,6 +70,18 @@ impl Findings {
         self.columns.get(col as usize).map(String::as_str)
     }
 
+    /// The index findings use for the column `name`, added to the table when it
+    /// is not there (a column the input lacks).
+    pub(crate) fn column_index(&mut self, name: &str) -> u32 {
+        match self.columns.iter().position(|c| c == name) {
+            Some(i) => i as u32,
+            None => {
+                self.columns.push(name.to_owned());
+                (self.columns.len() - 1) as u32
+            }
+        }
+    }
+
     /// Records one occurrence. `make` gives (value, detail) and is called only when
     /// an example is kept or a reason is wanted.
     pub(crate) fn hit(

@@ -2,6 +2,7 @@
 
 mod batch;
 mod checks;
+mod columns;
 mod engine;
 mod error;
 mod file;

@@ -70,6 +70,7 @@ impl std::str::FromStr for Policy {
 /// | `duplicate_window` | 1024 | rows per device whose values are remembered (as a 64-bit hash) to tell equal from conflicting duplicates | 1 – 1 048 576 |
 /// | `max_tracked_runs` | 1 000 000 | bound on the duplicate-key index (runs of evenly spaced timestamps, about 50 bytes each) | ≥ 1 000 |
 /// | `severity` | `{}` | per-check severity overrides: check id → `error`, `warning`, `info` or `off` | ids of non-fixed checks |
+/// | `declared_signals` | `None` | not a config key, set with [`declared_signals`](Self::declared_signals): the signals the input must have; each one absent is a `schema.missing_signal`, each other signal column a `schema.undeclared_column`; `None` = the signals are the header's | distinct, non-empty names |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ValidationParams {
@@ -105,6 +106,10 @@ pub struct ValidationParams {
     pub max_tracked_runs: usize,
     /// Per-check severity overrides, by check id.
     pub severity: BTreeMap<String, Level>,
+    /// The signals the input must have; `None` = whatever signals the header
+    /// gives. Not a config key: the program sets it.
+    #[serde(skip)]
+    pub declared_signals: Option<Vec<String>>,
 }
 
 impl Default for ValidationParams {
@@ -126,6 +131,7 @@ impl Default for ValidationParams {
             duplicate_window: 1024,
             max_tracked_runs: 1_000_000,
             severity: BTreeMap::new(),
+            declared_signals: None,
         }
     }
 }
@@ -224,6 +230,17 @@ impl ValidationParams {
     /// Overrides one check's severity.
     pub fn severity(mut self, check: Check, level: Level) -> Self {
         self.severity.insert(check.id().to_owned(), level);
+        self
+    }
+
+    /// Declares the signals the input must have (by exact name), or `None` (the
+    /// default) to take the signals the header gives. With a declaration, each
+    /// declared signal that is not a signal column of the input is a
+    /// `schema.missing_signal` (error: the input is rejected), and each signal
+    /// column not declared is a `schema.undeclared_column` (warning: it is checked
+    /// and stored like the others).
+    pub fn declared_signals(mut self, v: Option<Vec<String>>) -> Self {
+        self.declared_signals = v;
         self
     }
 
@@ -326,6 +343,7 @@ impl ValidationParams {
             }
             levels[check_index(check)] = *level;
         }
+        check_declared_signals(p.declared_signals.as_deref())?;
         Ok(CheckedValidation {
             resolved: Resolved {
                 interval_us,
@@ -346,6 +364,26 @@ fn duration(name: &str, text: &str) -> Result<i64> {
             format!("{text:?} is not a duration such as 10s, 5m, 1.5h or 2d"),
         )
     })
+}
+
+/// Declared signal names must be non-empty and distinct.
+fn check_declared_signals(names: Option<&[String]>) -> Result<()> {
+    let names = names.unwrap_or_default();
+    for (i, name) in names.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(Error::param(
+                "declared_signals",
+                "a signal name may not be empty",
+            ));
+        }
+        if names[..i].contains(name) {
+            return Err(Error::param(
+                "declared_signals",
+                format!("`{name}` is declared twice; list each signal once"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The position of a check in [`Check::ALL`].
@@ -457,6 +495,30 @@ mod tests {
         let mut p = ValidationParams::default();
         p.severity.insert("time.gapp".into(), Level::Off);
         assert!(p.check().unwrap_err().to_string().contains("time.gapp"));
+    }
+
+    #[test]
+    fn declared_signals_are_not_a_config_key_and_are_checked() {
+        let p = ValidationParams::default().declared_signals(Some(vec!["temp_c".into()]));
+        assert_eq!(
+            p.declared_signals.as_deref(),
+            Some(&["temp_c".to_owned()][..])
+        );
+        assert!(p.clone().check().is_ok());
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(
+            !json.contains("declared_signals") && !json.contains("temp_c"),
+            "{json}"
+        );
+        let back: ValidationParams = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ValidationParams::default());
+        for bad in [vec![" ".to_owned()], vec!["rpm".into(), "rpm".into()]] {
+            let e = ValidationParams::default()
+                .declared_signals(Some(bad))
+                .check()
+                .unwrap_err();
+            assert!(e.to_string().contains("declared_signals"), "{e}");
+        }
     }
 
     #[test]
