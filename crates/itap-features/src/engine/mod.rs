@@ -1,0 +1,250 @@
+//! `transform`: the causal, per-device feature engine.
+//!
+//! The batch is put in device-then-time order (polars sort), cut into chunks of
+//! whole devices, and each chunk is computed independently, in parallel:
+//! windowed statistics by polars' `rolling_*_by` over a per-window index key, the
+//! rest by one pass per device in Rust. Every value of a device's row depends only
+//! on that device's rows at or before it, so results do not depend on the
+//! chunking, on the thread count, or on later rows.
+//!
+//! This module runs the chunks and composes the parts. [`rows`] lays the rows out
+//! (sorted columns, chunks, per-device slices), [`columns`] says which output
+//! column each computed quantity goes to, and each part of the catalogue is
+//! computed by its own submodule over the numerical kernels of [`crate::window`]
+//! and [`crate::spectral`]:
+//!
+//! | module | computes | catalogue scope |
+//! | --- | --- | --- |
+//! | [`point`] | imputation; diff, rate, ewm, missing, missing run | signal |
+//! | [`baseline`] | trend, seasonal, resid, state deviation: what the fit learned | signal |
+//! | [`window`] | mean, std, min, max, delta, z per window | signal × window |
+//! | [`spectral`] | energy, dominant and centroid frequency, band shares | spectral |
+//! | [`device`] | error streak, since error, since state change; state changes, state share | device, device × window |
+
+mod baseline;
+mod columns;
+mod device;
+mod point;
+mod rows;
+mod spectral;
+mod window;
+
+use std::sync::{Mutex, PoisonError};
+
+use rayon::prelude::*;
+
+use itap_telemetry::{Batch, Schema};
+
+use crate::catalogue::{Plan, unknown_signal};
+use crate::error::{Error, Result};
+use crate::fit::{FeaturesFit, SeasonalProfile};
+use crate::matrix::FeatureMatrix;
+use crate::order::{Group, Order, device_order};
+use crate::params::CheckedFeatures;
+use crate::spectral::{SpectralBuffers, SpectralPlan};
+use crate::window::NativeWindows;
+
+use baseline::Tables;
+use columns::Idx;
+use rows::{Chunk, SignalRows, Sorted, chunks};
+
+/// Computes the features of every row of `batch` with what `fit` learned.
+///
+/// The result is aligned row for row with `batch`, in its row order (any order:
+/// rows are grouped by device and sorted by time internally). A feature of a row
+/// of device d at time t uses only rows of d with timestamp ≤ t, so computing on
+/// the rows up to t gives bit-identical features for those rows.
+///
+/// # Errors
+/// [`Error::UnknownSignal`] when the batch lacks a signal the fit was made on,
+/// [`Error::WindowOverflow`] for a window too long to index a device's rows,
+/// [`Error::Polars`] if the engine fails, and [`Error::InvalidParam`] or
+/// [`Error::InvalidFit`] for a fit whose stored parameters no longer check or whose
+/// parts do not fit together (edited by hand).
+pub fn transform(batch: &Batch, fit: &FeaturesFit) -> Result<FeatureMatrix> {
+    let (checked, plan) = fit.plan()?;
+    let sig_cols = signal_columns(&plan, batch.schema())?;
+    let out = Output::new(plan.columns.len(), batch.len());
+    if !batch.is_empty() {
+        compute(batch, fit, &checked, &plan, &sig_cols, &out)?;
+    }
+    Ok(FeatureMatrix::new(
+        batch.timestamps().to_vec(),
+        batch.device_names().to_vec(),
+        batch.device_codes().to_vec(),
+        plan.infos(),
+        out.into_columns(),
+    ))
+}
+
+/// The batch's column of each of the plan's signals.
+fn signal_columns(plan: &Plan, schema: &Schema) -> Result<Vec<usize>> {
+    plan.signals
+        .iter()
+        .map(|s| {
+            schema.index_of(s).ok_or_else(|| {
+                unknown_signal(
+                    s,
+                    schema,
+                    "transform data with the signals the fit was made on, or fit again",
+                )
+            })
+        })
+        .collect()
+}
+
+/// Computes every chunk of a non-empty batch, in parallel, into `out`.
+fn compute(
+    batch: &Batch,
+    fit: &FeaturesFit,
+    checked: &CheckedFeatures,
+    plan: &Plan,
+    sig_cols: &[usize],
+    out: &Output,
+) -> Result<()> {
+    let n = batch.len();
+    let order = device_order(batch);
+    let sorted = Sorted::gather(batch, &order, sig_cols);
+    let idx = Idx::new(plan, checked);
+    let tables = Tables::new(batch, fit, plan.signals.len());
+    let spectral = idx
+        .any_spectral()
+        .then(|| SpectralPlan::new(checked.params().spectral_window));
+    let ctx = Ctx {
+        checked,
+        sorted: &sorted,
+        idx: &idx,
+        tables: &tables,
+        seasonal: fit.seasonal(),
+        spectral: spectral.as_ref(),
+        device_names: batch.device_names(),
+    };
+    let ncols = plan.columns.len();
+    chunks(&order.groups, n)
+        .par_iter()
+        .enumerate()
+        .try_for_each_init(
+            || Scratch::new(ncols, spectral.as_ref()),
+            |scratch, (ci, ch)| {
+                scratch.reset(ch.end - ch.start);
+                ctx.chunk(ch, &order.groups[ch.groups.clone()], scratch)?;
+                out.put(ci, ch, &order, &scratch.cols);
+                Ok::<(), Error>(())
+            },
+        )
+}
+
+/// The output columns, in the batch's row order; zeroed lazily by the allocator,
+/// and every value written by exactly one chunk.
+struct Output {
+    cols: Vec<Mutex<Vec<f64>>>,
+}
+
+impl Output {
+    fn new(ncols: usize, n: usize) -> Output {
+        Output {
+            cols: (0..ncols).map(|_| Mutex::new(vec![0.0; n])).collect(),
+        }
+    }
+
+    /// Writes chunk number `ci`'s columns (sorted order) to its rows of the batch.
+    fn put(&self, ci: usize, ch: &Chunk, order: &Order, cols: &[Vec<f64>]) {
+        let ncols = self.cols.len();
+        // Columns in a different order per chunk, so that threads seldom wait for
+        // the same column.
+        for k in 0..ncols {
+            let c = (k + ci) % ncols;
+            let mut out = self.cols[c].lock().unwrap_or_else(PoisonError::into_inner);
+            let part = &cols[c];
+            if order.is_identity() {
+                out[ch.start..ch.end].copy_from_slice(part);
+            } else {
+                for (&r, &v) in order.perm[ch.start..ch.end].iter().zip(part) {
+                    out[r] = v;
+                }
+            }
+        }
+    }
+
+    fn into_columns(self) -> Vec<Vec<f64>> {
+        self.cols
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect()
+    }
+}
+
+/// One thread's buffers, reused from chunk to chunk.
+struct Scratch {
+    /// The chunk's columns, in sorted order.
+    cols: Vec<Vec<f64>>,
+    /// Imputed values of the chunk, per signal.
+    imputed: Vec<Vec<f64>>,
+    /// Mean and std of a window, when delta or z need them but they are not output.
+    mean: Vec<f64>,
+    std: Vec<f64>,
+    windows: NativeWindows,
+    spectral: Option<SpectralBuffers>,
+}
+
+impl Scratch {
+    fn new(ncols: usize, spectral: Option<&SpectralPlan>) -> Self {
+        Scratch {
+            cols: vec![Vec::new(); ncols],
+            imputed: Vec::new(),
+            mean: Vec::new(),
+            std: Vec::new(),
+            windows: NativeWindows::new(),
+            spectral: spectral.map(SpectralPlan::buffers),
+        }
+    }
+
+    /// Readies the columns for a chunk of `m` rows, every value NaN.
+    fn reset(&mut self, m: usize) {
+        for c in &mut self.cols {
+            c.clear();
+            c.resize(m, f64::NAN);
+        }
+    }
+}
+
+/// What every chunk reads: the parameters, the sorted batch, where each feature
+/// goes and what the fit learned.
+struct Ctx<'a> {
+    checked: &'a CheckedFeatures,
+    sorted: &'a Sorted,
+    idx: &'a Idx,
+    tables: &'a Tables,
+    seasonal: &'a [SeasonalProfile],
+    spectral: Option<&'a SpectralPlan>,
+    device_names: &'a [String],
+}
+
+impl Ctx<'_> {
+    /// Every feature of the chunk `ch`, made of the devices `groups`, into
+    /// `scratch.cols`: per device the features of one pass over its rows, then the
+    /// windowed ones for the whole chunk at once.
+    fn chunk(&self, ch: &Chunk, groups: &[Group], scratch: &mut Scratch) -> Result<()> {
+        let rows = self.sorted.rows(ch, groups);
+        self.impute_chunk(&rows, &mut scratch.imputed);
+        let outs = &mut scratch.cols;
+        for g in &rows.local {
+            let dev = rows.device(g);
+            let r = dev.range();
+            for (si, x) in rows.raw.iter().enumerate() {
+                let sig = SignalRows {
+                    si,
+                    raw: &x[r.clone()],
+                    imputed: &scratch.imputed[si][r.clone()],
+                };
+                self.point_features(&dev, &sig, outs);
+                self.baseline_features(&dev, &sig, outs);
+                if let (Some(plan), Some(buf)) = (self.spectral, scratch.spectral.as_mut()) {
+                    self.spectral_features(&dev, &sig, plan, buf, outs);
+                }
+            }
+            self.device_features(&dev, outs);
+        }
+        self.window_features(&rows, scratch)
+    }
+}
