@@ -11,6 +11,7 @@
 //! | [`anomaly`] | itap-anomaly | Isolation Forest and PCA T²/Q detectors, standard scaler, their serialization |
 //!
 //! ```
+//! use itap::ParamGuard;
 //! let params = itap::telemetry::SimParams::default().devices(2).hours(0.5).check()?;
 //! let batch = itap::telemetry::simulate(&params);
 //! assert_eq!(batch.len(), 2 * 180);
@@ -22,6 +23,7 @@ mod model;
 mod pipeline;
 
 pub use error::{Error, Result};
+pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use model::{
     ATTRIBUTION_METHOD, DEFAULT_DETECTOR, DEFAULT_INPUTS, MODEL_FORMAT_VERSION, ModelFile,
     SCORE_QUANTILES, ScoreQuantile, Scored, TrainingInfo, TrainingSet, default_detector,

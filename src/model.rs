@@ -8,7 +8,7 @@ use itap_anomaly::{
 };
 use itap_eval::Split;
 use itap_features::{CheckedFeatures, FeatureKind, FeatureMatrix, FeaturesFit, TrainSpan};
-use itap_telemetry::{Batch, Schema, State, format_timestamp};
+use itap_telemetry::{Batch, InvalidParam, ParamGuard, Schema, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -195,7 +195,7 @@ fn families(m: &FeatureMatrix, schema: &Schema) -> Vec<String> {
 /// order of `features.kinds`); all of them when `inputs` is empty.
 ///
 /// # Errors
-/// [`Error::Features`] when no configured kind is an input.
+/// [`Error::InvalidParam`] (named `inputs`) when no configured kind is an input.
 pub fn detector_features(
     features: &CheckedFeatures,
     inputs: &[FeatureKind],
@@ -210,10 +210,10 @@ pub fn detector_features(
         .filter(|k| inputs.contains(k))
         .collect();
     if kinds.is_empty() {
-        return Err(Error::InvalidParam {
-            name: "model.inputs".into(),
-            reason: format!(
-                "none of {:?} is among features.kinds {:?}; add them to features.kinds or set model.inputs = [] to read every feature",
+        return Err(InvalidParam::new(
+            "inputs",
+            format!(
+                "none of {:?} is among the features' kinds {:?}; add them to the features' `kinds` or leave `inputs` empty to read every feature",
                 inputs.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
                 features
                     .kinds()
@@ -221,7 +221,8 @@ pub fn detector_features(
                     .map(|k| k.as_str())
                     .collect::<Vec<_>>()
             ),
-        });
+        )
+        .into());
     }
     Ok(features.params().clone().kinds(kinds).check()?)
 }

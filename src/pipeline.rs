@@ -11,7 +11,9 @@ use itap_eval::{
 };
 use itap_features::CheckedFeatures;
 use itap_store::{IngestReport, IngestSource, OnConflict, RangeQuery, Store, StoreOptions};
-use itap_telemetry::{Batch, CheckedSimParams, ReadOptions, simulate, write_csv};
+use itap_telemetry::{
+    Batch, CheckedSimParams, InvalidParam, ReadOptions, simulate, write_atomic, write_csv,
+};
 use itap_validate::{CheckedValidation, Report, Validated, ValidatedChunks, validate_file};
 use serde::{Deserialize, Serialize};
 
@@ -255,7 +257,7 @@ pub async fn load_dataset(settings: &StoreSettings) -> Result<Batch> {
     let batch = batch?;
     if batch.is_empty() {
         return Err(Error::NoData(format!(
-            "dataset `{}` at {} holds no rows; store some with `itap ingest` or give --input",
+            "dataset `{}` at {} holds no rows; ingest some into it first",
             settings.dataset, settings.url
         )));
     }
@@ -378,13 +380,16 @@ pub fn threshold_of(model: &ModelFile, eval: &CheckedEval) -> Result<Threshold> 
         ThresholdRule::TargetAlertRate(r) => 1.0 - r,
     };
     let value = model.training_quantile(q).ok_or_else(|| {
-        Error::Eval(itap_eval::Error::InvalidParam {
-            name: "eval.threshold_quantile".into(),
-            reason: format!(
-                "the model records training-score quantiles {:?}; choose one of them or between them",
-                model.score_quantiles.iter().map(|s| s.q).collect::<Vec<_>>()
-            ),
-        })
+        Error::Eval(
+            InvalidParam::new(
+                "threshold_quantile",
+                format!(
+                    "the model records training-score quantiles {:?}; choose one of them or between them",
+                    model.score_quantiles.iter().map(|s| s.q).collect::<Vec<_>>()
+                ),
+            )
+            .into(),
+        )
     })?;
     Ok(Threshold {
         value,
@@ -436,12 +441,12 @@ pub fn evaluate_and_report(
     let scores_path = out.join("scores.csv");
     let report_path = out.join("report.html");
     itap_eval::write_json(&metrics, &metrics_path)?;
-    itap_eval::write_atomic(
+    write_atomic(
         &scores_path,
         itap_eval::scores_csv(&rows, threshold.value).as_bytes(),
     )?;
     let html = itap_eval::report_html("ITAP evaluation report", &metrics, &rows, 6)?;
-    itap_eval::write_atomic(&report_path, html.as_bytes())?;
+    write_atomic(&report_path, html.as_bytes())?;
     Ok((evaluation, vec![metrics_path, scores_path, report_path]))
 }
 

@@ -1,5 +1,6 @@
 //! Training and scoring through the root crate's API on simulated data.
 
+use itap::ParamGuard;
 use itap::anomaly::DetectorParams;
 use itap::eval::EvalParams;
 use itap::features::FeatureParams;
@@ -102,7 +103,7 @@ fn the_detector_reads_only_its_input_kinds() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("model.inputs") && e.contains("features.kinds"),
+        e.contains("invalid parameter `inputs`") && e.contains("the features' kinds"),
         "{e}"
     );
 }
