@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{Config, TrainFlags};
+use crate::config::{Config, TrainFlags, in_config};
 use crate::data::{DataArgs, load};
 use crate::fmt::thousands;
 use crate::{ConfigArg, Output};
@@ -81,6 +81,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
     let started = Instant::now();
     let split = itap::split_of(&loaded.batch, &eval)?;
     let (model, _) = itap::train(&loaded.batch, &split, &training, &features, &detector)
+        .map_err(in_config)
         .context("cannot train")?;
     model.save(&path)?;
     let seconds = started.elapsed().as_secs_f64();
