@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::io::Write as _;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use itap::ParamGuard;
 use itap::anomaly::ndarray::Array2;
 use itap::anomaly::{Detector, IsolationForestParams, PcaParams, StandardScaler};
 use itap::features::{FeatureParams, TrainSpan};

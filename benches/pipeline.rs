@@ -10,6 +10,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use itap::ParamGuard;
 use itap::eval::EvalParams;
 use itap::features::FeatureParams;
 use itap::telemetry::{CheckedSimParams, ReadOptions, SimParams, simulate, write_csv};

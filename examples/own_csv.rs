@@ -12,6 +12,7 @@ use std::error::Error;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use itap::ParamGuard;
 use itap::eval::{EvalParams, InputDigest};
 use itap::features::FeatureParams;
 use itap::telemetry::ReadOptions;

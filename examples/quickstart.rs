@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use itap::ParamGuard;
 use itap::eval::{EvalParams, InputDigest};
 use itap::features::FeatureParams;
 use itap::telemetry::{ReadOptions, SimParams, read_csv, simulate};

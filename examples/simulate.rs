@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use itap::ParamGuard;
 use itap::telemetry::{SimParams, State, format_timestamp, simulate};
 
 fn main() -> Result<(), itap::telemetry::Error> {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use itap_telemetry::InvalidParam;
+
 /// Everything that can go wrong in the pipeline.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +60,7 @@ pub enum Error {
 
     /// The training span holds no row to fit on.
     #[error(
-        "no training rows left after the exclusions ({0}); move the cut later or train unsupervised"
+        "no training rows left after the exclusions ({0}); use a later `train_until` or an unsupervised training set"
     )]
     NoTrainingRows(String),
 
@@ -66,14 +68,10 @@ pub enum Error {
     #[error("{0}")]
     NoData(String),
 
-    /// A pipeline parameter (outside the crates' own sections) is out of range.
-    #[error("invalid parameter `{name}`: {reason}")]
-    InvalidParam {
-        /// The parameter, as in the config file.
-        name: String,
-        /// Why, and what would be accepted.
-        reason: String,
-    },
+    /// A pipeline parameter (outside the crates' own params types, such as the
+    /// [`TrainingSet`](crate::TrainingSet)'s) is out of range.
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 
     /// The async runtime for the store could not start.
     #[error("cannot start the async runtime: {0}")]
@@ -84,22 +82,18 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// The same error with an invalid parameter's name put in a config section
-    /// (`chunk_rows` → `store.chunk_rows`); other errors unchanged.
+    /// Names an [`InvalidParam`] of the pipeline's own inside `section` (see
+    /// [`InvalidParam::prefixed`]); any other error, a stage's included, is
+    /// returned as it is (use the stage error's own `in_section`).
+    #[must_use]
     pub fn in_section(self, section: &str) -> Self {
         match self {
-            Error::InvalidParam { name, reason } => Error::InvalidParam {
-                name: format!("{section}.{name}"),
-                reason,
-            },
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
             other => other,
         }
     }
 
     pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidParam {
-            name: name.into(),
-            reason: reason.into(),
-        }
+        Error::InvalidParam(InvalidParam::new(name, reason))
     }
 }

@@ -12,6 +12,7 @@
 //! | [`anomaly`] | itap-anomaly | Isolation Forest and PCA T²/Q detectors, standard scaler, their serialization |
 //!
 //! ```
+//! use itap::ParamGuard;
 //! let params = itap::telemetry::SimParams::default().devices(2).hours(0.5).check()?;
 //! let batch = itap::telemetry::simulate(&params);
 //! assert_eq!(batch.len(), 2 * 180);
@@ -23,6 +24,7 @@ mod model;
 mod pipeline;
 
 pub use error::{Error, Result};
+pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo};
 pub use pipeline::{
     ATTRIBUTION_METHOD, DEFAULT_DETECTOR, DEFAULT_INPUTS, RunContext, RunParams, RunSummary,

@@ -1,5 +1,6 @@
 //! Training and scoring through the root crate's API on simulated data.
 
+use itap::ParamGuard;
 use itap::anomaly::DetectorParams;
 use itap::eval::EvalParams;
 use itap::features::FeatureParams;
@@ -106,7 +107,10 @@ fn the_detector_reads_only_its_input_kinds() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("`inputs`") && e.contains("feature kinds"), "{e}");
+    assert!(
+        e.contains("invalid parameter `inputs`") && e.contains("the features' kinds"),
+        "{e}"
+    );
 }
 
 #[test]

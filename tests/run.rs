@@ -9,7 +9,9 @@ use itap::features::FeatureParams;
 use itap::store::{RangeQuery, Store};
 use itap::telemetry::{Batch, ReadOptions, SimParams, simulate, write_csv};
 use itap::validate::ValidationParams;
-use itap::{RunParams, RunSummary, Source, StoreSettings, TrainingSet, default_detector};
+use itap::{
+    ParamGuard, RunParams, RunSummary, Source, StoreSettings, TrainingSet, default_detector,
+};
 
 fn params(source: Source, db: &Path, out: &Path) -> RunParams {
     RunParams {

@@ -6,7 +6,7 @@ use itap_store::{
     DEFAULT_DATASET, DEFAULT_DB_URL, IngestReport, IngestSource, OnConflict, RangeQuery, Store,
     StoreOptions,
 };
-use itap_telemetry::{Batch, ReadOptions};
+use itap_telemetry::{Batch, ParamGuard, ReadOptions};
 use itap_validate::{CheckedValidation, Report, Validated, ValidatedChunks, validate_file};
 use serde::{Deserialize, Serialize};
 
@@ -51,13 +51,17 @@ impl Default for StoreSettings {
     }
 }
 
-impl StoreSettings {
-    /// Checks the dataset name, the schema name and the chunk size.
+impl ParamGuard for StoreSettings {
+    /// Checked settings are the settings themselves: nothing is derived from them.
+    type Checked = StoreSettings;
+    type Error = Error;
+
+    /// Checks the URL, the dataset and schema names and the chunk size.
     ///
     /// # Errors
     /// [`Error::Store`] for a name that is not a plain SQL name;
     /// [`Error::InvalidParam`] naming the setting otherwise.
-    pub fn check(self) -> Result<StoreSettings> {
+    fn check_ref(&self) -> Result<()> {
         if self.url.trim().is_empty() {
             return Err(Error::param(
                 "url",
@@ -77,9 +81,16 @@ impl StoreSettings {
                 ),
             ));
         }
-        Ok(self)
+        Ok(())
     }
 
+    fn check(self) -> Result<StoreSettings> {
+        self.check_ref()?;
+        Ok(self)
+    }
+}
+
+impl StoreSettings {
     /// Opens the store.
     ///
     /// # Errors

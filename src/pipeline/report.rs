@@ -58,11 +58,11 @@ pub fn evaluate_and_write(
     let scores_path = out.join("scores.csv");
     let report_path = out.join("report.html");
     itap_eval::write_json(&metrics, &metrics_path)?;
-    itap_eval::write_atomic(
+    itap_telemetry::write_atomic(
         &scores_path,
         itap_eval::scores_csv(&rows, threshold.value).as_bytes(),
     )?;
     let html = itap_eval::report_html("ITAP evaluation report", &metrics, &rows, 6)?;
-    itap_eval::write_atomic(&report_path, html.as_bytes())?;
+    itap_telemetry::write_atomic(&report_path, html.as_bytes())?;
     Ok((evaluation, vec![metrics_path, scores_path, report_path]))
 }

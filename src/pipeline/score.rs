@@ -2,7 +2,7 @@
 
 use itap_anomaly::ndarray::{Array2, ArrayView2};
 use itap_anomaly::{FittedDetector, StandardScaler};
-use itap_telemetry::Batch;
+use itap_telemetry::{Batch, ParamGuard};
 
 use crate::error::{Error, Result};
 use crate::model::ModelFile;

@@ -7,7 +7,7 @@ use itap_anomaly::{
 };
 use itap_eval::{ScoreSketch, Split};
 use itap_features::{CheckedFeatures, FeatureKind, FeatureMatrix, TrainSpan};
-use itap_telemetry::{Batch, Schema, State, format_timestamp};
+use itap_telemetry::{Batch, ParamGuard, Schema, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -5,6 +5,7 @@
 //! scikit-learn's figures on the same shape come from
 //! `scripts/sklearn_iforest_timing.py`.
 
+use itap_anomaly::ParamGuard;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

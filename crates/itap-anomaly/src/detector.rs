@@ -4,6 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use itap_telemetry::ParamGuard;
 use ndarray::{Array1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -249,30 +250,41 @@ impl DetectorParams {
         self.pca = v;
         self
     }
+}
+
+impl ParamGuard for DetectorParams {
+    type Checked = CheckedDetector;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
+        match self.detector {
+            DetectorKind::IsolationForest => self.iforest.check_ref().map_err(in_iforest),
+            DetectorKind::Pca => self.pca.check_ref().map_err(in_pca),
+        }
+    }
 
     /// Checks the chosen detector's parameters.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidParam`] naming the first parameter out of range, prefixed by
+    /// [`Error::InvalidParam`] naming the first parameter out of range, within
     /// its section (`iforest.trees`).
-    pub fn check(self) -> Result<CheckedDetector> {
-        let prefix = |section: &str, e: Error| match e {
-            Error::InvalidParam { name, reason } => Error::InvalidParam {
-                name: format!("{section}.{name}"),
-                reason,
-            },
-            other => other,
-        };
+    fn check(self) -> Result<CheckedDetector> {
         Ok(match self.detector {
-            DetectorKind::IsolationForest => CheckedDetector::IsolationForest(
-                self.iforest.check().map_err(|e| prefix("iforest", e))?,
-            ),
-            DetectorKind::Pca => {
-                CheckedDetector::Pca(self.pca.check().map_err(|e| prefix("pca", e))?)
+            DetectorKind::IsolationForest => {
+                CheckedDetector::IsolationForest(self.iforest.check().map_err(in_iforest)?)
             }
+            DetectorKind::Pca => CheckedDetector::Pca(self.pca.check().map_err(in_pca)?),
         })
     }
+}
+
+fn in_iforest(e: Error) -> Error {
+    e.in_section("iforest")
+}
+
+fn in_pca(e: Error) -> Error {
+    e.in_section("pca")
 }
 
 /// The chosen detector with checked parameters.

@@ -4,6 +4,7 @@
 //! does not fit (another column count), the scores or scaled values are NaN rather
 //! than a panic; the inherent methods (`score`, `scale`) return the error instead.
 
+use itap_telemetry::ParamGuard;
 use linfa::dataset::DatasetBase;
 use linfa::traits::{Fit, PredictInplace, Transformer};
 use ndarray::{Array1, Array2, ArrayBase, Data, Ix2};

@@ -1,17 +1,14 @@
 //! The crate's error type.
 
+use itap_telemetry::InvalidParam;
+
 /// Everything that can go wrong in itap-anomaly.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A parameter is out of its allowed range.
-    #[error("invalid parameter `{name}`: {reason}")]
-    InvalidParam {
-        /// The parameter's name as it appears in the config section.
-        name: String,
-        /// Why the value is refused, and what would be accepted.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 
     /// There are too few rows to fit.
     #[error("{what} needs at least {needed} training row(s), got {rows}; widen the training span")]
@@ -109,9 +106,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn param(name: &str, reason: impl Into<String>) -> Self {
-        Error::InvalidParam {
-            name: name.to_owned(),
-            reason: reason.into(),
+        Error::InvalidParam(InvalidParam::new(name, reason))
+    }
+
+    /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
+    /// any other error is returned as it is.
+    #[must_use]
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
+            other => other,
         }
     }
 

@@ -16,6 +16,7 @@ pub use iforest::{
     CheckedIsolationForest, IsolationForest, IsolationForestParams, MAX_SAMPLES_LIMIT,
     average_path_length,
 };
+pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use matrix::{finite_rows, select_rows};
 pub use pca::{CheckedPca, PcaDetector, PcaParams, PcaStatistics};
 pub use scaler::{StandardScaler, StandardScalerParams};

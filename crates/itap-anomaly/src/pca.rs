@@ -1,6 +1,7 @@
 //! PCA-based multivariate statistical process control: Hotelling's T² and the
 //! squared prediction error (SPE, Q).
 
+use itap_telemetry::ParamGuard;
 use linfa_linalg::eigh::{EigSort, Eigh};
 use ndarray::{Array1, Array2, ArrayView2};
 use rayon::prelude::*;
@@ -18,7 +19,7 @@ const LIMIT_FLOOR: f64 = 1e-9;
 /// PCA detector parameters, unchecked: the `[model.pca]` config section.
 ///
 /// Build with [`Default`] and the setters (or deserialize), then
-/// [`check`](Self::check) once; only [`CheckedPca`] can fit.
+/// [`check`](ParamGuard::check) once; only [`CheckedPca`] can fit.
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
@@ -64,13 +65,13 @@ impl PcaParams {
         self.quantile = v;
         self
     }
+}
 
-    /// Checks every parameter against its range.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidParam`] naming the first parameter out of range.
-    pub fn check(self) -> Result<CheckedPca> {
+impl ParamGuard for PcaParams {
+    type Checked = CheckedPca;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
         if !(self.variance > 0.0 && self.variance <= 1.0) {
             return Err(Error::param(
                 "variance",
@@ -89,6 +90,16 @@ impl PcaParams {
                 format!("{} is out of range; use a share in (0, 1]", self.quantile),
             ));
         }
+        Ok(())
+    }
+
+    /// Checks every parameter against its range.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParam`] naming the first parameter out of range.
+    fn check(self) -> Result<CheckedPca> {
+        self.check_ref()?;
         Ok(CheckedPca(self))
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{correlated, roc_auc};
+use itap_anomaly::ParamGuard;
 use itap_anomaly::ndarray::{Array1, Array2, Axis, array, s};
 use itap_anomaly::{
     Detector, DetectorKind, DetectorParams, Error, FittedDetector, IsolationForestParams,
@@ -327,8 +328,9 @@ fn detector_kind_and_params_from_text() {
     assert_eq!(c.kind(), DetectorKind::Pca);
     assert_eq!(c.params_json()["variance"], 0.9);
     let bad: DetectorParams = serde_json::from_str(r#"{"iforest": {"trees": 0}}"#).unwrap();
+    assert!(bad.check_ref().is_err());
     match bad.check() {
-        Err(Error::InvalidParam { name, .. }) => assert_eq!(name, "iforest.trees"),
+        Err(Error::InvalidParam(p)) => assert_eq!(p.name, "iforest.trees"),
         other => panic!("{other:?}"),
     }
     assert!(serde_json::from_str::<DetectorParams>(r#"{"detectr": "pca"}"#).is_err());
@@ -380,7 +382,7 @@ fn linfa_fit_and_predict_match_the_direct_api() {
     assert_eq!(ps, pca.score(ds.records.view()).unwrap());
     assert!(matches!(
         IsolationForestParams::default().trees(0).fit(&ds),
-        Err(Error::InvalidParam { .. })
+        Err(Error::InvalidParam(_))
     ));
 }
 

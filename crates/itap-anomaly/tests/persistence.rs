@@ -3,6 +3,7 @@
 mod common;
 
 use common::correlated;
+use itap_anomaly::ParamGuard;
 use itap_anomaly::ndarray::Array2;
 use itap_anomaly::{
     CheckedDetector, Detector, DetectorKind, DetectorParams, FittedDetector, IsolationForest,

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{ranks, roc_auc, spearman};
+use itap_anomaly::ParamGuard;
 use itap_anomaly::ndarray::Array2;
 use itap_anomaly::{Detector, IsolationForestParams};
 

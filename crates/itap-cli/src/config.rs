@@ -10,7 +10,6 @@ use anyhow::{Context, Result, bail};
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use itap::TrainingSet;
 use itap::anomaly::{
     CheckedDetector, DetectorKind, DetectorParams, IsolationForestParams, PcaParams,
 };
@@ -18,10 +17,11 @@ use itap::eval::{CheckedEval, EvalParams};
 use itap::features::{CheckedFeatures, FeatureKind, FeatureParams};
 use itap::store::OnConflict;
 use itap::telemetry::{
-    AmbientParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal, State, StateParams,
-    TimeZone, default_sim_signals,
+    AmbientParams, CheckedSimParams, FaultParams, ReadOptions, SignalKind, SimParams, SimSignal,
+    State, StateParams, TimeZone, default_sim_signals,
 };
 use itap::validate::{CheckedValidation, Policy, ValidationParams};
+use itap::{ParamGuard, TrainingSet};
 
 /// The whole configuration file. Sections appear as the pipeline stages that read
 /// them land.
@@ -309,7 +309,7 @@ impl Config {
     /// Checked feature parameters: `[features]` (flags are applied by the command
     /// before checking, see `features.rs`).
     pub(crate) fn feature_params(&self) -> Result<CheckedFeatures> {
-        Ok(self.features.clone().check()?)
+        check_features(self.features.clone())
     }
 
     /// The detector's parameters: `[model]`, then `--detector`.
@@ -320,7 +320,7 @@ impl Config {
             iforest: m.iforest.clone(),
             pca: m.pca.clone(),
         };
-        Ok(p.check()?)
+        Ok(p.check().map_err(|e| e.in_section("model"))?)
     }
 
     /// The training set: `[model]`, then `--unsupervised`; its inputs checked
@@ -350,7 +350,7 @@ impl Config {
         if let Some(t) = &flags.train_until {
             p.train_until = Some(t.clone());
         }
-        Ok(p.check()?)
+        Ok(p.check().map_err(|e| e.in_section("eval"))?)
     }
 
     /// The whole configuration as JSON, for metrics.json.
@@ -379,7 +379,38 @@ impl Config {
         if let Some(p) = policy {
             params.policy = p;
         }
-        Ok(params.check()?)
+        Ok(params.check().map_err(|e| e.in_section("validation"))?)
+    }
+}
+
+/// Checks simulator parameters (the file's and the flags'), naming a refused one
+/// as in the config file: `[telemetry]` for the fleet, `[faults]` and `[signals]`
+/// for their own sections.
+pub(crate) fn check_sim(params: SimParams) -> Result<CheckedSimParams> {
+    params.check().map_err(|e| match e {
+        itap::telemetry::Error::InvalidParam(p)
+            if !(p.name.starts_with("faults") || p.name.starts_with("signals")) =>
+        {
+            itap::telemetry::Error::InvalidParam(p.prefixed("telemetry")).into()
+        }
+        other => other.into(),
+    })
+}
+
+/// Checks feature parameters (the file's and the flags'), naming a refused one in
+/// `[features]`.
+pub(crate) fn check_features(params: FeatureParams) -> Result<CheckedFeatures> {
+    Ok(params.check().map_err(|e| e.in_section("features"))?)
+}
+
+/// Names a parameter the pipeline refuses by the config section it comes from:
+/// `[eval]` for the evaluation's, `[features]` for the features', `[model]` for
+/// the training set's (`model.inputs`).
+pub(crate) fn in_config(e: itap::Error) -> itap::Error {
+    match e {
+        itap::Error::Eval(e) => itap::Error::Eval(e.in_section("eval")),
+        itap::Error::Features(e) => itap::Error::Features(e.in_section("features")),
+        e => e.in_section("model"),
     }
 }
 
@@ -544,13 +575,34 @@ mod tests {
             .detector_params(&none)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("trees"), "{e}");
+        assert!(e.contains("`model.iforest.trees`"), "{e}");
         let e = Config::parse("[eval]\ntrain_fraction = 1.5\n")
             .unwrap()
             .eval_params(&none)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("train_fraction"), "{e}");
+        assert!(e.contains("`eval.train_fraction`"), "{e}");
+    }
+
+    #[test]
+    fn refused_parameters_are_named_by_their_section() {
+        let sim = |text: &str| {
+            check_sim(Config::parse(text).unwrap().sim_params().unwrap())
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(sim("[telemetry]\ndevices = 0\n").contains("`telemetry.devices`"));
+        assert!(
+            sim("[telemetry.states]\nidle_load = 2.0\n").contains("`telemetry.states.idle_load`")
+        );
+        assert!(sim("[faults]\nrate = 1.5\n").contains("`faults.rate`"));
+        assert!(sim("[signals.rpm]\nnoise = -1.0\n").contains("`signals.rpm.noise`"));
+        let e = in_config(itap::Error::Eval(
+            itap::InvalidParam::new("threshold", "no training score").into(),
+        ));
+        assert!(e.to_string().contains("`eval.threshold`"), "{e}");
+        let e = in_config(itap::InvalidParam::new("inputs", "none of them").into());
+        assert!(e.to_string().contains("`model.inputs`"), "{e}");
     }
 
     #[test]

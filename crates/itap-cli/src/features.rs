@@ -16,7 +16,7 @@ use itap::features::{
 };
 use itap::telemetry::{CsvReader, Schema, TimeZone, parse_timestamp, read_csv};
 
-use crate::config::Config;
+use crate::config::{Config, check_features};
 use crate::fmt::thousands;
 use crate::{ConfigArg, Output};
 
@@ -102,7 +102,7 @@ pub(crate) fn run(args: &FeaturesArgs, out: Output) -> Result<ExitCode> {
     if let Some(f) = args.train_fraction {
         params.train_fraction = f;
     }
-    let checked = params.check()?;
+    let checked = check_features(params)?;
     if args.list {
         return list(args, &config, &checked);
     }
@@ -264,12 +264,6 @@ fn load_fit(path: &Path) -> Result<FeaturesFit> {
 }
 
 fn save_fit(fit: &FeaturesFit, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create folder {}", dir.display()))?;
-    }
-    let mut text = serde_json::to_string_pretty(fit)?;
-    text.push('\n');
-    std::fs::write(path, text)
+    itap::eval::write_json(fit, path)
         .with_context(|| format!("cannot write the fit to {}", path.display()))
 }

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use itap::telemetry::{SimParams, simulate, write_csv};
 
-use crate::config::Config;
+use crate::config::{Config, check_sim};
 use crate::{ConfigArg, Output};
 
 /// Flags of `itap generate`; each overrides the config file.
@@ -74,7 +74,7 @@ pub(crate) fn run(args: &GenerateArgs, out: Output) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| config.output.telemetry_csv.clone());
-    let checked = params.check()?;
+    let checked = check_sim(params)?;
     tracing::debug!(?path, rows = checked.rows(), "generating");
 
     let progress = if out.quiet {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
@@ -86,7 +86,8 @@ pub(crate) fn run(args: &InspectArgs, out: Output) -> Result<ExitCode> {
     if let Some(tz) = args.timezone {
         opts.timezone = tz;
     }
-    let reader = CsvReader::open(&args.input, &opts)?;
+    let reader = CsvReader::open(&args.input, &opts)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
     let layout = reader.layout().clone();
     let batch = reader.read_all()?;
 

@@ -7,6 +7,7 @@ mod db;
 mod features;
 mod fmt;
 mod generate;
+mod hint;
 mod ingest;
 mod inspect;
 mod run;
@@ -162,6 +163,9 @@ fn main() -> ExitCode {
                     msg.push_str(": ");
                 }
                 msg.push_str(&cause);
+            }
+            if let Some(h) = hint::for_error(&e) {
+                msg.push_str(&format!(" (in itap: {h})"));
             }
             eprintln!("error: {msg}");
             ExitCode::from(2)

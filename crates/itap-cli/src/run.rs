@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use itap::{RunParams, Source, StageTiming};
 
-use crate::config::{ColumnFlags, Config, TrainFlags};
+use crate::config::{ColumnFlags, Config, TrainFlags, check_sim, in_config};
 use crate::fmt::{metric, thousands};
 use crate::generate::SimFlags;
 use crate::{ConfigArg, DbArgs, Output};
@@ -78,7 +78,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     let source = match &args.input {
         Some(p) => Source::Csv(p.clone()),
         None => Source::Simulate(
-            Box::new(args.sim.apply(config.sim_params()?).check()?),
+            Box::new(check_sim(args.sim.apply(config.sim_params()?))?),
             config.output.telemetry_csv.clone(),
         ),
     };
@@ -112,7 +112,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
             );
         }
     };
-    let summary = match itap::run(&params, &mut on_stage) {
+    let summary = match itap::run(&params, &mut on_stage).map_err(in_config) {
         Ok(s) => s,
         Err(e @ itap::Error::Refused { .. }) => {
             eprintln!(

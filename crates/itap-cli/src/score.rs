@@ -10,7 +10,7 @@ use clap::Args;
 
 use itap::ModelFile;
 
-use crate::config::{Config, TrainFlags};
+use crate::config::{Config, TrainFlags, in_config};
 use crate::data::{DataArgs, load};
 use crate::fmt::{metric, thousands};
 use crate::{ConfigArg, Output};
@@ -78,7 +78,8 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
         }),
     };
     let (ev, files) =
-        itap::evaluate_and_write(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)?;
+        itap::evaluate_and_write(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)
+            .map_err(in_config)?;
     if !out.quiet {
         let n = loaded.batch.len() as u64;
         println!(

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
-use crate::config::{Config, TrainFlags};
+use crate::config::{Config, TrainFlags, in_config};
 use crate::data::{DataArgs, load};
 use crate::fmt::thousands;
 use crate::{ConfigArg, Output};
@@ -82,9 +82,12 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
     let started = Instant::now();
     let split = itap::split_by_time(&loaded.batch, &eval)?;
     let model = itap::train(&loaded.batch, &split, &training, &features, &detector)
+        .map_err(in_config)
         .context("cannot train")?
         .model;
-    let threshold = eval.threshold(&model.training_scores)?;
+    let threshold = eval
+        .threshold(&model.training_scores)
+        .map_err(|e| in_config(e.into()))?;
     model.save(&path)?;
     let seconds = started.elapsed().as_secs_f64();
     let t = &model.training;

@@ -82,13 +82,9 @@ pub(crate) fn run(args: &ValidateArgs, out: Output) -> Result<ExitCode> {
 }
 
 fn write_report(report: &Report, path: &Path) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create folder {}", dir.display()))?;
-    }
     let mut text = report.to_json();
     text.push('\n');
-    std::fs::write(path, text)
+    itap::telemetry::write_atomic(path, text.as_bytes())
         .with_context(|| format!("cannot write the report to {}", path.display()))
 }
 

@@ -176,7 +176,10 @@ fn inspect_reads_a_users_own_csv() {
         .args(["inspect", "press.csv"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no timestamp column found"));
+        .stderr(
+            predicate::str::contains("no timestamp column found")
+                .and(predicate::str::contains("(in itap: --timestamp-column")),
+        );
 }
 
 #[test]

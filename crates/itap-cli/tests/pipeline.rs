@@ -220,7 +220,11 @@ fn bad_input_and_bad_flags_are_refused_before_anything_is_written() {
         ])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("2030-01-01"));
+        .stderr(
+            predicate::str::contains("2030-01-01").and(predicate::str::contains(
+                "(in itap: --train-fraction, --train-until",
+            )),
+        );
     itap(&dir)
         .args([
             "train",

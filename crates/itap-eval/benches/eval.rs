@@ -1,5 +1,6 @@
 //! Evaluation throughput (rows/s): metrics, events and breakdowns over scored rows.
 
+use itap_eval::ParamGuard;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

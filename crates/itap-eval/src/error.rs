@@ -2,18 +2,15 @@
 
 use std::path::PathBuf;
 
+use itap_telemetry::InvalidParam;
+
 /// Everything that can go wrong in itap-eval.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A parameter is out of its allowed range.
-    #[error("invalid parameter `{name}`: {reason}")]
-    InvalidParam {
-        /// The parameter, as named in the `[eval]` config section.
-        name: String,
-        /// Why, and what is accepted.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 
     /// There is no training score to set a threshold from.
     #[error("the model records no training score to set the threshold from; retrain it")]
@@ -25,7 +22,7 @@ pub enum Error {
 
     /// The split leaves no rows on one side.
     #[error(
-        "the split at {cut} leaves no {side} rows; choose another train fraction or --train-until"
+        "the split at {cut} leaves no {side} rows; choose another `train_fraction` or `train_until`"
     )]
     EmptySplit {
         /// The cut, RFC 3339.
@@ -63,9 +60,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidParam {
-            name: name.into(),
-            reason: reason.into(),
+        Error::InvalidParam(InvalidParam::new(name, reason))
+    }
+
+    /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
+    /// any other error is returned as it is.
+    #[must_use]
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
+            other => other,
         }
     }
 

@@ -128,12 +128,8 @@ pub fn threshold_from_training(train_scores: &[f64], rule: ThresholdRule) -> Res
         ThresholdRule::TrainingQuantile(q) => q,
         ThresholdRule::TargetAlertRate(r) => 1.0 - r,
     };
-    let value = quantile(train_scores, q).ok_or_else(|| {
-        Error::param(
-            "eval.threshold",
-            "no training score to set the threshold from",
-        )
-    })?;
+    let value = quantile(train_scores, q)
+        .ok_or_else(|| Error::param("threshold", "no training score to set the threshold from"))?;
     Ok(Threshold {
         value,
         rule,

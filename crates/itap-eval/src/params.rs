@@ -1,6 +1,6 @@
 //! Evaluation parameters and the time-based split.
 
-use itap_telemetry::{State, TimeZone, format_timestamp, parse_timestamp};
+use itap_telemetry::{ParamGuard, State, TimeZone, format_timestamp, parse_timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -101,15 +101,12 @@ impl EvalParams {
         self
     }
 
-    /// Checks every parameter.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParam`] naming the first parameter out of range.
-    pub fn check(&self) -> Result<CheckedEval> {
+    /// Checks every parameter; the cut and the threshold rule they give.
+    fn resolve(&self) -> Result<(Option<i64>, ThresholdRule)> {
         let p = self;
         if !(p.train_fraction > 0.0 && p.train_fraction < 1.0) {
             return Err(Error::param(
-                "eval.train_fraction",
+                "train_fraction",
                 format!(
                     "must be between 0 and 1 (exclusive), got {}",
                     p.train_fraction
@@ -121,18 +118,18 @@ impl EvalParams {
             .as_deref()
             .map(|t| {
                 parse_timestamp(t, TimeZone::UTC)
-                    .map_err(|e| Error::param("eval.train_until", e.to_string()))
+                    .map_err(|e| Error::param("train_until", e.to_string()))
             })
             .transpose()?;
         if p.states.is_empty() {
-            return Err(Error::param("eval.states", "name at least one state"));
+            return Err(Error::param("states", "name at least one state"));
         }
         // The model keeps its training scores as a sketch from the 0.5 to the
         // 0.9999 quantile (and the largest); a threshold beyond it would be the
         // largest training score, which no later data can be judged against.
         if !(SKETCH_MIN_QUANTILE..=SKETCH_MAX_QUANTILE).contains(&p.threshold_quantile) {
             return Err(Error::param(
-                "eval.threshold_quantile",
+                "threshold_quantile",
                 format!(
                     "must be between {SKETCH_MIN_QUANTILE} and {SKETCH_MAX_QUANTILE}, got {}",
                     p.threshold_quantile
@@ -144,41 +141,59 @@ impl EvalParams {
             Some(r) if (min_rate - 1e-12..=0.5).contains(&r) => ThresholdRule::TargetAlertRate(r),
             Some(r) => {
                 return Err(Error::param(
-                    "eval.target_alert_rate",
+                    "target_alert_rate",
                     format!("must be between 0.0001 and 0.5, got {r}"),
                 ));
             }
             None => ThresholdRule::TrainingQuantile(p.threshold_quantile),
         };
         for (name, v) in [
-            ("eval.alert_gap_seconds", p.alert_gap_seconds),
-            ("eval.grace_seconds", p.grace_seconds),
+            ("alert_gap_seconds", p.alert_gap_seconds),
+            ("grace_seconds", p.grace_seconds),
         ] {
             if !(v.is_finite() && v >= 0.0) {
                 return Err(Error::param(name, format!("must be a number ≥ 0, got {v}")));
             }
         }
         if p.top_n > 1000 {
-            return Err(Error::param("eval.top_n", "must be at most 1000"));
+            return Err(Error::param("top_n", "must be at most 1000"));
         }
         if p.sweep_percentiles
             .iter()
             .any(|q| !(0.0..=100.0).contains(q))
         {
             return Err(Error::param(
-                "eval.sweep_percentiles",
+                "sweep_percentiles",
                 "every percentile must be between 0 and 100",
             ));
         }
+        Ok((until, rule))
+    }
+}
+
+impl ParamGuard for EvalParams {
+    type Checked = CheckedEval;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
+        self.resolve().map(drop)
+    }
+
+    /// Checks every parameter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] naming the first parameter out of range.
+    fn check(self) -> Result<CheckedEval> {
+        let (until, rule) = self.resolve()?;
         Ok(CheckedEval {
-            params: p.clone(),
+            params: self,
             until,
             rule,
         })
     }
 }
 
-/// Evaluation parameters that passed [`EvalParams::check`].
+/// Evaluation parameters that passed [`EvalParams`]' [`check`](ParamGuard::check).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedEval {
     params: EvalParams,
@@ -275,31 +290,25 @@ mod tests {
 
     #[test]
     fn bad_params_are_named() {
-        let e = |p: EvalParams| p.check().unwrap_err().to_string();
-        assert!(e(EvalParams::default().train_fraction(1.0)).contains("eval.train_fraction"));
-        assert!(e(EvalParams::default().threshold_quantile(0.2)).contains("threshold_quantile"));
-        assert!(
-            e(EvalParams::default().target_alert_rate(Some(0.9))).contains("target_alert_rate")
-        );
+        let e = |p: EvalParams| {
+            assert!(p.check_ref().is_err());
+            match p.check().unwrap_err() {
+                Error::InvalidParam(e) => e.name,
+                other => panic!("{other}"),
+            }
+        };
+        let d = EvalParams::default;
+        assert_eq!(e(d().train_fraction(1.0)), "train_fraction");
+        assert_eq!(e(d().threshold_quantile(0.2)), "threshold_quantile");
+        assert_eq!(e(d().target_alert_rate(Some(0.9))), "target_alert_rate");
+        assert_eq!(e(d().states(vec![])), "states");
+        assert_eq!(e(d().train_until(Some("soon".into()))), "train_until");
+        assert!(d().check_ref().is_ok());
         // Thresholds no training-score sketch can honour are refused here, not at
         // scoring.
-        assert!(e(EvalParams::default().threshold_quantile(1.0)).contains("threshold_quantile"));
-        assert!(
-            e(EvalParams::default().target_alert_rate(Some(0.0))).contains("target_alert_rate")
-        );
-        assert!(
-            EvalParams::default()
-                .threshold_quantile(0.9999)
-                .check()
-                .is_ok()
-        );
-        assert!(
-            EvalParams::default()
-                .target_alert_rate(Some(0.0001))
-                .check()
-                .is_ok()
-        );
-        assert!(e(EvalParams::default().states(vec![])).contains("eval.states"));
-        assert!(e(EvalParams::default().train_until(Some("soon".into()))).contains("train_until"));
+        assert_eq!(e(d().threshold_quantile(1.0)), "threshold_quantile");
+        assert_eq!(e(d().target_alert_rate(Some(0.0))), "target_alert_rate");
+        assert!(d().threshold_quantile(0.9999).check().is_ok());
+        assert!(d().target_alert_rate(Some(0.0001)).check().is_ok());
     }
 }

@@ -1,9 +1,10 @@
 //! Artifacts: metrics.json, scores.csv and a self-contained report.html.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
-use itap_telemetry::{format_timestamp, write_timestamp};
+use itap_telemetry::{AtomicFile, format_timestamp, write_timestamp};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -38,32 +39,21 @@ pub struct InputDigest {
     pub sha256: Option<String>,
 }
 
-/// Writes `value` as pretty JSON to `path`, atomically, creating folders.
+/// Writes `value` as pretty JSON (and a final newline) to `path` through an
+/// [`AtomicFile`]: the file appears whole or not at all; folders are created.
+/// Other bytes go through [`itap_telemetry::write_atomic`].
 ///
 /// # Errors
-/// [`Error::Io`] naming the path.
+/// [`Error::Io`] naming the path when `value` cannot be serialized or written;
+/// [`Error::Telemetry`] holding an `Io` error naming the path (or its folder) when
+/// the file cannot be created or committed.
 pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
-    write_atomic(path, (text + "\n").as_bytes())
-}
-
-/// Writes `bytes` beside `path` and renames it into place, creating folders.
-///
-/// # Errors
-/// [`Error::Io`] naming the path.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::io(path, e)
-    })
+    let mut file = AtomicFile::create(path)?;
+    serde_json::to_writer_pretty(&mut file, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| file.write_all(b"\n"))
+        .map_err(|e| Error::io(path, e))?;
+    Ok(file.commit()?)
 }
 
 /// scores.csv: `timestamp, device_id, state, score, flagged, anomaly_tag`, one line

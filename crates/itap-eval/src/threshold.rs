@@ -107,6 +107,7 @@ impl CheckedEval {
 mod tests {
     use super::*;
     use crate::params::EvalParams;
+    use itap_telemetry::ParamGuard;
 
     fn scores(n: usize) -> Vec<f64> {
         // A skewed, unsorted sample.

@@ -1,5 +1,6 @@
 //! Evaluation on hand-made data whose right answers are known.
 
+use itap_eval::ParamGuard;
 use itap_eval::{
     EvalParams, InputDigest, METRICS_FORMAT_VERSION, MetricsFile, ScoredRows, ThresholdRule,
     evaluate, report_html, scores_csv, threshold_from_training,

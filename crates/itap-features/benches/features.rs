@@ -6,6 +6,7 @@
 //!     cargo bench -p itap-features
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use itap_features::ParamGuard;
 
 use itap_features::{FeatureParams, TrainSpan, WindowEngine, fit, transform};
 use itap_telemetry::{SimParams, simulate};

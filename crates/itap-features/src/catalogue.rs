@@ -322,6 +322,7 @@ fn point_meaning(kind: FeatureKind, sig: &str, halflife: &str, fill: &str) -> St
 mod tests {
     use super::*;
     use crate::params::FeatureParams;
+    use itap_telemetry::ParamGuard;
 
     #[test]
     fn the_default_catalogue_has_13_features_per_signal_and_4_per_device() {

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use itap_telemetry::InvalidParam;
+
 /// Everything that can go wrong in itap-features.
 ///
 /// Missing or undefined values in the data are not errors: they become NaN in the
@@ -28,13 +30,8 @@ pub enum Error {
     },
 
     /// A feature parameter is out of its allowed range.
-    #[error("invalid parameter `features.{name}`: {reason}")]
-    InvalidParam {
-        /// The parameter's name as it appears in the `[features]` config section.
-        name: String,
-        /// Why the value is refused, and what would be accepted.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 
     /// A signal the parameters or the fit name is not in the batch's schema.
     #[error("signal `{signal}` is not in the data (its signals: {available}); {hint}")]
@@ -89,9 +86,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidParam {
-            name: name.into(),
-            reason: reason.into(),
+        Error::InvalidParam(InvalidParam::new(name, reason))
+    }
+
+    /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
+    /// any other error is returned as it is.
+    #[must_use]
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
+            other => other,
         }
     }
 

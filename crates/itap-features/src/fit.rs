@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use itap_telemetry::{Batch, MICROS_PER_SEC, State, format_timestamp};
+use itap_telemetry::{Batch, MICROS_PER_SEC, ParamGuard, State, format_timestamp};
 
 use crate::catalogue::{FeatureInfo, Plan, plan, select_signals, unknown_signal};
 use crate::error::{Error, Result};

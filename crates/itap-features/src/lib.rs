@@ -16,5 +16,6 @@ pub use error::{Error, Result};
 pub use fit::{
     Baseline, DeviceBaselines, FeaturesFit, SeasonalProfile, TrainSpan, describe_period, fit,
 };
+pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use matrix::{FeatureMatrix, PARQUET_CATALOGUE_KEY};
 pub use params::{CheckedFeatures, FeatureKind, FeatureParams, Period, Window, WindowEngine};

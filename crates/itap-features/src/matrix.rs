@@ -1,7 +1,6 @@
 //! The feature matrix: named `f64` columns aligned row for row with the batch,
 //! with its keys, and its export to CSV and Parquet through polars.
 
-use std::fs::File;
 use std::ops::Range;
 use std::path::Path;
 
@@ -10,6 +9,8 @@ use polars::prelude::{
     KeyValueMetadata, NamedFrom, NewChunkedArray, ParquetWriter, SerWriter, Series, TimeUnit,
     TimeZone as PlTimeZone,
 };
+
+use itap_telemetry::AtomicFile;
 
 use crate::catalogue::FeatureInfo;
 use crate::error::{Error, Result};
@@ -176,12 +177,13 @@ impl FeatureMatrix {
     }
 
     /// Writes the matrix with its keys: Parquet when the path ends in `.parquet`,
-    /// CSV otherwise. Folders are created. Rows are written in slices of 131,072, so
-    /// writing needs little memory beyond the matrix.
+    /// CSV otherwise, through an [`AtomicFile`] (the file appears whole or not at
+    /// all). Folders are created. Rows are written in slices of 131,072, so writing
+    /// needs little memory beyond the matrix.
     ///
     /// # Errors
-    /// [`Error::Io`] when the file cannot be created, [`Error::Polars`] when
-    /// writing fails.
+    /// [`Error::Telemetry`] holding an `Io` error naming the path when the file
+    /// cannot be created or committed, [`Error::Polars`] when writing fails.
     pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let parquet = path
@@ -203,8 +205,8 @@ impl FeatureMatrix {
         let path = path.as_ref();
         let mut slices = self.slices();
         let first = self.frame(slices.next().unwrap_or(0..0))?;
-        let file = create(path)?;
-        let mut w = CsvWriter::new(file)
+        let mut file = AtomicFile::create(path)?;
+        let mut w = CsvWriter::new(&mut file)
             .with_datetime_format(Some("%Y-%m-%dT%H:%M:%S%.fZ".into()))
             .batched(first.schema())?;
         w.write_batch(&first)?;
@@ -213,7 +215,8 @@ impl FeatureMatrix {
             w.write_batch(&self.frame(rows)?)?;
         }
         w.finish()?;
-        Ok(())
+        drop(w);
+        Ok(file.commit()?)
     }
 
     /// Writes Parquet (a row group per 131,072 rows), with the catalogue as JSON in
@@ -227,8 +230,8 @@ impl FeatureMatrix {
             .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
         let mut slices = self.slices();
         let first = self.frame(slices.next().unwrap_or(0..0))?;
-        let file = create(path)?;
-        let mut w = ParquetWriter::new(file)
+        let mut file = AtomicFile::create(path)?;
+        let mut w = ParquetWriter::new(&mut file)
             .with_key_value_metadata(Some(KeyValueMetadata::from_static(vec![(
                 PARQUET_CATALOGUE_KEY.to_owned(),
                 catalogue,
@@ -240,16 +243,10 @@ impl FeatureMatrix {
             w.write_batch(&self.frame(rows)?)?;
         }
         w.finish()?;
-        Ok(())
+        drop(w);
+        Ok(file.commit()?)
     }
 }
 
 /// Rows per slice when writing.
 const WRITE_ROWS: usize = 131_072;
-
-fn create(path: &Path) -> Result<File> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    File::create(path).map_err(|e| Error::io(path, e))
-}

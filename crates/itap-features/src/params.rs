@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use itap_telemetry::{MICROS_PER_SEC, parse_duration};
+use itap_telemetry::{MICROS_PER_SEC, ParamGuard, parse_duration};
 
 use crate::error::{Error, Result};
 
@@ -311,7 +311,7 @@ pub enum Period {
 
 /// Feature parameters, unchecked: the `[features]` section of the config file.
 ///
-/// Build with [`Default`] and the setters (or deserialize), then [`check`](Self::check)
+/// Build with [`Default`] and the setters (or deserialize), then [`check`](ParamGuard::check)
 /// once; only [`CheckedFeatures`] can fit and transform.
 ///
 /// | Name | Default | Meaning | Range |
@@ -479,13 +479,9 @@ impl FeatureParams {
         self
     }
 
-    /// Checks every parameter.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParam`] naming the first parameter out of range or a
-    /// duration that does not parse.
-    pub fn check(self) -> Result<CheckedFeatures> {
-        let p = &self;
+    /// Checks every parameter and resolves them into the units the engine uses.
+    fn resolve(&self) -> Result<Resolved> {
+        let p = self;
         for (i, s) in p.signals.iter().enumerate() {
             if s.trim().is_empty() || p.signals[..i].contains(s) {
                 return Err(Error::param(
@@ -610,15 +606,33 @@ impl FeatureParams {
                 format!("{} is not a share above 0 and at most 1", p.train_fraction),
             ));
         }
+        Ok(Resolved {
+            kinds,
+            windows,
+            ewm_halflife_us,
+            fill_limit_us,
+            period,
+            elapsed_cap_us,
+        })
+    }
+}
+
+impl ParamGuard for FeatureParams {
+    type Checked = CheckedFeatures;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
+        self.resolve().map(drop)
+    }
+
+    /// Checks every parameter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] naming the first parameter out of range or a
+    /// duration that does not parse.
+    fn check(self) -> Result<CheckedFeatures> {
         Ok(CheckedFeatures {
-            resolved: Resolved {
-                kinds,
-                windows,
-                ewm_halflife_us,
-                fill_limit_us,
-                period,
-                elapsed_cap_us,
-            },
+            resolved: self.resolve()?,
             params: self,
         })
     }
@@ -747,8 +761,11 @@ mod tests {
             (FeatureParams::default().signals(["a", "a"]), "signals"),
         ];
         for (p, name) in cases {
-            let e = p.check().unwrap_err().to_string();
-            assert!(e.contains(&format!("features.{name}")), "{e}");
+            assert!(p.check_ref().is_err(), "{name}");
+            match p.check().unwrap_err() {
+                Error::InvalidParam(e) => assert_eq!(e.name, name, "{e}"),
+                other => panic!("{other}"),
+            }
         }
         // Windowed kinds are not needed for an empty window list to be fine.
         assert!(

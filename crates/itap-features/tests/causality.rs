@@ -4,6 +4,7 @@
 
 mod common;
 
+use itap_features::ParamGuard;
 use proptest::prelude::*;
 
 use itap_features::{

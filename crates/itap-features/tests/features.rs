@@ -2,6 +2,7 @@
 
 mod common;
 
+use itap_features::ParamGuard;
 use itap_features::{
     Error, FeatureKind, FeatureParams, FeaturesFit, PARQUET_CATALOGUE_KEY, TrainSpan, catalogue,
     fit, transform,
@@ -572,6 +573,6 @@ fn a_fit_edited_into_inconsistency_is_refused_not_panicked_on() {
     let broken: FeaturesFit = serde_json::from_value(json).unwrap();
     assert!(matches!(
         transform(&b, &broken).unwrap_err(),
-        Error::InvalidParam { .. }
+        Error::InvalidParam(_)
     ));
 }

@@ -3,6 +3,7 @@
 
 mod common;
 
+use itap_features::ParamGuard;
 use std::path::Path;
 
 use itap_features::{FeatureKind, FeatureParams, TrainSpan, WindowEngine, fit, transform};

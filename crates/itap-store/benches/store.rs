@@ -1,6 +1,7 @@
 //! Ingest throughput (rows/s) into SQLite and, when `ITAP_TEST_POSTGRES_URL` is set,
 //! PostgreSQL: a first ingest into an empty dataset and a re-ingest of the same rows.
 
+use itap_store::ParamGuard;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

@@ -1,5 +1,7 @@
 //! The crate's error type.
 
+use itap_telemetry::InvalidParam;
+
 /// Everything that can go wrong in itap-store.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +44,7 @@ pub enum Error {
 
     /// The batch's signals differ from the dataset's recorded schema.
     #[error(
-        "the input's signals differ from dataset `{dataset}`: {details}; ingest it into another dataset (--dataset) or fix its columns"
+        "the input's signals differ from dataset `{dataset}`: {details}; ingest it into another dataset or fix its columns"
     )]
     SchemaMismatch {
         /// The dataset.
@@ -69,10 +71,26 @@ pub enum Error {
     /// The telemetry layer failed (building a batch from stored rows).
     #[error(transparent)]
     Telemetry(#[from] itap_telemetry::Error),
+
+    /// A store parameter is out of its allowed range.
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 }
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
+    /// any other error is returned as it is.
+    #[must_use]
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
+            other => other,
+        }
+    }
+}
 
 /// Adds "while …" context to driver errors.
 pub(crate) trait Context<T> {

@@ -9,6 +9,7 @@ mod store;
 
 pub use error::{Error, Result};
 pub use ingest::{Ingest, IngestCounts, IngestReport, IngestSource, OnConflict};
+pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use ledger::LedgerEntry;
 pub use query::{DatasetStats, RangeQuery};
 pub use store::{

@@ -1,6 +1,7 @@
 //! Storage tests, run on SQLite always and on PostgreSQL when `ITAP_TEST_POSTGRES_URL`
 //! is set (each test in its own schema, dropped and re-created first).
 
+use itap_store::ParamGuard;
 use itap_store::{Backend, Error, IngestSource, OnConflict, RangeQuery, Store, StoreOptions};
 use itap_telemetry::{Batch, BatchColumns, Schema, Signal, SignalKind, SimParams, State, simulate};
 use itap_validate::{Validated, ValidationParams, validate_batch};

@@ -3,7 +3,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use itap_telemetry::{CsvReader, ReadOptions, SimParams, simulate, write_csv_to};
+use itap_telemetry::{CsvReader, ParamGuard, ReadOptions, SimParams, simulate, write_csv_to};
 
 fn sizes() -> [(usize, f64); 2] {
     // (devices, hours) at 10 s: 54,000 and 864,000 rows.

@@ -8,12 +8,13 @@
 
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use csv::{ByteRecord, ReaderBuilder, WriterBuilder};
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::AtomicFile;
 use crate::batch::{Batch, BatchBuilder};
 use crate::error::{Error, Result};
 use crate::schema::{RESERVED, Schema, Signal, SignalKind, State};
@@ -490,8 +491,9 @@ impl<R: Read> RawCsvReader<R> {
     ///
     /// # Errors
     /// [`Error::Empty`] without a header; [`Error::MissingColumn`] when the
-    /// timestamp column or a named column is absent; [`Error::InvalidParam`] when
-    /// a signal column's name is not a usable identifier or appears twice;
+    /// timestamp column or a named column is absent; [`Error::InvalidParam`]
+    /// (named `header.signals.NAME`) when a signal column's name is not a usable
+    /// identifier or appears twice;
     /// [`Error::Csv`] when reading fails.
     pub fn from_reader(reader: R, name: impl AsRef<Path>, opts: &ReadOptions) -> Result<Self> {
         let path = name.as_ref().to_path_buf();
@@ -689,21 +691,17 @@ fn detect_layout(
         Some(n) => named(n).ok_or_else(|| {
             missing(
                 format!("timestamp column `{n}`"),
-                "--timestamp-column or [telemetry.input]",
+                "the `timestamp_column` read option",
             )
         })?,
-        None => find_column(&header, &TIMESTAMP_NAMES).ok_or_else(|| {
-            missing(
-                "timestamp".into(),
-                "--timestamp-column or timestamp_column in [telemetry.input]",
-            )
-        })?,
+        None => find_column(&header, &TIMESTAMP_NAMES)
+            .ok_or_else(|| missing("timestamp".into(), "the `timestamp_column` read option"))?,
     };
     let device = match &opts.device_column {
         Some(n) => Some(named(n).ok_or_else(|| {
             missing(
                 format!("device column `{n}`"),
-                "--device-column or [telemetry.input]",
+                "the `device_column` read option",
             )
         })?),
         None => find_column(&header, &DEVICE_NAMES),
@@ -746,12 +744,8 @@ fn detect_layout(
         opts.signals
             .iter()
             .map(|n| {
-                named(n).ok_or_else(|| {
-                    missing(
-                        format!("signal `{n}`"),
-                        "the signals list in [telemetry.input]",
-                    )
-                })
+                named(n)
+                    .ok_or_else(|| missing(format!("signal `{n}`"), "the `signals` read option"))
             })
             .collect::<Result<_>>()?
     };
@@ -769,13 +763,7 @@ fn detect_layout(
                 .unwrap_or_else(|| Signal::new(name.clone()))
         })
         .collect();
-    let schema = Schema::new(schema_signals).map_err(|e| match e {
-        Error::InvalidParam { name, reason } => Error::InvalidParam {
-            name: format!("{} column {name}", path.display()),
-            reason,
-        },
-        other => other,
-    })?;
+    let schema = Schema::new(schema_signals).map_err(|e| e.in_section("header"))?;
     let default_device = opts.default_device.clone().unwrap_or_else(|| {
         path.file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -801,7 +789,7 @@ fn detect_layout(
 /// round-trip floats, integers for `int` signals, an empty field for a missing value.
 ///
 /// ```
-/// use itap_telemetry::{simulate, write_csv_to, SimParams};
+/// use itap_telemetry::{ParamGuard, simulate, write_csv_to, SimParams};
 /// let batch = simulate(&SimParams::default().devices(2).hours(0.01).check()?);
 /// let mut out = Vec::new();
 /// write_csv_to(&batch, &mut out)?;
@@ -878,39 +866,20 @@ pub fn write_csv_to<W: Write>(batch: &Batch, out: W) -> Result<()> {
     Ok(())
 }
 
-/// Writes a batch to a CSV file (see [`write_csv_to`]), creating parent folders.
-///
-/// The file is written beside its destination under a temporary name and renamed
-/// into place only when complete, so a failure never leaves a half-written file at
-/// `path`.
+/// Writes a batch to a CSV file (see [`write_csv_to`]) through an [`AtomicFile`],
+/// creating parent folders: the file appears whole or not at all, and a failure
+/// leaves any earlier file at `path` untouched.
 ///
 /// # Errors
 /// [`Error::Io`] naming the path when a folder or the file cannot be written.
 pub fn write_csv(batch: &Batch, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".partial");
-    let tmp = path.with_file_name(tmp_name);
-    let result = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut buf = BufWriter::with_capacity(1 << 20, file);
-        write_csv_to(batch, &mut buf).map_err(|e| match e {
-            Error::Io { source, .. } => Error::io(&tmp, source),
-            other => other,
-        })?;
-        let file = buf
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut file = AtomicFile::create(path)?;
+    write_csv_to(batch, &mut file).map_err(|e| match e {
+        Error::Io { source, .. } => Error::io(path, source),
+        other => other,
+    })?;
+    file.commit()
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::param::InvalidParam;
+
 /// Everything that can go wrong in itap-telemetry.
 ///
 /// Variants carry the context a user needs to fix the input: the file, the line
@@ -54,7 +56,8 @@ pub enum Error {
         role: String,
         /// The header as read, comma-joined.
         header: String,
-        /// How to tell the reader which column it is.
+        /// How to tell the reader which column it is: the [`ReadOptions`](crate::ReadOptions)
+        /// field, in words.
         hint: &'static str,
     },
 
@@ -75,13 +78,8 @@ pub enum Error {
     },
 
     /// A parameter or schema declaration is out of its allowed range.
-    #[error("invalid parameter `{name}`: {reason}")]
-    InvalidParam {
-        /// The parameter's name as it appears in the config file.
-        name: String,
-        /// Why the value is refused, and what would be accepted.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 
     /// Columns of a batch do not fit together.
     #[error("inconsistent batch: {0}")]
@@ -100,9 +98,16 @@ impl Error {
     }
 
     pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidParam {
-            name: name.into(),
-            reason: reason.into(),
+        Error::InvalidParam(InvalidParam::new(name, reason))
+    }
+
+    /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
+    /// any other error is returned as it is.
+    #[must_use]
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
+            other => other,
         }
     }
 }

@@ -1,12 +1,15 @@
 #![doc = include_str!("../README.md")]
 
+mod atomic;
 mod batch;
 mod csv_io;
 mod error;
+mod param;
 mod schema;
 mod sim;
 mod time;
 
+pub use atomic::{AtomicFile, write_atomic};
 pub use batch::{Batch, BatchBuilder, BatchColumns};
 pub use csv_io::{
     CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, RawCsvReader, RawRecord,
@@ -14,6 +17,7 @@ pub use csv_io::{
     write_csv_to,
 };
 pub use error::{Error, Result};
+pub use param::{InvalidParam, ParamGuard};
 pub use schema::{FaultKind, RESERVED, Schema, Signal, SignalKind, State, check_identifier};
 pub use sim::params::{
     AmbientParams, CheckedSimParams, FaultKindParams, FaultParams, SimParams, SimSignal,

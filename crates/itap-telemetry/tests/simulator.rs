@@ -2,7 +2,7 @@
 //! exact ground truth.
 
 use itap_telemetry::{
-    Batch, CheckedSimParams, FaultKind, FaultParams, SimParams, State, codes, simulate,
+    Batch, CheckedSimParams, FaultKind, FaultParams, ParamGuard, SimParams, State, codes, simulate,
     simulate_device_batch, write_csv_to,
 };
 

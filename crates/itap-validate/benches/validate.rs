@@ -1,6 +1,7 @@
 //! Validation throughput in rows per second: a batch in memory, and CSV read +
 //! validate (from bytes in memory, and from a file), at 54,000 and 864,000 rows.
 
+use itap_validate::ParamGuard;
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};

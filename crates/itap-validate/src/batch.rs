@@ -19,7 +19,7 @@ use crate::validated::Validated;
 /// rows are; `line` is `None` in the examples and `row` is the batch row.
 ///
 /// ```
-/// use itap_validate::{validate_batch, ValidationParams, Verdict};
+/// use itap_validate::{validate_batch, ParamGuard, ValidationParams, Verdict};
 /// use itap_telemetry::{simulate, SimParams};
 /// let batch = simulate(&SimParams::default().devices(3).hours(1.0).check()?);
 /// let params = ValidationParams::default().check()?;

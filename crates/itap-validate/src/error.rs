@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use itap_telemetry::InvalidParam;
+
 /// Everything that can go wrong in itap-validate.
 ///
 /// Problems *in the data* are not errors: they are findings in the
@@ -26,13 +28,8 @@ pub enum Error {
     Telemetry(#[from] itap_telemetry::Error),
 
     /// A validation parameter is out of its allowed range.
-    #[error("invalid parameter `validation.{name}`: {reason}")]
-    InvalidParam {
-        /// The parameter's name as it appears in the `[validation]` config section.
-        name: String,
-        /// Why the value is refused, and what would be accepted.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidParam(#[from] InvalidParam),
 
     /// Validated rows were asked for a file whose report rejects it.
     #[error(
@@ -82,9 +79,16 @@ impl Error {
     }
 
     pub(crate) fn param(name: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::InvalidParam {
-            name: name.into(),
-            reason: reason.into(),
+        Error::InvalidParam(InvalidParam::new(name, reason))
+    }
+
+    /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
+    /// any other error is returned as it is.
+    #[must_use]
+    pub fn in_section(self, section: &str) -> Self {
+        match self {
+            Error::InvalidParam(p) => Error::InvalidParam(p.prefixed(section)),
+            other => other,
         }
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use itap_telemetry::{
-    Batch, BatchBuilder, InputLayout, RawCsvReader, RawRecord, ReadOptions, Schema, State,
-    TimeZone, TruthColumn, parse_int, parse_number, parse_timestamp_bytes,
+    AtomicFile, Batch, BatchBuilder, InputLayout, RawCsvReader, RawRecord, ReadOptions, Schema,
+    State, TimeZone, TruthColumn, parse_int, parse_number, parse_timestamp_bytes,
 };
 
 use crate::checks::Check;
@@ -544,7 +544,7 @@ fn layout_info(l: &InputLayout) -> LayoutInfo {
 /// found, under the input's header.
 ///
 /// ```
-/// use itap_validate::{validate_reader, ValidationParams, Verdict};
+/// use itap_validate::{validate_reader, ParamGuard, ValidationParams, Verdict};
 /// use itap_telemetry::ReadOptions;
 /// let csv = "timestamp,device_id,temp_c\n\
 ///            2026-01-01T00:00:00Z,A,50.5\n\
@@ -717,7 +717,7 @@ fn unreadable_header(
             role.clone(),
             format!("no {role} column in the header ({header}); name it with {hint}"),
         ),
-        itap_telemetry::Error::InvalidParam { name, reason } => (Check::BadHeader, name, reason),
+        itap_telemetry::Error::InvalidParam(p) => (Check::BadHeader, p.name, p.reason),
         other => return Err(other.into()),
     };
     let mut engine = Engine::new(
@@ -738,8 +738,9 @@ fn unreadable_header(
 }
 
 /// Validates a CSV file in bounded memory (see [`validate_reader`]); with
-/// `quarantine`, writes the bad rows there (atomically: beside it under a temporary
-/// name, then renamed), creating parent folders.
+/// `quarantine`, writes the bad rows there through an
+/// [`AtomicFile`](itap_telemetry::AtomicFile) (whole or not at all), creating
+/// parent folders.
 ///
 /// Memory stays bounded by one chunk of [`CHUNK_ROWS`] rows plus small per-device
 /// state, whatever the file's size.
@@ -759,27 +760,10 @@ pub fn validate_file(
     let Some(qpath) = quarantine else {
         return validate_reader(reader, path, opts, params, None);
     };
-    if let Some(dir) = qpath.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
-    let mut tmp_name = qpath.file_name().unwrap_or_default().to_os_string();
-    tmp_name.push(".partial");
-    let tmp = qpath.with_file_name(tmp_name);
-    let result = (|| {
-        let qfile = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut qbuf = std::io::BufWriter::with_capacity(1 << 16, qfile);
-        let report = validate_reader(reader, path, opts, params, Some(&mut qbuf))?;
-        let qfile = qbuf
-            .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        qfile.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        std::fs::rename(&tmp, qpath).map_err(|e| Error::io(qpath, e))?;
-        Ok(report)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut qfile = AtomicFile::create(qpath)?;
+    let report = validate_reader(reader, path, opts, params, Some(&mut qfile))?;
+    qfile.commit()?;
+    Ok(report)
 }
 
 /// The validated rows of a file, in chunks, for a store to ingest.
@@ -797,7 +781,7 @@ pub fn validate_file(
 /// file changed while it was read).
 ///
 /// ```
-/// use itap_validate::{validate_file, ValidatedChunks, ValidationParams};
+/// use itap_validate::{validate_file, ParamGuard, ValidatedChunks, ValidationParams};
 /// use itap_telemetry::ReadOptions;
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("t.csv");
@@ -994,7 +978,7 @@ mod tests {
     use std::fmt::Write as _;
 
     use super::*;
-    use crate::{Level, ValidationParams, Verdict};
+    use crate::{Level, ParamGuard, ValidationParams, Verdict};
 
     /// Three devices at 10 s, rows interleaved, with nearly every kind of problem.
     fn messy_csv() -> String {

@@ -19,6 +19,7 @@ pub use file::{
     CHUNK_ROWS, QUARANTINE_REASONS_COLUMN, ValidatedChunks, sha256_file, validate_file,
     validate_reader,
 };
+pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use params::{CheckedValidation, Policy, ValidationParams};
 pub use report::{
     CheckSummary, ColumnStats, DeviceSummary, Example, Finding, InputInfo, LayoutInfo,

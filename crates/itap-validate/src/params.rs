@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use itap_telemetry::{TimeZone, parse_duration, parse_timestamp};
+use itap_telemetry::{ParamGuard, TimeZone, parse_duration, parse_timestamp};
 
 use crate::checks::{Check, Level};
 use crate::error::{Error, Result};
@@ -49,8 +49,8 @@ impl std::str::FromStr for Policy {
 
 /// Validation parameters, unchecked: the `[validation]` section of the config file.
 ///
-/// Build with [`Default`] and the setters (or deserialize), then [`check`](Self::check)
-/// once; only [`CheckedValidation`] can run.
+/// Build with [`Default`] and the setters (or deserialize), then
+/// [`check`](ParamGuard::check) once; only [`CheckedValidation`] can run.
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
@@ -244,14 +244,9 @@ impl ValidationParams {
         self
     }
 
-    /// Checks every parameter.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParam`] naming the first parameter out of range, a duration
-    /// or timestamp that does not parse, an unknown check id in `severity`, or an
-    /// override of a fixed check.
-    pub fn check(self) -> Result<CheckedValidation> {
-        let p = &self;
+    /// Checks every parameter and resolves them into the units the checks use.
+    fn resolve(&self) -> Result<Resolved> {
+        let p = self;
         if p.max_examples > 10_000 {
             return Err(Error::param("max_examples", "at most 10000"));
         }
@@ -344,14 +339,33 @@ impl ValidationParams {
             levels[check_index(check)] = *level;
         }
         check_declared_signals(p.declared_signals.as_deref())?;
+        Ok(Resolved {
+            interval_us,
+            clock_jump_us,
+            future_tolerance_us,
+            now_us,
+            levels,
+        })
+    }
+}
+
+impl ParamGuard for ValidationParams {
+    type Checked = CheckedValidation;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
+        self.resolve().map(drop)
+    }
+
+    /// Checks every parameter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] naming the first parameter out of range, a duration
+    /// or timestamp that does not parse, an unknown check id in `severity`, or an
+    /// override of a fixed check.
+    fn check(self) -> Result<CheckedValidation> {
         Ok(CheckedValidation {
-            resolved: Resolved {
-                interval_us,
-                clock_jump_us,
-                future_tolerance_us,
-                now_us,
-                levels,
-            },
+            resolved: self.resolve()?,
             params: self,
         })
     }
@@ -453,7 +467,7 @@ mod tests {
     #[test]
     fn bad_values_are_named() {
         let name_of = |p: ValidationParams| match p.check().unwrap_err() {
-            Error::InvalidParam { name, .. } => name,
+            Error::InvalidParam(p) => p.name,
             other => panic!("{other}"),
         };
         let d = ValidationParams::default;

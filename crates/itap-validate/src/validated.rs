@@ -13,6 +13,7 @@ use std::ops::Deref;
 ///
 /// ```compile_fail
 /// // Outside this crate a Validated cannot be built from a plain batch.
+/// use itap_telemetry::ParamGuard;
 /// let batch = itap_telemetry::simulate(&itap_telemetry::SimParams::default().devices(1).hours(0.01).check().unwrap());
 /// let forged = itap_validate::Validated(batch);
 /// ```
@@ -67,7 +68,7 @@ impl<T> AsRef<T> for Validated<T> {
 
 #[cfg(test)]
 mod tests {
-    use itap_telemetry::{SimParams, simulate};
+    use itap_telemetry::{ParamGuard, SimParams, simulate};
 
     use crate::{ValidationParams, validate_batch};
 

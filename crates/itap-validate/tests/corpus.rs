@@ -2,6 +2,7 @@
 //! and none panics.
 
 use itap_telemetry::{ReadOptions, Schema};
+use itap_validate::ParamGuard;
 use itap_validate::{
     Check, Finding, Level, Policy, Report, Severity, ValidationParams, Verdict, validate_reader,
 };

@@ -5,6 +5,7 @@
 use std::fs;
 
 use itap_telemetry::{Batch, BatchBuilder, ReadOptions, Schema, Signal, State};
+use itap_validate::ParamGuard;
 use itap_validate::{
     Check, Error, Finding, Level, Policy, Report, Scope, Severity, ValidatedChunks,
     ValidationParams, Verdict, validate_batch, validate_file, validate_reader,

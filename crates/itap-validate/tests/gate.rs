@@ -1,6 +1,7 @@
 //! The type gate: validated rows come only from a report that accepts them, for the
 //! file it was made for, with the settings it was made with.
 
+use itap_validate::ParamGuard;
 use std::fs;
 use std::path::Path;
 
@@ -101,7 +102,15 @@ fn quarantine_yields_the_good_rows_and_writes_the_bad_ones() {
         lines[2],
         "line 5: schema.type: rpm = abc: not a number,2026-01-01T00:00:00Z,B,abc,50.0"
     );
-    assert!(!dir.path().join("out/quarantine.csv.partial").exists());
+    let names: Vec<_> = fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["quarantine.csv"],
+        "no temporary file is left behind"
+    );
 
     // Fixed by hand, the quarantined rows validate: the reasons column is ignored.
     let fixed = q.replace(",200.0", ",51.0").replace(",abc,", ",1499,");

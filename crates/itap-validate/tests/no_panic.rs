@@ -1,6 +1,7 @@
 //! Whatever the bytes, the validator answers with a report: no panic, no error for
 //! in-memory input, and findings that agree with the strict reader.
 
+use itap_validate::ParamGuard;
 use proptest::prelude::*;
 
 use itap_telemetry::{CsvReader, ReadOptions, Schema};

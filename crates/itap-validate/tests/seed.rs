@@ -1,5 +1,6 @@
 //! Parity with the seed platform's reference file and its validation figures.
 
+use itap_validate::ParamGuard;
 use std::path::PathBuf;
 
 use itap_telemetry::{ReadOptions, Schema, read_csv};

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use itap_telemetry::ParamGuard;
+
 use crate::error::{Error, Result};
 
 /// The largest subsample size: its height limit, 24, bounds every tree's depth.
@@ -10,7 +12,7 @@ pub const MAX_SAMPLES_LIMIT: usize = 1 << 24;
 /// Isolation Forest parameters, unchecked: the `[model.iforest]` config section.
 ///
 /// Build with [`Default`] and the setters (or deserialize), then
-/// [`check`](Self::check) once; only [`CheckedIsolationForest`] can fit.
+/// [`check`](ParamGuard::check) once; only [`CheckedIsolationForest`] can fit.
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
@@ -66,13 +68,13 @@ impl IsolationForestParams {
         self.seed = v;
         self
     }
+}
 
-    /// Checks every parameter against its range.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidParam`] naming the first parameter out of range.
-    pub fn check(self) -> Result<CheckedIsolationForest> {
+impl ParamGuard for IsolationForestParams {
+    type Checked = CheckedIsolationForest;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
         if !(1..=100_000).contains(&self.trees) {
             return Err(Error::param(
                 "trees",
@@ -97,6 +99,16 @@ impl IsolationForestParams {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Checks every parameter against its range.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidParam`] naming the first parameter out of range.
+    fn check(self) -> Result<CheckedIsolationForest> {
+        self.check_ref()?;
         Ok(CheckedIsolationForest(self))
     }
 }
@@ -184,7 +196,7 @@ mod tests {
             ),
         ] {
             match p.check() {
-                Err(Error::InvalidParam { name: n, .. }) => assert_eq!(n, name),
+                Err(Error::InvalidParam(p)) => assert_eq!(p.name, name),
                 other => panic!("expected an error for {name}, got {other:?}"),
             }
         }

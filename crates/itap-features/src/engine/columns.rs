@@ -83,7 +83,7 @@ fn slot<'s>(
 
 #[cfg(test)]
 mod tests {
-    use itap_telemetry::{Schema, Signal};
+    use itap_telemetry::{ParamGuard, Schema, Signal};
 
     use super::*;
     use crate::catalogue::plan;

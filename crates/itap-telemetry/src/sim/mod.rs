@@ -20,7 +20,7 @@ use params::{CheckedSimParams, codes};
 /// Simulates the fleet: rows ordered by timestamp, then device (the seed's order).
 ///
 /// ```
-/// use itap_telemetry::{simulate, SimParams};
+/// use itap_telemetry::{ParamGuard, simulate, SimParams};
 /// let batch = simulate(&SimParams::default().devices(3).hours(1.0).check()?);
 /// assert_eq!(batch.len(), 3 * 360);
 /// assert_eq!(batch.device_names(), ["DEV-0000", "DEV-0001", "DEV-0002"]);

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::param::ParamGuard;
 use crate::schema::{FaultKind, Schema, Signal, State};
 use crate::time::{MICROS_PER_SEC, TimeZone, parse_timestamp};
 
@@ -282,7 +283,7 @@ pub mod codes {
 }
 
 /// Everything the simulator needs. Build it, change it with the setters, then
-/// [`SimParams::check`] it; only checked parameters run.
+/// [`check`](ParamGuard::check) it ([`ParamGuard`]); only checked parameters run.
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
@@ -381,11 +382,8 @@ impl SimParams {
         self
     }
 
-    /// Checks every parameter.
-    ///
-    /// # Errors
-    /// [`Error::InvalidParam`] naming the first parameter out of range and why.
-    pub fn check(&self) -> Result<CheckedSimParams> {
+    /// Checks every parameter and derives what the simulator needs from them.
+    fn derive(&self) -> Result<Derived> {
         let p = self;
         let positive = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -409,25 +407,25 @@ impl SimParams {
         };
         if !(1..=100_000).contains(&p.devices) {
             return Err(Error::param(
-                "telemetry.devices",
+                "devices",
                 format!("must be between 1 and 100000, got {}", p.devices),
             ));
         }
-        positive("telemetry.hours", p.hours)?;
-        positive("telemetry.freq_seconds", p.freq_seconds)?;
+        positive("hours", p.hours)?;
+        positive("freq_seconds", p.freq_seconds)?;
         if p.freq_seconds < 0.001 {
             return Err(Error::param(
-                "telemetry.freq_seconds",
+                "freq_seconds",
                 "must be at least 0.001 (timestamps are microseconds)",
             ));
         }
         let start_us = parse_timestamp(&p.start, TimeZone::UTC)
-            .map_err(|e| Error::param("telemetry.start", e.to_string()))?;
+            .map_err(|e| Error::param("start", e.to_string()))?;
         let interval_us = (p.freq_seconds * MICROS_PER_SEC as f64).round() as i64;
         let steps = (p.hours * 3600.0 / p.freq_seconds).floor();
         if !(1.0..=1e6).contains(&steps) {
             return Err(Error::param(
-                "telemetry.hours",
+                "hours",
                 format!(
                     "gives {steps} samples per device at {} s; it must give 1 to 1,000,000",
                     p.freq_seconds
@@ -456,27 +454,21 @@ impl SimParams {
             }
         }
         let st = &p.states;
-        positive("telemetry.states.run_minutes", st.run_minutes)?;
-        positive("telemetry.states.idle_minutes", st.idle_minutes)?;
-        positive("telemetry.states.maint_minutes", st.maint_minutes)?;
-        unit("telemetry.states.maint_share", st.maint_share)?;
-        unit("telemetry.states.idle_load", st.idle_load)?;
-        positive(
-            "telemetry.states.rpm_time_constant_s",
-            st.rpm_time_constant_s,
-        )?;
-        positive(
-            "telemetry.states.thermal_time_constant_s",
-            st.thermal_time_constant_s,
-        )?;
+        positive("states.run_minutes", st.run_minutes)?;
+        positive("states.idle_minutes", st.idle_minutes)?;
+        positive("states.maint_minutes", st.maint_minutes)?;
+        unit("states.maint_share", st.maint_share)?;
+        unit("states.idle_load", st.idle_load)?;
+        positive("states.rpm_time_constant_s", st.rpm_time_constant_s)?;
+        positive("states.thermal_time_constant_s", st.thermal_time_constant_s)?;
         let a = &p.ambient;
         if !a.mean_c.is_finite() {
-            return Err(Error::param("telemetry.ambient.mean_c", "must be finite"));
+            return Err(Error::param("ambient.mean_c", "must be finite"));
         }
         if !(a.amplitude_c.is_finite() && a.amplitude_c >= 0.0) {
-            return Err(Error::param("telemetry.ambient.amplitude_c", "must be ≥ 0"));
+            return Err(Error::param("ambient.amplitude_c", "must be ≥ 0"));
         }
-        positive("telemetry.ambient.period_hours", a.period_hours)?;
+        positive("ambient.period_hours", a.period_hours)?;
         let f = &p.faults;
         unit("faults.rate", f.rate)?;
         unit("faults.nuisance_error_rate", f.nuisance_error_rate)?;
@@ -522,8 +514,7 @@ impl SimParams {
                 "is above 0 but no fault kind is enabled with a positive weight",
             ));
         }
-        Ok(CheckedSimParams {
-            params: p.clone(),
+        Ok(Derived {
             schema,
             start_us,
             interval_us,
@@ -533,7 +524,42 @@ impl SimParams {
     }
 }
 
-/// Simulator parameters that passed [`SimParams::check`].
+/// What checking derives from [`SimParams`].
+struct Derived {
+    schema: Schema,
+    start_us: i64,
+    interval_us: i64,
+    steps: usize,
+    dropout: Vec<usize>,
+}
+
+impl ParamGuard for SimParams {
+    type Checked = CheckedSimParams;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<()> {
+        self.derive().map(drop)
+    }
+
+    /// Checks every parameter.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] naming the first parameter out of range and why
+    /// (`devices`, `states.run_minutes`, `faults.rate`, `signals.rpm.noise`, …).
+    fn check(self) -> Result<CheckedSimParams> {
+        let d = self.derive()?;
+        Ok(CheckedSimParams {
+            params: self,
+            schema: d.schema,
+            start_us: d.start_us,
+            interval_us: d.interval_us,
+            steps: d.steps,
+            dropout: d.dropout,
+        })
+    }
+}
+
+/// Simulator parameters that passed [`SimParams`]' [`check`](ParamGuard::check).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedSimParams {
     pub(crate) params: SimParams,
@@ -599,10 +625,10 @@ mod tests {
     #[test]
     fn check_names_the_bad_parameter() {
         let err = |p: SimParams| p.check().unwrap_err().to_string();
-        assert!(err(SimParams::default().devices(0)).contains("telemetry.devices"));
-        assert!(err(SimParams::default().hours(-1.0)).contains("telemetry.hours"));
+        assert!(err(SimParams::default().devices(0)).contains("devices"));
+        assert!(err(SimParams::default().hours(-1.0)).contains("hours"));
         assert!(err(SimParams::default().freq_seconds(f64::NAN)).contains("freq_seconds"));
-        assert!(err(SimParams::default().start("soon")).contains("telemetry.start"));
+        assert!(err(SimParams::default().start("soon")).contains("start"));
         let mut p = SimParams::default();
         p.faults.power_spike.max_seconds = 1.0;
         assert!(err(p).contains("faults.power_spike.max_seconds"));
