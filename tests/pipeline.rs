@@ -108,7 +108,7 @@ fn the_detector_reads_only_its_input_kinds() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("invalid parameter `inputs`") && e.contains("the features' kinds"),
+        e.contains("invalid parameter `inputs`") && e.contains("feature kinds"),
         "{e}"
     );
 }

@@ -56,7 +56,7 @@ impl ParamGuard for StoreSettings {
     type Checked = StoreSettings;
     type Error = Error;
 
-    /// Checks the URL, the dataset and schema names and the chunk size.
+    /// Checks the URL, the dataset name and the chunk size.
     ///
     /// # Errors
     /// [`Error::Store`] for a name that is not a plain SQL name;
@@ -68,10 +68,8 @@ impl ParamGuard for StoreSettings {
                 "name a database: sqlite://PATH or postgres://USER@HOST/DB",
             ));
         }
+        // (A PostgreSQL schema name is checked by the store when it connects.)
         itap_store::check_name(&self.dataset)?;
-        if let Some(schema) = &self.pg_schema {
-            itap_store::check_name(schema)?;
-        }
         if !(1..=MAX_CHUNK_ROWS).contains(&self.chunk_rows) {
             return Err(Error::param(
                 "chunk_rows",

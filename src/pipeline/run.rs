@@ -1,14 +1,16 @@
 //! [`run`]: every stage in order, each timed and reported as it ends.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use itap_anomaly::CheckedDetector;
 use itap_eval::{CheckedEval, Evaluation, InputDigest};
 use itap_features::CheckedFeatures;
-use itap_telemetry::{Batch, CheckedSimParams, ReadOptions, simulate, write_csv};
+use itap_telemetry::{AtomicFile, Batch, CheckedSimParams, ReadOptions, simulate, write_csv_to};
 use itap_validate::{CheckedValidation, Report, Validated};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::pipeline::ingest::{
@@ -107,15 +109,13 @@ pub struct RunSummary {
 /// memory, not read back.
 fn generate(
     sim: &CheckedSimParams,
-    path: &std::path::Path,
+    path: &Path,
     validation: &CheckedValidation,
     sw: &mut Stopwatch<'_>,
 ) -> Result<(Validated<Batch>, Report)> {
     let t = Instant::now();
     let batch = simulate(sim);
-    write_csv(&batch, path)?;
-    let sha = itap_validate::sha256_file(path)?;
-    let bytes = std::fs::metadata(path).ok().map(|m| m.len());
+    let (sha, bytes) = write_csv_digest(&batch, path)?;
     sw.record(
         "generate",
         batch.len() as u64,
@@ -127,9 +127,48 @@ fn generate(
         ),
     );
     let t = Instant::now();
-    let (valid, report) = validate_in_memory(batch, validation, path, sha, bytes)?;
+    let (valid, report) = validate_in_memory(batch, validation, path, sha, Some(bytes))?;
     record_validation(sw, t, &valid, &report, "validate");
     Ok((valid, report))
+}
+
+/// Writes the batch's CSV (atomically) and returns its SHA-256 (hex) and size,
+/// computed from the bytes as they are written: the file is not read back.
+fn write_csv_digest(batch: &Batch, path: &Path) -> Result<(String, u64)> {
+    /// Passes bytes on to a file while hashing them.
+    struct Digesting<'a> {
+        file: &'a mut AtomicFile,
+        sha: Sha256,
+        bytes: u64,
+    }
+    impl Write for Digesting<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.file.write(buf)?;
+            self.sha.update(&buf[..n]);
+            self.bytes += n as u64;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    let mut file = AtomicFile::create(path)?;
+    let mut out = Digesting {
+        file: &mut file,
+        sha: Sha256::new(),
+        bytes: 0,
+    };
+    write_csv_to(batch, &mut out).map_err(|e| match e {
+        itap_telemetry::Error::Io { source, .. } => itap_telemetry::Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => other,
+    })?;
+    let (sha, bytes) = (out.sha.finalize(), out.bytes);
+    file.commit()?;
+    let hex = sha.iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, bytes))
 }
 
 fn record_validation(

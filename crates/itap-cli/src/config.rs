@@ -23,8 +23,7 @@ use itap::telemetry::{
 use itap::validate::{CheckedValidation, Policy, ValidationParams};
 use itap::{ParamGuard, TrainingSet};
 
-/// The whole configuration file. Sections appear as the pipeline stages that read
-/// them land.
+/// The whole configuration file, a section per pipeline stage.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Config {
@@ -66,6 +65,17 @@ impl Default for ModelSection {
             pca: d.pca,
         }
     }
+}
+
+/// `--signals`: the signals an input must have.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub(crate) struct SignalsFlag {
+    /// Signals the input must have, comma-separated: a missing one is an error
+    /// (nothing is stored), a signal column not named is a warning. Without it,
+    /// the `[signals.NAME]` sections of the config declare them; with neither, the
+    /// signals are the numeric columns of the header.
+    #[arg(long, value_name = "A,B,…", value_delimiter = ',')]
+    pub(crate) signals: Option<Vec<String>>,
 }
 
 /// The flags that name a CSV's key columns (`itap run`, `itap train`, `itap score`).
@@ -373,9 +383,28 @@ impl Config {
         })
     }
 
-    /// Checked validation parameters: `[validation]`, then the `--policy` flag.
-    pub(crate) fn validation_params(&self, policy: Option<Policy>) -> Result<CheckedValidation> {
-        let mut params = self.validation.clone();
+    /// The signals an input must have: `--signals`, else the `[signals.NAME]`
+    /// sections of the file; `None` (signals taken from the header) when neither
+    /// declares any.
+    pub(crate) fn declared_signals(&self, flag: &SignalsFlag) -> Option<Vec<String>> {
+        match &flag.signals {
+            Some(names) => Some(names.clone()),
+            None if self.signals.is_empty() => None,
+            None => Some(self.signals.keys().cloned().collect()),
+        }
+    }
+
+    /// Checked validation parameters: `[validation]`, then the `--policy` flag,
+    /// with the declared signals (`--signals` or `[signals]`).
+    pub(crate) fn validation_params(
+        &self,
+        policy: Option<Policy>,
+        signals: &SignalsFlag,
+    ) -> Result<CheckedValidation> {
+        let mut params = self
+            .validation
+            .clone()
+            .declared_signals(self.declared_signals(signals));
         if let Some(p) = policy {
             params.policy = p;
         }
@@ -505,14 +534,16 @@ mod tests {
             "[validation]\npolicy = \"quarantine\"\ngap_factor = 5.0\n[validation.severity]\n\"time.gap\" = \"error\"\n",
         )
         .unwrap();
-        let p = c.validation_params(None).unwrap();
+        let p = c.validation_params(None, &SignalsFlag::default()).unwrap();
         assert_eq!(p.params().policy, Policy::Quarantine);
         assert_eq!(p.params().gap_factor, 5.0);
         assert_eq!(
             p.level(itap::validate::Check::Gap),
             itap::validate::Level::Error
         );
-        let flagged = c.validation_params(Some(Policy::Reject)).unwrap();
+        let flagged = c
+            .validation_params(Some(Policy::Reject), &SignalsFlag::default())
+            .unwrap();
         assert_eq!(flagged.params().policy, Policy::Reject, "the flag wins");
         let e = Config::parse("[validation]\ngap_factr = 2\n")
             .unwrap_err()
@@ -520,10 +551,54 @@ mod tests {
         assert!(e.contains("gap_factr"), "{e}");
         let e = Config::parse("[validation]\ngap_factor = 0.5\n")
             .unwrap()
-            .validation_params(None)
+            .validation_params(None, &SignalsFlag::default())
             .unwrap_err()
             .to_string();
         assert!(e.contains("validation.gap_factor"), "{e}");
+    }
+
+    #[test]
+    fn signals_are_declared_by_the_flag_or_the_signals_sections() {
+        let none = SignalsFlag::default();
+        let plain = Config::parse("").unwrap();
+        assert_eq!(
+            plain.declared_signals(&none),
+            None,
+            "inferred from the header"
+        );
+        assert_eq!(
+            plain
+                .validation_params(None, &none)
+                .unwrap()
+                .params()
+                .declared_signals,
+            None
+        );
+        let c = Config::parse("[signals.temp_c]\nmax = 150\n[signals.rpm]\nmax = 4000\n").unwrap();
+        let mut declared = c.declared_signals(&none).unwrap();
+        declared.sort();
+        assert_eq!(declared, ["rpm", "temp_c"]);
+        let flag = SignalsFlag {
+            signals: Some(vec!["voltage_v".into()]),
+        };
+        assert_eq!(
+            c.validation_params(None, &flag)
+                .unwrap()
+                .params()
+                .declared_signals,
+            Some(vec!["voltage_v".to_owned()]),
+            "the flag wins"
+        );
+        let e = plain
+            .validation_params(
+                None,
+                &SignalsFlag {
+                    signals: Some(vec!["a".into(), "a".into()]),
+                },
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("validation.declared_signals"), "{e}");
     }
 
     #[test]

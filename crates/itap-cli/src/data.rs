@@ -25,6 +25,9 @@ pub(crate) struct DataArgs {
     pub(crate) columns: ColumnFlags,
 
     #[command(flatten)]
+    pub(crate) signals: crate::config::SignalsFlag,
+
+    #[command(flatten)]
     pub(crate) db: DbArgs,
 }
 
@@ -38,7 +41,7 @@ pub(crate) struct Loaded {
 pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, ExitCode>> {
     if let Some(path) = &args.input {
         let opts = args.columns.apply(config.read_options()?);
-        let validation = config.validation_params(None)?;
+        let validation = config.validation_params(None, &args.signals)?;
         return match itap::read_validated(path, &opts, &validation) {
             Ok((valid, report)) => Ok(Ok(Loaded {
                 batch: valid.into_inner(),

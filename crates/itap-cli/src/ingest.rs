@@ -35,6 +35,9 @@ pub(crate) struct IngestArgs {
     #[command(flatten)]
     db: DbArgs,
 
+    #[command(flatten)]
+    signals: crate::config::SignalsFlag,
+
     /// keep (stored rows win; incoming differing rows are counted as conflicts) or
     /// update (incoming rows replace them) [config: store.on_conflict, default keep].
     #[arg(long, value_name = "POLICY")]
@@ -85,7 +88,7 @@ pub(crate) fn run(args: &IngestArgs, out: Output) -> Result<ExitCode> {
     let policy = args
         .policy
         .or(args.quarantine.as_ref().map(|_| Policy::Quarantine));
-    let params = config.validation_params(policy)?;
+    let params = config.validation_params(policy, &args.signals)?;
     let store_cfg = config.store_settings(&args.db, args.on_conflict, args.chunk_rows)?;
     let started = Instant::now();
 

@@ -15,7 +15,7 @@ use crate::{ConfigArg, Output};
 
 /// Flags of `itap inspect`; each overrides the config file's `[telemetry.input]`.
 #[derive(Debug, Args)]
-#[command(after_help = "Example: itap inspect ../shared/data/reference/seed_telemetry_54k.csv")]
+#[command(after_help = "Example: itap inspect testdata/seed_telemetry_54k.csv")]
 pub(crate) struct InspectArgs {
     /// The CSV file to read.
     input: PathBuf,

@@ -18,10 +18,12 @@ use crate::{ConfigArg, DbArgs, Output};
 /// Flags of `itap run`; each overrides the config file.
 #[derive(Debug, Args)]
 #[command(after_help = "\
-Stages: generate (without --input: simulate the configured fleet into
-output.telemetry_csv), validate + ingest (idempotent: re-running stores nothing
-twice), load the dataset back, train on the training span, score every row with
-the saved model, evaluate the rows after the cut and write model.json,
+Stages: generate (without --input: simulate the configured fleet and write its
+CSV to output.telemetry_csv; the rows stay in memory) or read --input once,
+validate (in memory), ingest the validated rows (idempotent: re-running stores
+nothing twice), train on the training span (computing every row's features
+once), score every row with the fitted model, evaluate the rows after the cut at
+the threshold [eval] sets from the training scores, and write model.json,
 metrics.json, scores.csv and report.html into --out. Each stage prints its rows
 and wall time as it ends; a table sums them up.
 
@@ -31,7 +33,7 @@ Exit status: 0 done, 1 the input was refused by validation (nothing stored),
 Examples:
   itap run
   itap run --devices 100 --hours 24 --timings
-  itap run --input ../shared/data/reference/seed_telemetry_54k.csv --db sqlite://data/seed.db
+  itap run --input testdata/seed_telemetry_54k.csv --db sqlite://data/seed.db
   itap run --detector iforest --train-fraction 0.6 --out artifacts/iforest")]
 pub(crate) struct RunArgs {
     #[command(flatten)]
@@ -43,6 +45,9 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     columns: ColumnFlags,
+
+    #[command(flatten)]
+    signals: crate::config::SignalsFlag,
 
     #[command(flatten)]
     db: DbArgs,
@@ -90,7 +95,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     let params = RunParams {
         source,
         read: args.columns.apply(config.read_options()?),
-        validation: config.validation_params(None)?,
+        validation: config.validation_params(None, &args.signals)?,
         store: config.store_settings(&args.db, None, None)?,
         training: config.training_set(&args.flags, &features)?,
         features,

@@ -28,6 +28,9 @@ pub(crate) struct ValidateArgs {
     #[command(flatten)]
     config: ConfigArg,
 
+    #[command(flatten)]
+    signals: crate::config::SignalsFlag,
+
     /// Write the JSON report here; folders are created.
     #[arg(long, value_name = "PATH")]
     report: Option<PathBuf>,
@@ -50,7 +53,7 @@ pub(crate) struct ValidateArgs {
 pub(crate) fn run(args: &ValidateArgs, out: Output) -> Result<ExitCode> {
     let config = Config::load(args.config.config.as_deref())?;
     let opts = config.read_options()?;
-    let params = config.validation_params(args.policy)?;
+    let params = config.validation_params(args.policy, &args.signals)?;
     let started = Instant::now();
     tracing::debug!(input = ?args.input, "validating");
     let report = validate_file(&args.input, &opts, &params, args.quarantine.as_deref())

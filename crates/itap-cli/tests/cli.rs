@@ -381,3 +381,68 @@ fn validate_usage_and_io_errors_exit_2() {
         .stderr(predicate::str::contains("blocker"));
     itap(&dir).args(["validate"]).assert().code(2);
 }
+
+/// A file lacking a declared signal is refused naming the column; an undeclared
+/// extra column is only a warning; with nothing declared, the header decides.
+#[test]
+fn declared_signals_are_required_and_undeclared_ones_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("no_voltage.csv"),
+        "timestamp,device_id,temp_c,rpm\n\
+         2026-01-01T00:00:00Z,d1,50.0,1500\n\
+         2026-01-01T00:00:10Z,d1,50.5,1501\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args(["validate", "no_voltage.csv"])
+        .assert()
+        .success();
+    itap(&dir)
+        .args([
+            "validate",
+            "no_voltage.csv",
+            "--signals",
+            "temp_c,voltage_v",
+        ])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("schema.missing_signal")
+                .and(predicate::str::contains("voltage_v"))
+                .and(predicate::str::contains("schema.undeclared_column"))
+                .and(predicate::str::contains("rpm")),
+        );
+    // Declared in the config file: the ingest is refused and stores nothing.
+    fs::write(
+        dir.path().join("c.toml"),
+        "[signals.temp_c]\nmax = 150\n[signals.voltage_v]\nmax = 40\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args([
+            "ingest",
+            "no_voltage.csv",
+            "-c",
+            "c.toml",
+            "--db",
+            "sqlite://d.db",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("voltage_v"));
+    assert!(!dir.path().join("d.db").exists(), "nothing stored");
+    // Only an undeclared extra column: stored, with a warning.
+    itap(&dir)
+        .args([
+            "ingest",
+            "no_voltage.csv",
+            "--signals",
+            "temp_c",
+            "--db",
+            "sqlite://d.db",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("inserted 2"));
+}

@@ -33,13 +33,7 @@ fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
         .clone();
     let text = String::from_utf8(out).unwrap();
     for stage in [
-        "generate",
-        "read+validate",
-        "ingest",
-        "train",
-        "score",
-        "evaluate",
-        "total",
+        "generate", "validate", "ingest", "train", "score", "evaluate", "total",
     ] {
         assert!(text.contains(stage), "stage {stage} missing:\n{text}");
     }

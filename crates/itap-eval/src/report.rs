@@ -121,6 +121,9 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
 ///
 /// # Errors
 /// [`Error::Plot`] when a plot cannot be drawn.
+// Over 120 lines: the page written top to bottom, a few `format!` calls per
+// section, the plots in their own functions; cutting it further would scatter
+// one page's markup across functions.
 pub fn report_html(
     title: &str,
     metrics: &MetricsFile,
@@ -355,7 +358,18 @@ fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<S
         .keys()
         .map(|&d| (evs.iter().filter(|e| e.device == d).count(), d))
         .collect();
-    order.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    // Ties by name, and colours by the tag's place among the sorted tag names:
+    // the picture depends on the data, not on the order it was loaded in.
+    order.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| rows.device_names[a.1 as usize].cmp(&rows.device_names[b.1 as usize]))
+    });
+    let mut sorted_tags: Vec<&str> = rows.tag_names.iter().map(String::as_str).collect();
+    sorted_tags.sort_unstable();
+    let tag_colour = |code: u32| {
+        let name = rows.tag_names[code as usize].as_str();
+        sorted_tags.iter().position(|&t| t == name).unwrap_or(0)
+    };
     let mut out = Vec::new();
     for &(_, d) in order.iter().take(max) {
         let list = &by_device[&d];
@@ -409,7 +423,7 @@ fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<S
                 .draw()
                 .map_err(plot_err("timeline"))?;
             for e in evs.iter().filter(|e| e.device == d) {
-                let color = Palette99::pick(e.tag as usize).mix(0.25);
+                let color = Palette99::pick(tag_colour(e.tag)).mix(0.25);
                 chart
                     .draw_series(std::iter::once(Rectangle::new(
                         [

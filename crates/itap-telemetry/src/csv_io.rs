@@ -345,7 +345,7 @@ impl CsvReader {
 ///
 /// ```no_run
 /// use itap_telemetry::{read_csv, ReadOptions};
-/// let batch = read_csv("../shared/data/reference/seed_telemetry_54k.csv", &ReadOptions::default())?;
+/// let batch = read_csv("testdata/seed_telemetry_54k.csv", &ReadOptions::default())?;
 /// println!("{} rows, {} devices", batch.len(), batch.device_names().len());
 /// # Ok::<(), itap_telemetry::Error>(())
 /// ```

@@ -110,6 +110,10 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
     rng.sample(StandardNormal)
 }
 
+// Over 120 lines on purpose: one pass over the device's samples that holds the
+// whole simulation state (Markov state, lags, the active fault, the RNG), whose
+// draw order is part of the output's determinism; cut into pieces, those pieces
+// would pass a dozen mutable locals between them. Split it when it next changes.
 fn simulate_device(p: &CheckedSimParams, device: usize) -> DeviceSeries {
     let prm = &p.params;
     let mut rng = ChaCha8Rng::seed_from_u64(prm.seed);
