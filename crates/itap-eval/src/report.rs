@@ -115,6 +115,29 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
 }
 
+/// A palette index for each tag code: 1 for the fault kind that occurs first in
+/// time, 2 for the next… (ties by name); 0 for "no fault".
+fn tag_colours(rows: &ScoredRows<'_>) -> Vec<usize> {
+    let mut first = vec![i64::MAX; rows.tag_names.len()];
+    if let Some(tags) = rows.tag_codes {
+        for (&t, &ts) in tags.iter().zip(rows.timestamps) {
+            let f = &mut first[t as usize];
+            *f = (*f).min(ts);
+        }
+    }
+    let mut kinds: Vec<usize> = (1..rows.tag_names.len()).collect();
+    kinds.sort_by(|&a, &b| {
+        first[a]
+            .cmp(&first[b])
+            .then_with(|| rows.tag_names[a].cmp(&rows.tag_names[b]))
+    });
+    let mut colour = vec![0; rows.tag_names.len()];
+    for (rank, &k) in kinds.iter().enumerate() {
+        colour[k] = rank + 1;
+    }
+    colour
+}
+
 /// The self-contained report page: summary tables and SVG plots (score timelines
 /// with fault spans and alerts, ROC and PR curves, per-fault recall and delay, the
 /// diagnostic sweep). Nothing is loaded from the network.
@@ -358,18 +381,15 @@ fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<S
         .keys()
         .map(|&d| (evs.iter().filter(|e| e.device == d).count(), d))
         .collect();
-    // Ties by name, and colours by the tag's place among the sorted tag names:
-    // the picture depends on the data, not on the order it was loaded in.
+    // Ties by device name, and each fault kind's colour by when it first occurs
+    // (then by name): the picture depends on the data, not on the order the rows
+    // were loaded in (a file, the database, the simulator's dictionary).
     order.sort_by(|a, b| {
         b.0.cmp(&a.0)
             .then_with(|| rows.device_names[a.1 as usize].cmp(&rows.device_names[b.1 as usize]))
     });
-    let mut sorted_tags: Vec<&str> = rows.tag_names.iter().map(String::as_str).collect();
-    sorted_tags.sort_unstable();
-    let tag_colour = |code: u32| {
-        let name = rows.tag_names[code as usize].as_str();
-        sorted_tags.iter().position(|&t| t == name).unwrap_or(0)
-    };
+    let tag_colour = tag_colours(rows);
+    let tag_colour = |code: u32| tag_colour[code as usize];
     let mut out = Vec::new();
     for &(_, d) in order.iter().take(max) {
         let list = &by_device[&d];
