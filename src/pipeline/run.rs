@@ -78,7 +78,7 @@ pub struct RunParams {
     pub read: ReadOptions,
     /// Validation.
     pub validation: CheckedValidation,
-    /// Storage (checked with [`StoreSettings::check`]).
+    /// Storage (checked: [`ParamGuard::check`](itap_telemetry::ParamGuard::check)).
     pub store: StoreSettings,
     /// Features.
     pub features: CheckedFeatures,
