@@ -64,6 +64,24 @@ pub enum Error {
         value: f64,
     },
 
+    /// An alert of a [`Store::put_alerts`](crate::Store::put_alerts) call cannot be
+    /// stored; nothing of the call was stored.
+    #[error(
+        "cannot store alerts[{index}] (id {id:?}) in dataset `{dataset}`: `{field}` {reason}; nothing of the call was stored"
+    )]
+    InvalidAlert {
+        /// The dataset.
+        dataset: String,
+        /// The alert's position in the call.
+        index: usize,
+        /// The alert's id, as given.
+        id: String,
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Validation failed below the store (reading or re-checking the input).
     #[error(transparent)]
     Validate(#[from] itap_validate::Error),

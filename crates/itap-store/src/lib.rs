@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod alert;
 mod backend;
 mod error;
 mod ingest;
@@ -7,6 +8,7 @@ mod ledger;
 mod query;
 mod store;
 
+pub use alert::{AlertQuery, AlertRecord, AlertsWritten};
 pub use error::{Error, Result};
 pub use ingest::{Ingest, IngestCounts, IngestReport, IngestSource, OnConflict};
 pub use itap_telemetry::{InvalidParam, ParamGuard};

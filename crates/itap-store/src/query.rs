@@ -69,6 +69,9 @@ pub struct DatasetStats {
     pub error_rate: f64,
     /// Rows per non-zero error code, by code.
     pub errors: Vec<(i64, u64)>,
+    /// Alerts stored for the dataset ([`Store::put_alerts`]).
+    #[serde(default)]
+    pub alerts: u64,
 }
 
 impl Store {
@@ -269,7 +272,7 @@ impl Store {
     }
 
     /// Metrics of a dataset: rows, time bounds, rows per device, missing rate per
-    /// signal, tag and error rates and counts.
+    /// signal, tag and error rates and counts, stored alerts.
     ///
     /// # Errors
     /// [`crate::Error::NoSuchDataset`]; [`crate::Error::Database`].
@@ -299,8 +302,9 @@ impl Store {
             "SELECT CAST(error_code AS BIGINT), COUNT(*) FROM {t} WHERE error_code IS NOT NULL \
              AND error_code <> 0 GROUP BY error_code ORDER BY error_code"
         );
+        let alerts_sql = d.params("SELECT COUNT(*) FROM itap_alerts WHERE dataset = ?");
         let k = ds.schema.len();
-        let (rows, first, last, missing, per_device, tags, errors) = on_pool!(&self.pool, p => {
+        let (rows, first, last, missing, per_device, tags, errors, alerts) = on_pool!(&self.pool, p => {
             let head = sqlx::query(AssertSqlSafe(head_sql)).fetch_one(p).await.during(during)?;
             let rows: i64 = head.try_get(0).during(during)?;
             let first: Option<i64> = head.try_get(1).during(during)?;
@@ -321,7 +325,12 @@ impl Store {
                 .fetch_all(p)
                 .await
                 .during(during)?;
-            (rows, first, last, missing, per_device, tags, errors)
+            let alerts: i64 = sqlx::query_scalar(AssertSqlSafe(alerts_sql))
+                .bind(ds.name.as_str())
+                .fetch_one(p)
+                .await
+                .during(during)?;
+            (rows, first, last, missing, per_device, tags, errors, alerts)
         });
         let rows = rows.max(0) as u64;
         let rate = |n: u64| {
@@ -352,6 +361,7 @@ impl Store {
             error_rows,
             error_rate: rate(error_rows),
             errors: errors.into_iter().map(|(c, n)| (c, u(n))).collect(),
+            alerts: u(alerts),
         })
     }
 }

@@ -21,6 +21,7 @@ use itap_telemetry::Batch;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
+use crate::alert::{AlertRecord, AlertsWritten};
 use crate::error::{Error, Result};
 use crate::ingest::{IngestCounts, OnConflict};
 use crate::store::{Backend, Dataset, StoreOptions, quote};
@@ -73,6 +74,11 @@ pub(crate) trait BackendOps: Sized {
     /// Writes `chunk` in one transaction that also advances its ledger entry
     /// ([`crate::ledger::advance`]), and returns what the database did with its rows.
     async fn write_chunk(&self, sql: &Self::ChunkSql, chunk: &Chunk<'_>) -> Result<IngestCounts>;
+
+    /// Stores `alerts` (checked, not empty) in `dataset` in one transaction, with
+    /// the statements of [`crate::alert::AlertSql`], writers of the same dataset
+    /// serialised so that the counts are exact; returns what was done with them.
+    async fn write_alerts(&self, dataset: &str, alerts: &[AlertRecord]) -> Result<AlertsWritten>;
 }
 
 impl Pool {
@@ -109,6 +115,15 @@ impl Pool {
         created_us: i64,
     ) -> Result<()> {
         on_pool!(self, p => p.create_dataset(name, ddl, schema_json, created_us).await)
+    }
+
+    /// See [`BackendOps::write_alerts`].
+    pub(crate) async fn write_alerts(
+        &self,
+        dataset: &str,
+        alerts: &[AlertRecord],
+    ) -> Result<AlertsWritten> {
+        on_pool!(self, p => p.write_alerts(dataset, alerts).await)
     }
 
     /// A writer of chunks into `ds`, its statements prepared.
@@ -167,6 +182,9 @@ pub(crate) struct Dialect {
     pub(crate) int_type: &'static str,
     /// A bound UTC-microsecond parameter (`?`) as a stored timestamp.
     pub(crate) ts_param: &'static str,
+    /// The collation that orders text byte by byte (as Rust's `str` does), for
+    /// orders that must be the same on both backends whatever the server's locale.
+    pub(crate) binary_collation: &'static str,
     /// See [`Dialect::micros`].
     micros_of: fn(&str) -> String,
     /// See [`Dialect::params`].
@@ -301,6 +319,9 @@ mod tests {
         send(store.stats("d"));
         send(store.load_range("d", &RangeQuery::all()));
         send(ingest.write(chunk));
+        send(store.put_alerts("d", &[]));
+        send(store.alerts("d", &crate::AlertQuery::all()));
+        send(store.alert("d", "a"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Postgres, Transaction};
 
 use super::{BackendOps, Chunk, Columns, Dialect, bad_url, int_value};
+use crate::alert::{AlertRecord, AlertSql, AlertsWritten};
 use crate::error::{Context, Error, Result};
 use crate::ingest::{IngestCounts, OnConflict};
 use crate::ledger;
@@ -23,6 +24,7 @@ impl BackendOps for PgPool {
         float_type: "DOUBLE PRECISION",
         int_type: "BIGINT",
         ts_param: "(TIMESTAMPTZ 'epoch' + ? * INTERVAL '1 microsecond')",
+        binary_collation: "\"C\"",
         micros_of: micros,
         params_of: numbered,
     };
@@ -100,6 +102,40 @@ impl BackendOps for PgPool {
             .during(ledger::advancing)?;
         tx.commit().await.during(during)?;
         Ok(counts)
+    }
+
+    async fn write_alerts(&self, dataset: &str, alerts: &[AlertRecord]) -> Result<AlertsWritten> {
+        let sql = AlertSql::new(&Self::DIALECT);
+        let during = || format!("storing alerts of dataset `{dataset}`");
+        let mut tx = self.begin().await.during(during)?;
+        // One writer of a dataset's alerts at a time: each alert's "was it stored"
+        // holds until its upsert, and two calls with the same ids in different
+        // orders cannot deadlock. (The two-key lock space is not the one
+        // `create_dataset` locks in.)
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('itap_alerts'), hashtext($1))")
+            .bind(dataset)
+            .execute(&mut *tx)
+            .await
+            .during(|| format!("locking the alerts of dataset `{dataset}`"))?;
+        let mut written = AlertsWritten::default();
+        for a in alerts {
+            let stored = sql
+                .exists(dataset, &a.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .during(during)?
+                .is_some();
+            let changed = sql
+                .upsert(dataset, a)
+                .execute(&mut *tx)
+                .await
+                .during(during)?
+                .rows_affected()
+                > 0;
+            written.count(stored, changed);
+        }
+        tx.commit().await.during(during)?;
+        Ok(written)
     }
 }
 

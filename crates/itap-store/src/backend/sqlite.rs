@@ -12,6 +12,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, ConnectOptions, Sqlite, Transaction};
 
 use super::{BackendOps, Chunk, Columns, Dialect, bad_url, int_value};
+use crate::alert::{AlertRecord, AlertSql, AlertsWritten};
 use crate::error::{Context, Result};
 use crate::ingest::{IngestCounts, OnConflict};
 use crate::ledger;
@@ -28,6 +29,7 @@ impl BackendOps for SqlitePool {
         int_type: "INTEGER",
         // Timestamps are stored as UTC microseconds already.
         ts_param: "?",
+        binary_collation: "BINARY",
         micros_of: str::to_owned,
         params_of: str::to_owned,
     };
@@ -109,6 +111,33 @@ impl BackendOps for SqlitePool {
             .during(ledger::advancing)?;
         tx.commit().await.during(during)?;
         Ok(counts)
+    }
+
+    async fn write_alerts(&self, dataset: &str, alerts: &[AlertRecord]) -> Result<AlertsWritten> {
+        let sql = AlertSql::new(&Self::DIALECT);
+        let during = || format!("storing alerts of dataset `{dataset}`");
+        // BEGIN IMMEDIATE: one writer at a time, so each alert's "was it stored"
+        // holds until its upsert.
+        let mut tx = self.begin_with("BEGIN IMMEDIATE").await.during(during)?;
+        let mut written = AlertsWritten::default();
+        for a in alerts {
+            let stored = sql
+                .exists(dataset, &a.id)
+                .fetch_optional(&mut *tx)
+                .await
+                .during(during)?
+                .is_some();
+            let changed = sql
+                .upsert(dataset, a)
+                .execute(&mut *tx)
+                .await
+                .during(during)?
+                .rows_affected()
+                > 0;
+            written.count(stored, changed);
+        }
+        tx.commit().await.during(during)?;
+        Ok(written)
     }
 }
 
