@@ -27,6 +27,10 @@ pub struct TrainingInfo {
     pub rows_in_span: u64,
     /// Rows the scaler, the features' baselines and the detector learned from.
     pub rows_used: u64,
+    /// Rows at the end of the training span held back: scored as unseen data,
+    /// they give the sketch the threshold is set from (0: the fitted rows did).
+    #[serde(default)]
+    pub calibration_rows: u64,
     /// Rows left out for their state.
     pub excluded_by_state: u64,
     /// Rows left out for a fault tag.
@@ -61,7 +65,8 @@ pub struct ModelFile {
     pub schema_digest: String,
     /// The training span and exclusions.
     pub training: TrainingInfo,
-    /// The detector's scores on its training rows, sketched for thresholds.
+    /// The detector's scores on the held-back calibration rows (or, without
+    /// them, on its training rows), sketched for thresholds.
     pub training_scores: ScoreSketch,
 }
 

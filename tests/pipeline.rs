@@ -74,10 +74,10 @@ fn the_detector_reads_only_its_input_kinds() {
     )
     .unwrap()
     .model;
-    let kinds = ["__state_dev", "__missing_run", "error_code__streak"];
+    let kinds = ["__chart_ewma__", "__missing_run", "error_code__streak"];
     assert_eq!(
         model.feature_names.len(),
-        5 + 5 + 1,
+        5 * 3 + 5 + 1,
         "{:?}",
         model.feature_names
     );
@@ -92,7 +92,7 @@ fn the_detector_reads_only_its_input_kinds() {
     let all = train(&batch, &split, &every, &features, &detector)
         .unwrap()
         .model;
-    assert_eq!(all.feature_names.len(), 69);
+    assert_eq!(all.feature_names.len(), 84);
 
     let only_mean = FeatureParams::default()
         .kinds([FeatureKind::Mean])
@@ -142,7 +142,7 @@ fn scoring_data_without_the_models_signals_names_the_features() {
     match model.score(&other).unwrap_err() {
         itap::Error::FeatureMismatch { missing, extra } => {
             assert!(
-                missing.contains(&"voltage_v__state_dev".to_owned()),
+                missing.contains(&"voltage_v__chart_ewma__45s".to_owned()),
                 "{missing:?}"
             );
             assert!(extra.is_empty(), "{extra:?}");

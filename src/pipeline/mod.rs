@@ -23,9 +23,9 @@ pub use ingest::{
 };
 pub use report::{RunContext, evaluate_and_write};
 pub use run::{RunParams, RunSummary, Source, StageTiming, run};
-pub use score::{ATTRIBUTION_METHOD, ScaledFeatures, Scored};
+pub use score::{ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, ScaledFeatures, Scored};
 pub use split::{split_at_model_cut, split_by_time};
 pub use train::{
-    DEFAULT_DETECTOR, DEFAULT_INPUTS, Trained, TrainingSet, default_detector, detector_features,
-    train,
+    DEFAULT_CALIBRATION_FRACTION, DEFAULT_DETECTOR, DEFAULT_INPUTS, Trained, TrainingSet,
+    default_detector, detector_features, train,
 };

@@ -11,7 +11,7 @@ use itap_telemetry::Batch;
 
 use crate::error::Result;
 use crate::model::ModelFile;
-use crate::pipeline::score::{ATTRIBUTION_METHOD, Scored};
+use crate::pipeline::score::Scored;
 
 /// What metrics.json records besides the evaluation.
 #[derive(Debug, Clone)]
@@ -39,9 +39,9 @@ pub fn evaluate_and_write(
 ) -> Result<(Evaluation, Vec<PathBuf>)> {
     let threshold = eval.threshold(&model.training_scores)?;
     let rows = ScoredRows::from_batch(batch, &scored.scores)?;
-    let contributions = |r: usize| scored.contributions(r);
+    let contributions = |r: usize| model.contributions(scored, r);
     let attribution = Attribution {
-        method: ATTRIBUTION_METHOD.to_owned(),
+        method: model.attribution_method().to_owned(),
         features: &model.feature_names,
         families: &model.feature_families,
         contributions: &contributions,

@@ -8,8 +8,13 @@ use crate::error::{Error, Result};
 use crate::model::ModelFile;
 use crate::pipeline::train::matrix_rows;
 
-/// How attribution is explained in reports.
-pub const ATTRIBUTION_METHOD: &str = "each feature's share of the row's total absolute standardised deviation |z| at the alert's peak";
+/// How attribution is explained in reports, for detectors that score the row as
+/// a whole (PCA, the forest).
+pub const ATTRIBUTION_METHOD: &str =
+    "each feature's share of the row's total absolute standardised deviation |z|";
+
+/// How attribution is explained in reports, for the calibrated detector.
+pub const CALIBRATED_ATTRIBUTION_METHOD: &str = "each feature's share of the summed calibrated scores (−log10 of the training tail probability) of the alert's rows";
 
 /// Every row's features, standardised by a model's scaler (NaN replaced by 0, the
 /// training mean), rows × features: what the detector reads. Made by
@@ -57,10 +62,22 @@ pub struct Scored {
     pub features: ScaledFeatures,
 }
 
-impl Scored {
-    /// Each feature's share of row `r`'s scaled deviation: |zⱼ|.
-    pub fn contributions(&self, r: usize) -> Vec<f64> {
-        self.features.contributions(r)
+impl ModelFile {
+    /// Each feature's part in row `r`'s score: its calibrated score for the
+    /// calibrated detector, else its scaled deviation |zⱼ|.
+    pub fn contributions(&self, scored: &Scored, r: usize) -> Vec<f64> {
+        match self.detector.column_scores(scored.features.x.row(r)) {
+            Ok(Some(v)) => v,
+            _ => scored.features.contributions(r),
+        }
+    }
+
+    /// How [`ModelFile::contributions`] are computed, in words.
+    pub fn attribution_method(&self) -> &'static str {
+        match self.detector.kind() {
+            itap_anomaly::DetectorKind::Residual => CALIBRATED_ATTRIBUTION_METHOD,
+            _ => ATTRIBUTION_METHOD,
+        }
     }
 }
 

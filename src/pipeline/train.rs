@@ -7,19 +7,20 @@ use itap_anomaly::{
 };
 use itap_eval::{ScoreSketch, Split};
 use itap_features::{CheckedFeatures, FeatureKind, FeatureMatrix, TrainSpan};
-use itap_telemetry::{Batch, ParamGuard, Schema, State, format_timestamp};
+use itap_telemetry::{Batch, Direction, ParamGuard, Schema, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo, schema_digest};
 use crate::pipeline::score::ScaledFeatures;
 
-/// The detector the pipeline fits unless told otherwise: PCA with Hotelling's T²
-/// and Q. (itap-anomaly's own default, for a user of that crate alone, is the
-/// Isolation Forest.) On the seed platform's data, reading [`DEFAULT_INPUTS`], it
-/// ranks faulty rows above normal ones better than the forest does; see
-/// docs/anomaly.md, "What the detector reads".
-pub const DEFAULT_DETECTOR: DetectorKind = DetectorKind::Pca;
+/// The detector the pipeline fits unless told otherwise: the calibrated detector
+/// (`residual`), each control chart scored by its training tail probability.
+/// (itap-anomaly's own default, for a user of that crate alone, is the Isolation
+/// Forest.) Reading [`DEFAULT_INPUTS`] it ranks faulty rows above normal ones
+/// better than PCA and the forest do on the seed platform's data and on the
+/// simulator's; see docs/anomaly.md, "What the detector reads".
+pub const DEFAULT_DETECTOR: DetectorKind = DetectorKind::Residual;
 
 /// The pipeline's detector parameters: itap-anomaly's defaults with
 /// [`DEFAULT_DETECTOR`].
@@ -27,12 +28,18 @@ pub fn default_detector() -> DetectorParams {
     DetectorParams::default().detector(DEFAULT_DETECTOR)
 }
 
-/// The feature kinds the detector reads by default.
+/// The feature kinds the detector reads by default: the control charts of every
+/// signal, how long a value has been missing and how long an error code has
+/// been raised.
 pub const DEFAULT_INPUTS: [FeatureKind; 3] = [
-    FeatureKind::StateDev,
+    FeatureKind::ChartEwma,
     FeatureKind::MissingRun,
     FeatureKind::ErrorStreak,
 ];
+
+/// The share of the training span, at its end, held back to set the threshold by
+/// default.
+pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 
 /// Which rows of the training span the detector learns from, and which features.
 ///
@@ -40,14 +47,20 @@ pub const DEFAULT_INPUTS: [FeatureKind; 3] = [
 /// |---|---|---|
 /// | `exclude_states` | MAINT | states left out of training ("normal operation" only) |
 /// | `unsupervised` | false | train on every row of the span and use no labels at all |
-/// | `inputs` | `state_dev`, `missing_run`, `error_streak` | the feature kinds the detector reads (of those the features make); empty = every feature |
+/// | `inputs` | `chart_ewma`, `missing_run`, `error_streak` | the feature kinds the detector reads (of those the features make); empty = every feature |
+/// | `calibration_fraction` | 0.2 | the last share of the training span (in time) held back: features, scaler and detector are fitted on the rows before it, and the threshold's score sketch is taken from the rows in it, scored as unseen data; 0 = fit and sketch on the whole span | 0 – 0.5 |
 ///
 /// `inputs` exists because the detector is only as good as what it reads: on the
-/// seed platform's data the 69 default features dilute the isolation (ROC-AUC
-/// 0.53), while each signal's deviation from its device's own baseline in the
-/// row's state, with how long a value has been missing and how long an error code
-/// has been raised, carries the faults (see
-/// docs/anomaly.md, "What the detector reads").
+/// seed platform's data the 69 windowed, spectral and device features dilute the
+/// isolation (ROC-AUC 0.53), while each signal's control chart (its residual
+/// against the device's level in its state and the seasonal profile, averaged
+/// over a few time scales), with how long a value has been missing and how long
+/// an error code has been raised, carries the faults (see docs/anomaly.md,
+/// "What the detector reads").
+///
+/// `calibration_fraction` exists because a threshold taken from the rows a model
+/// was fitted on is too low for later data: a held-back later slice scores as
+/// new data does, so the threshold holds after training.
 ///
 /// Unless `unsupervised`, rows with a ground-truth fault tag are left out too when
 /// the data has tags ("trained only on normal operating data"); the model file says
@@ -61,6 +74,8 @@ pub struct TrainingSet {
     pub unsupervised: bool,
     /// Feature kinds the detector reads; empty = every feature made.
     pub inputs: Vec<FeatureKind>,
+    /// The last share of the training span held back to sketch scores on.
+    pub calibration_fraction: f64,
 }
 
 impl Default for TrainingSet {
@@ -69,7 +84,25 @@ impl Default for TrainingSet {
             exclude_states: vec![State::Maint],
             unsupervised: false,
             inputs: DEFAULT_INPUTS.to_vec(),
+            calibration_fraction: DEFAULT_CALIBRATION_FRACTION,
         }
+    }
+}
+
+impl TrainingSet {
+    /// Checks `calibration_fraction`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidParam`] (`calibration_fraction`) when it is not in 0 – 0.5.
+    pub fn check(&self) -> Result<()> {
+        let f = self.calibration_fraction;
+        if !(0.0..=0.5).contains(&f) {
+            return Err(Error::param(
+                "calibration_fraction",
+                format!("{f} is not a share from 0 to 0.5 of the training span"),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -85,10 +118,37 @@ pub struct Trained {
 
 /// The rows of the training span the detector learns from.
 struct TrainingRows {
-    /// One flag per batch row.
+    /// One flag per batch row: fitted on.
     used: Vec<bool>,
+    /// The held-back rows the threshold's sketch is taken from (empty: none).
+    calibration: Vec<usize>,
     /// What was used and left out, and why.
     info: TrainingInfo,
+}
+
+/// Fewest held-back rows worth calibrating on; with fewer the sketch is taken
+/// from the fitted rows.
+const MIN_CALIBRATION_ROWS: usize = 100;
+
+/// Moves the rows of `used` after the held-back cut into a calibration slice.
+fn hold_back(batch: &Batch, split: &Split, fraction: f64, used: &mut [bool]) -> Vec<usize> {
+    if fraction <= 0.0 {
+        return Vec::new();
+    }
+    let ts = batch.timestamps();
+    let span = (split.cut_us - split.first_us) as f64;
+    let cut = split.first_us + (span * (1.0 - fraction)).round() as i64;
+    let calibration: Vec<usize> = (0..used.len())
+        .filter(|&r| used[r] && ts[r] > cut)
+        .collect();
+    let fitted = used.iter().filter(|&&u| u).count() - calibration.len();
+    if calibration.len() < MIN_CALIBRATION_ROWS || fitted < 2 {
+        return Vec::new();
+    }
+    for &r in &calibration {
+        used[r] = false;
+    }
+    calibration
 }
 
 /// Chooses the training rows: the span before the cut, less the excluded states
@@ -128,10 +188,20 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
             exclusions.push("rows with a ground-truth fault tag".to_owned());
         }
     }
+    let mut used = used;
+    let calibration = hold_back(batch, split, set.calibration_fraction, &mut used);
+    if !calibration.is_empty() {
+        exclusions.push(format!(
+            "the last {}% of the training span ({} rows), held back to set the threshold on",
+            (set.calibration_fraction * 100.0).round(),
+            calibration.len()
+        ));
+    }
     let rows_used = used.iter().filter(|&&u| u).count() as u64;
     TrainingRows {
         used,
         info: TrainingInfo {
+            calibration_rows: calibration.len() as u64,
             first: format_timestamp(split.first_us),
             until: format_timestamp(split.cut_us),
             rows_in_span: in_span,
@@ -141,6 +211,7 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
             exclusions,
             unsupervised: set.unsupervised,
         },
+        calibration,
     }
 }
 
@@ -160,6 +231,23 @@ fn families(m: &FeatureMatrix, schema: &Schema) -> Vec<String> {
                     }
                 })
                 .unwrap_or_else(|| "Device".to_owned())
+        })
+        .collect()
+}
+
+/// The side of each feature that is anomalous: its signal's declared direction
+/// (run lengths of missing values and error codes only count upwards).
+fn directions(m: &FeatureMatrix, schema: &Schema) -> Vec<Direction> {
+    m.catalogue()
+        .iter()
+        .map(|f| match f.kind {
+            FeatureKind::MissingRun
+            | FeatureKind::Missing
+            | FeatureKind::ErrorStreak
+            | FeatureKind::StateChanges => Direction::Up,
+            _ => schema
+                .signal(&f.source)
+                .map_or(Direction::Both, |s| s.direction),
         })
         .collect()
 }
@@ -196,9 +284,10 @@ pub fn detector_features(
     Ok(features.params().clone().kinds(kinds).check()?)
 }
 
-/// Fits features, scaler and detector on the training span of `batch` and bundles
-/// them with a sketch of the training rows' scores (from which itap-eval decides
-/// the threshold). Returns the model and every row's scaled features.
+/// Fits features, scaler and detector on the training span of `batch` (less its
+/// held-back last slice) and bundles them with a sketch of the held-back rows'
+/// scores (from which itap-eval decides the threshold). Returns the model and
+/// every row's scaled features.
 ///
 /// # Errors
 /// [`Error::NoTrainingRows`] when the exclusions leave fewer than two rows; the
@@ -210,7 +299,12 @@ pub fn train(
     features: &CheckedFeatures,
     detector: &CheckedDetector,
 ) -> Result<Trained> {
-    let TrainingRows { used, info } = training_rows(batch, split, set);
+    set.check()?;
+    let TrainingRows {
+        used,
+        calibration,
+        info,
+    } = training_rows(batch, split, set);
     if info.rows_used < 2 {
         return Err(Error::NoTrainingRows(info.exclusions.join("; ")));
     }
@@ -220,16 +314,25 @@ pub fn train(
     let schema = batch.schema().clone();
     let feature_names: Vec<String> = matrix.names().map(str::to_owned).collect();
     let feature_families = families(&matrix, &schema);
+    let directions = directions(&matrix, &schema);
     let x = matrix_rows(&matrix);
     drop(matrix);
     let scaler = StandardScaler::fit_rows(x.view(), &used)?;
     let scaled = ScaledFeatures::scale(x, &scaler)?;
-    let model = detector.fit_rows(scaled.view(), &used)?;
-    // The training rows' scores, for the threshold: each row's score depends on
-    // that row alone, so scoring them apart gives the scores the score stage will.
-    let train_idx: Vec<usize> = (0..used.len()).filter(|&r| used[r]).collect();
+    let model = detector
+        .clone()
+        .directions(directions)
+        .fit_rows(scaled.view(), &used)?;
+    // The scores the threshold is set from: the held-back rows' (or, without
+    // them, the fitted rows'). Each row's score depends on that row alone, so
+    // scoring them apart gives the scores the score stage will.
+    let sketch_rows: Vec<usize> = if calibration.is_empty() {
+        (0..used.len()).filter(|&r| used[r]).collect()
+    } else {
+        calibration
+    };
     let train_scores = model
-        .score(scaled.view().select(Axis(0), &train_idx).view())?
+        .score(scaled.view().select(Axis(0), &sketch_rows).view())?
         .to_vec();
     let file = ModelFile {
         format_version: MODEL_FORMAT_VERSION,

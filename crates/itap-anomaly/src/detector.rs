@@ -5,15 +5,16 @@ use std::fmt;
 use std::str::FromStr;
 
 use itap_telemetry::ParamGuard;
-use ndarray::{Array1, ArrayView2};
+use ndarray::{Array1, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::iforest::{CheckedIsolationForest, IsolationForest, IsolationForestParams};
 use crate::matrix::mask_indices;
 use crate::pca::{CheckedPca, PcaDetector, PcaParams};
+use crate::residual::{CheckedResidual, ResidualDetector, ResidualParams};
 
-/// The detectors there are (`--detector iforest|pca`).
+/// The detectors there are (`--detector iforest|pca|residual`).
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
 )]
@@ -25,17 +26,26 @@ pub enum DetectorKind {
     /// PCA with Hotelling's T² and Q, `pca`.
     #[serde(rename = "pca")]
     Pca,
+    /// Every column scored by its training tail probability, the row by the
+    /// largest: `residual` (made for control-chart features).
+    #[serde(rename = "residual")]
+    Residual,
 }
 
 impl DetectorKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [DetectorKind; 2] = [DetectorKind::IsolationForest, DetectorKind::Pca];
+    pub const ALL: [DetectorKind; 3] = [
+        DetectorKind::IsolationForest,
+        DetectorKind::Pca,
+        DetectorKind::Residual,
+    ];
 
     /// The name as written on the command line, in config files and model files.
     pub fn as_str(self) -> &'static str {
         match self {
             DetectorKind::IsolationForest => "iforest",
             DetectorKind::Pca => "pca",
+            DetectorKind::Residual => "residual",
         }
     }
 }
@@ -49,7 +59,7 @@ impl fmt::Display for DetectorKind {
 impl FromStr for DetectorKind {
     type Err = Error;
 
-    /// Reads `iforest` or `pca` (case-insensitive).
+    /// Reads `iforest`, `pca` or `residual` (case-insensitive).
     fn from_str(s: &str) -> Result<Self> {
         let t = s.trim();
         DetectorKind::ALL
@@ -58,7 +68,7 @@ impl FromStr for DetectorKind {
             .ok_or_else(|| {
                 Error::param(
                     "detector",
-                    format!("{t:?} is not a detector; use \"iforest\" or \"pca\""),
+                    format!("{t:?} is not a detector; use \"iforest\", \"pca\" or \"residual\""),
                 )
             })
     }
@@ -67,7 +77,7 @@ impl FromStr for DetectorKind {
 /// A detector ready to fit: checked parameters.
 ///
 /// Object-safe (`dyn Detector<Fitted = Model>`); implemented by
-/// [`CheckedIsolationForest`], [`CheckedPca`] and [`CheckedDetector`].
+/// [`CheckedIsolationForest`], [`CheckedPca`], [`CheckedResidual`] and [`CheckedDetector`].
 pub trait Detector: fmt::Debug + Send + Sync {
     /// What [`fit`](Self::fit) returns.
     type Fitted: FittedDetector;
@@ -113,7 +123,7 @@ pub trait Detector: fmt::Debug + Send + Sync {
 
 /// A fitted detector: scores rows, higher = more anomalous.
 ///
-/// Object-safe; implemented by [`IsolationForest`], [`PcaDetector`] and [`Model`].
+/// Object-safe; implemented by [`IsolationForest`], [`PcaDetector`], [`ResidualDetector`] and [`Model`].
 pub trait FittedDetector: fmt::Debug + Send + Sync {
     /// Which detector this is.
     fn kind(&self) -> DetectorKind;
@@ -130,6 +140,17 @@ pub trait FittedDetector: fmt::Debug + Send + Sync {
     ///
     /// [`Error::ColumnMismatch`] when `x` does not have [`n_features`](Self::n_features) columns.
     fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>>;
+
+    /// Each column's part in one row's score, when the detector scores columns
+    /// one by one (the calibrated detector: each column's calibrated score);
+    /// `None` for detectors that score the row as a whole.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ColumnMismatch`] when the row does not have one value per column.
+    fn column_scores(&self, _row: ArrayView1<'_, f64>) -> Result<Option<Vec<f64>>> {
+        Ok(None)
+    }
 }
 
 fn to_json<T: Serialize>(v: &T) -> serde_json::Value {
@@ -177,6 +198,45 @@ impl Detector for CheckedPca {
     }
 }
 
+impl Detector for CheckedResidual {
+    type Fitted = ResidualDetector;
+
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Residual
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        to_json(self)
+    }
+
+    fn fit_indices(&self, x: ArrayView2<'_, f64>, rows: &[usize]) -> Result<ResidualDetector> {
+        check_indices(x.nrows(), rows)?;
+        self.build(x, rows)
+    }
+}
+
+impl FittedDetector for ResidualDetector {
+    fn kind(&self) -> DetectorKind {
+        DetectorKind::Residual
+    }
+
+    fn params_json(&self) -> serde_json::Value {
+        to_json(self.params())
+    }
+
+    fn n_features(&self) -> usize {
+        ResidualDetector::n_features(self)
+    }
+
+    fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
+        ResidualDetector::score(self, x)
+    }
+
+    fn column_scores(&self, row: ArrayView1<'_, f64>) -> Result<Option<Vec<f64>>> {
+        self.calibrate_row(row).map(Some)
+    }
+}
+
 impl FittedDetector for IsolationForest {
     fn kind(&self) -> DetectorKind {
         DetectorKind::IsolationForest
@@ -218,9 +278,10 @@ impl FittedDetector for PcaDetector {
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
-/// | `detector` | `iforest` | the detector to fit | `iforest`, `pca` |
+/// | `detector` | `iforest` | the detector to fit | `iforest`, `pca`, `residual` |
 /// | `iforest` | see [`IsolationForestParams`] | Isolation Forest parameters | |
 /// | `pca` | see [`PcaParams`] | PCA detector parameters | |
+/// | `residual` | see [`ResidualParams`] | calibrated detector parameters | |
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectorParams {
@@ -230,6 +291,8 @@ pub struct DetectorParams {
     pub iforest: IsolationForestParams,
     /// PCA detector parameters.
     pub pca: PcaParams,
+    /// Calibrated detector parameters.
+    pub residual: ResidualParams,
 }
 
 impl DetectorParams {
@@ -250,6 +313,12 @@ impl DetectorParams {
         self.pca = v;
         self
     }
+
+    /// Sets the calibrated detector's parameters.
+    pub fn residual(mut self, v: ResidualParams) -> Self {
+        self.residual = v;
+        self
+    }
 }
 
 impl ParamGuard for DetectorParams {
@@ -260,6 +329,7 @@ impl ParamGuard for DetectorParams {
         match self.detector {
             DetectorKind::IsolationForest => self.iforest.check_ref().map_err(in_iforest),
             DetectorKind::Pca => self.pca.check_ref().map_err(in_pca),
+            DetectorKind::Residual => self.residual.check_ref().map_err(in_residual),
         }
     }
 
@@ -275,6 +345,9 @@ impl ParamGuard for DetectorParams {
                 CheckedDetector::IsolationForest(self.iforest.check().map_err(in_iforest)?)
             }
             DetectorKind::Pca => CheckedDetector::Pca(self.pca.check().map_err(in_pca)?),
+            DetectorKind::Residual => {
+                CheckedDetector::Residual(self.residual.check().map_err(in_residual)?)
+            }
         })
     }
 }
@@ -287,6 +360,10 @@ fn in_pca(e: Error) -> Error {
     e.in_section("pca")
 }
 
+fn in_residual(e: Error) -> Error {
+    e.in_section("residual")
+}
+
 /// The chosen detector with checked parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "detector", content = "params")]
@@ -297,6 +374,20 @@ pub enum CheckedDetector {
     /// PCA T² and Q.
     #[serde(rename = "pca")]
     Pca(CheckedPca),
+    /// The calibrated detector.
+    #[serde(rename = "residual")]
+    Residual(CheckedResidual),
+}
+
+impl CheckedDetector {
+    /// Sets the side each column is scored on, for the detectors that score
+    /// columns one by one (the calibrated detector); the others ignore it.
+    pub fn directions(self, d: Vec<itap_telemetry::Direction>) -> Self {
+        match self {
+            CheckedDetector::Residual(r) => CheckedDetector::Residual(r.directions(d)),
+            other => other,
+        }
+    }
 }
 
 impl Detector for CheckedDetector {
@@ -306,6 +397,7 @@ impl Detector for CheckedDetector {
         match self {
             CheckedDetector::IsolationForest(d) => d.kind(),
             CheckedDetector::Pca(d) => d.kind(),
+            CheckedDetector::Residual(d) => d.kind(),
         }
     }
 
@@ -313,6 +405,7 @@ impl Detector for CheckedDetector {
         match self {
             CheckedDetector::IsolationForest(d) => d.params_json(),
             CheckedDetector::Pca(d) => d.params_json(),
+            CheckedDetector::Residual(d) => d.params_json(),
         }
     }
 
@@ -320,6 +413,7 @@ impl Detector for CheckedDetector {
         Ok(match self {
             CheckedDetector::IsolationForest(d) => Model::IsolationForest(d.fit_indices(x, rows)?),
             CheckedDetector::Pca(d) => Model::Pca(Detector::fit_indices(d, x, rows)?),
+            CheckedDetector::Residual(d) => Model::Residual(Detector::fit_indices(d, x, rows)?),
         })
     }
 }
@@ -335,6 +429,9 @@ pub enum Model {
     /// A fitted PCA detector.
     #[serde(rename = "pca")]
     Pca(PcaDetector),
+    /// A fitted calibrated detector.
+    #[serde(rename = "residual")]
+    Residual(ResidualDetector),
 }
 
 impl Model {
@@ -342,6 +439,7 @@ impl Model {
         match self {
             Model::IsolationForest(m) => m,
             Model::Pca(m) => m,
+            Model::Residual(m) => m,
         }
     }
 }
@@ -361,5 +459,9 @@ impl FittedDetector for Model {
 
     fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
         self.inner().score(x)
+    }
+
+    fn column_scores(&self, row: ArrayView1<'_, f64>) -> Result<Option<Vec<f64>>> {
+        self.inner().column_scores(row)
     }
 }

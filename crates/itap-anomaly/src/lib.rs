@@ -6,6 +6,7 @@ mod error;
 mod iforest;
 mod matrix;
 mod pca;
+mod residual;
 mod scaler;
 
 pub use detector::{
@@ -19,6 +20,7 @@ pub use iforest::{
 pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use matrix::{finite_rows, select_rows};
 pub use pca::{CheckedPca, PcaDetector, PcaParams, PcaStatistics};
+pub use residual::{CheckedResidual, ResidualDetector, ResidualParams};
 pub use scaler::{StandardScaler, StandardScalerParams};
 
 /// The ndarray this crate's API is written in (0.16, linfa's line).

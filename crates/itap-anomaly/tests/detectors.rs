@@ -314,7 +314,10 @@ fn detector_kind_and_params_from_text() {
     );
     assert_eq!(" PCA ".parse::<DetectorKind>().unwrap(), DetectorKind::Pca);
     let err = "forest".parse::<DetectorKind>().unwrap_err().to_string();
-    assert!(err.contains("\"iforest\" or \"pca\""), "{err}");
+    assert!(
+        err.contains("\"iforest\", \"pca\" or \"residual\""),
+        "{err}"
+    );
     assert_eq!(DetectorKind::default(), DetectorKind::IsolationForest);
     for k in DetectorKind::ALL {
         assert_eq!(k.to_string().parse::<DetectorKind>().unwrap(), k);
@@ -351,7 +354,14 @@ fn both_detectors_behind_one_trait_object() {
         assert_eq!(f.kind(), k);
         assert_eq!(f.n_features(), 6);
         let auc = roc_auc(&f.score(x.view()).unwrap().to_vec(), &labels);
-        assert!(auc > 0.99, "{k}: {auc}");
+        // The calibrated detector reads each column alone: outliers that are
+        // unusual only jointly escape it, so it ranks a little lower here.
+        let floor = if k == DetectorKind::Residual {
+            0.97
+        } else {
+            0.99
+        };
+        assert!(auc > floor, "{k}: {auc}");
     }
 }
 

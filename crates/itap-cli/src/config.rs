@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use itap::anomaly::{
-    CheckedDetector, DetectorKind, DetectorParams, IsolationForestParams, PcaParams,
+    CheckedDetector, DetectorKind, DetectorParams, IsolationForestParams, PcaParams, ResidualParams,
 };
 use itap::eval::{CheckedEval, EvalParams};
 use itap::features::{CheckedFeatures, FeatureKind, FeatureParams};
@@ -46,9 +46,11 @@ pub(crate) struct ModelSection {
     pub(crate) inputs: Vec<FeatureKind>,
     pub(crate) exclude_states: Vec<State>,
     pub(crate) unsupervised: bool,
+    pub(crate) calibration_fraction: f64,
     pub(crate) path: PathBuf,
     pub(crate) iforest: IsolationForestParams,
     pub(crate) pca: PcaParams,
+    pub(crate) residual: ResidualParams,
 }
 
 impl Default for ModelSection {
@@ -60,9 +62,11 @@ impl Default for ModelSection {
             inputs: t.inputs,
             exclude_states: t.exclude_states,
             unsupervised: t.unsupervised,
+            calibration_fraction: t.calibration_fraction,
             path: PathBuf::from("artifacts/model.json"),
             iforest: d.iforest,
             pca: d.pca,
+            residual: d.residual,
         }
     }
 }
@@ -108,7 +112,7 @@ impl ColumnFlags {
 /// The flags that choose the split and the training set (`itap train`, `itap run`).
 #[derive(Debug, Default, Clone, clap::Args)]
 pub(crate) struct TrainFlags {
-    /// Detector: iforest or pca [config: model.detector, default pca].
+    /// Detector: residual, pca or iforest [config: model.detector, default residual].
     #[arg(long, value_name = "NAME")]
     pub(crate) detector: Option<DetectorKind>,
 
@@ -181,6 +185,7 @@ pub(crate) struct SignalSection {
     min: Option<f64>,
     max: Option<f64>,
     family: Option<String>,
+    direction: Option<itap::telemetry::Direction>,
     nominal: Option<f64>,
     noise: Option<f64>,
 }
@@ -257,6 +262,9 @@ impl Config {
             if let Some(v) = &sec.family {
                 s.family = v.clone();
             }
+            if let Some(v) = sec.direction {
+                s.direction = v;
+            }
             if let Some(v) = sec.nominal {
                 entry.nominal = v;
             }
@@ -329,6 +337,7 @@ impl Config {
             detector: flags.detector.unwrap_or(m.detector),
             iforest: m.iforest.clone(),
             pca: m.pca.clone(),
+            residual: m.residual.clone(),
         };
         Ok(p.check().map_err(|e| e.in_section("model"))?)
     }
@@ -345,7 +354,9 @@ impl Config {
             exclude_states: m.exclude_states.clone(),
             unsupervised: m.unsupervised || flags.unsupervised,
             inputs: m.inputs.clone(),
+            calibration_fraction: m.calibration_fraction,
         };
+        set.check().map_err(|e| e.in_section("model"))?;
         itap::detector_features(features, &set.inputs).map_err(|e| e.in_section("model"))?;
         Ok(set)
     }
@@ -372,8 +383,10 @@ impl Config {
                 "inputs": self.model.inputs,
                 "exclude_states": self.model.exclude_states,
                 "unsupervised": self.model.unsupervised || flags.unsupervised,
+                "calibration_fraction": self.model.calibration_fraction,
                 "iforest": self.model.iforest,
                 "pca": self.model.pca,
+                "residual": self.model.residual,
             },
             "eval": self.eval,
             "flags": {

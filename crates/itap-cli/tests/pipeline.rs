@@ -51,7 +51,7 @@ fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
     let ev = &metrics["evaluation"];
     assert!(ev["rows_evaluated"].as_u64().unwrap() > 0);
     assert_eq!(ev["eval_states"], serde_json::json!(["RUN", "IDLE"]));
-    assert_eq!(metrics["config"]["model"]["detector"], "pca");
+    assert_eq!(metrics["config"]["model"]["detector"], "residual");
     let scores = fs::read_to_string(dir.path().join("artifacts/scores.csv")).unwrap();
     assert_eq!(scores.lines().count(), 2880 + 1);
 
@@ -81,7 +81,7 @@ fn train_then_score_share_the_split_and_the_model() {
                 .and(predicate::str::contains(
                     "rows with a ground-truth fault tag",
                 ))
-                .and(predicate::str::contains("vibration_g__state_dev"))
+                .and(predicate::str::contains("vibration_g__chart_ewma__45s"))
                 .and(predicate::str::contains("artifacts/model.json")),
         );
     let model = json(&dir.path().join("artifacts/model.json"));
@@ -143,7 +143,15 @@ fn unsupervised_training_uses_every_row_of_the_span() {
     let model = json(&dir.path().join("m.json"));
     let t = &model["training"];
     assert_eq!(t["unsupervised"], true);
-    assert_eq!(t["rows_used"], t["rows_in_span"]);
+    // Every row of the span but the held-back last 20 %, which the threshold's
+    // sketch is taken from.
+    let (used, held, span) = (
+        t["rows_used"].as_u64().unwrap(),
+        t["calibration_rows"].as_u64().unwrap(),
+        t["rows_in_span"].as_u64().unwrap(),
+    );
+    assert!(held > 0, "{t}");
+    assert_eq!(used + held, span, "{t}");
     assert_eq!(t["excluded_as_faulty"], 0);
     assert_eq!(
         model["detector"]["detector"], "iforest",
@@ -171,8 +179,8 @@ fn a_model_for_other_signals_is_refused_naming_the_features() {
         .code(2)
         .stderr(
             predicate::str::contains("missing")
-                .and(predicate::str::contains("temp_c__state_dev"))
-                .and(predicate::str::contains("pressure_bar__state_dev")),
+                .and(predicate::str::contains("temp_c__chart_ewma__15s"))
+                .and(predicate::str::contains("pressure_bar__chart_ewma__15s")),
         );
 }
 
@@ -306,7 +314,7 @@ fn a_users_csv_with_its_own_column_names_runs_when_they_are_named() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(names.contains(&"oil_temp_c__state_dev"), "{names:?}");
+    assert!(names.contains(&"oil_temp_c__chart_ewma__2m"), "{names:?}");
 
     // The column flags only make sense with --input.
     itap(&dir)

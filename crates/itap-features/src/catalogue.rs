@@ -47,6 +47,8 @@ pub(crate) enum ColSpec {
     Device { kind: FeatureKind },
     /// A windowed device-level feature.
     DeviceWindow { win: usize, kind: FeatureKind },
+    /// A control-chart EWMA of signal `sig` with chart half-life number `hl`.
+    Chart { sig: usize, hl: usize },
 }
 
 /// The columns to compute, in catalogue order.
@@ -145,6 +147,23 @@ pub(crate) fn plan(params: &CheckedFeatures, signals: &[String]) -> Plan {
                 },
                 ColSpec::Signal { sig: si, kind },
             ));
+        }
+        if r.kinds.contains(&FeatureKind::ChartEwma) {
+            for (hl, &us) in r.chart_halflives_us.iter().enumerate() {
+                let label = duration_label(us);
+                columns.push((
+                    FeatureInfo {
+                        name: format!("{sig}__{}__{label}", FeatureKind::ChartEwma),
+                        source: sig.clone(),
+                        kind: FeatureKind::ChartEwma,
+                        window: Some(label.clone()),
+                        meaning: format!(
+                            "control chart of {sig}: exponentially weighted mean (half-life {label} of elapsed time) of its standardised residual: (value - the device's training level in its state - the seasonal profile) / the residual's training spread"
+                        ),
+                    },
+                    ColSpec::Chart { sig: si, hl },
+                ));
+            }
         }
         for &kind in r.kinds.iter().filter(|k| k.scope() == Scope::Spectral) {
             let hop = p.spectral_hop;
@@ -314,6 +333,9 @@ fn point_meaning(kind: FeatureKind, sig: &str, halflife: &str, fill: &str) -> St
         FeatureKind::Missing => format!(
             "1 when {sig} is missing in this row (its point features then use the last observation, up to {fill} old)"
         ),
+        FeatureKind::ChartCusum => format!(
+            "control chart of {sig}: tabular CUSUM of its standardised residual (upper sum when it is the larger, else minus the lower sum)"
+        ),
         _ => format!("consecutive rows, up to this one, in which {sig} is missing"),
     }
 }
@@ -325,11 +347,12 @@ mod tests {
     use itap_telemetry::ParamGuard;
 
     #[test]
-    fn the_default_catalogue_has_13_features_per_signal_and_4_per_device() {
+    fn the_default_catalogue_has_16_features_per_signal_and_4_per_device() {
         let params = FeatureParams::default().check().unwrap();
         let schema = Schema::default();
         let cat = catalogue(&params, &schema).unwrap();
-        assert_eq!(cat.len(), 13 * 5 + 4);
+        assert_eq!(cat.len(), 16 * 5 + 4);
+        assert!(cat.iter().any(|f| f.name == "temp_c__chart_ewma__45s"));
         assert_eq!(cat[0].name, "rpm__mean__5m");
         assert!(cat.iter().any(|f| f.name == "temp_c__z__5m"));
         assert!(

@@ -40,6 +40,16 @@ pub struct Baseline {
     /// fallbacks described in docs/features.md when that is zero; `None` with the
     /// location.
     pub scale: Vec<Option<f64>>,
+    /// Median per signal of the residual (value − `location` − the seasonal
+    /// profile), what the control charts are centred on; empty in fits made
+    /// before control charts (they then use 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resid_location: Vec<Option<f64>>,
+    /// Robust spread (1.4826 × MAD) per signal of that residual, the control
+    /// charts' unit; `scale` when the residual does not vary. Empty in older fits
+    /// (they then use `scale`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resid_scale: Vec<Option<f64>>,
 }
 
 /// One device's baselines.
@@ -178,7 +188,12 @@ impl FeaturesFit {
             .flat_map(|d| d.baselines.iter())
             .chain(&self.pooled);
         for b in baselines {
-            if b.location.len() != n || b.scale.len() != n {
+            let resid_ok = |v: &Vec<Option<f64>>| v.is_empty() || v.len() == n;
+            if b.location.len() != n
+                || b.scale.len() != n
+                || !resid_ok(&b.resid_location)
+                || !resid_ok(&b.resid_scale)
+            {
                 return bad(format!(
                     "a baseline has {} values for {n} signals",
                     b.location.len()
@@ -421,6 +436,34 @@ pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Resu
         })
         .collect();
 
+    // The residual's level and spread per baseline: the control charts' centre and unit.
+    let code_of: std::collections::BTreeMap<&str, usize> = batch
+        .device_names()
+        .iter()
+        .enumerate()
+        .map(|(d, n)| (n.as_str(), d))
+        .collect();
+    devices.par_iter_mut().for_each(|dev| {
+        let Some(&d) = code_of.get(dev.device.as_str()) else {
+            return;
+        };
+        for b in &mut dev.baselines {
+            let key = b.state.map_or(0, state_key);
+            residual_spread(
+                b,
+                groups[d * KEYS + key].iter().copied(),
+                &cols,
+                ts,
+                &seasonal,
+            );
+        }
+    });
+    for b in &mut pooled {
+        let key = b.state.map_or(0, state_key);
+        let rows = (0..ndev).flat_map(|d| groups[d * KEYS + key].iter().copied());
+        residual_spread(b, rows, &cols, ts, &seasonal);
+    }
+
     Ok(FeaturesFit {
         params: params.params().clone(),
         signals,
@@ -515,7 +558,52 @@ fn robust(
         rows: n,
         location,
         scale,
+        resid_location: Vec::new(),
+        resid_scale: Vec::new(),
     })
+}
+
+/// Sets `b`'s residual level and spread per signal from `rows`: the residual is
+/// the value less `b`'s location and the signal's seasonal profile.
+fn residual_spread(
+    b: &mut Baseline,
+    rows: impl Iterator<Item = usize> + Clone,
+    cols: &[&[f64]],
+    ts: &[i64],
+    seasonal: &[SeasonalProfile],
+) {
+    b.resid_location.clear();
+    b.resid_scale.clear();
+    let mut buf: Vec<f64> = Vec::new();
+    for (s, c) in cols.iter().enumerate() {
+        let (Some(loc), Some(scale)) = (b.location[s], b.scale[s]) else {
+            b.resid_location.push(None);
+            b.resid_scale.push(None);
+            continue;
+        };
+        buf.clear();
+        buf.extend(
+            rows.clone()
+                .map(|r| c[r] - loc - seasonal[s].at(ts[r]))
+                .filter(|v| v.is_finite()),
+        );
+        if buf.len() < MIN_BASELINE_ROWS {
+            b.resid_location.push(Some(0.0));
+            b.resid_scale.push(Some(scale));
+            continue;
+        }
+        let med = median(&mut buf);
+        for v in buf.iter_mut() {
+            *v = (*v - med).abs();
+        }
+        let spread = 1.4826 * median(&mut buf);
+        b.resid_location.push(Some(med));
+        b.resid_scale.push(Some(if usable_scale(spread, loc) {
+            spread
+        } else {
+            scale
+        }));
+    }
 }
 
 /// The median of finite values (the mean of the two middle ones for an even count).

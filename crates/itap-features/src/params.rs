@@ -62,6 +62,13 @@ pub enum FeatureKind {
     SinceStateChange,
     /// Share of the window's rows in the current state.
     StateShare,
+    /// Control chart: exponentially weighted mean of the standardised residual
+    /// (value − the device's level in its state − the seasonal profile, over the
+    /// residual's training spread), one column per chart half-life.
+    ChartEwma,
+    /// Control chart: tabular CUSUM of the standardised residual (the larger of
+    /// the upper and lower sums, signed).
+    ChartCusum,
 }
 
 /// Where a kind's columns come from and how they are named.
@@ -77,11 +84,13 @@ pub(crate) enum Scope {
     Device,
     /// `{source}__{kind}__{window}`, once per window (device level).
     DeviceWindow,
+    /// `{signal}__{kind}__{half-life}`, once per signal and chart half-life.
+    SignalChart,
 }
 
 impl FeatureKind {
     /// Every kind, in catalogue order.
-    pub const ALL: [FeatureKind; 24] = [
+    pub const ALL: [FeatureKind; 26] = [
         FeatureKind::Mean,
         FeatureKind::Std,
         FeatureKind::Min,
@@ -106,11 +115,13 @@ impl FeatureKind {
         FeatureKind::StateChanges,
         FeatureKind::SinceStateChange,
         FeatureKind::StateShare,
+        FeatureKind::ChartEwma,
+        FeatureKind::ChartCusum,
     ];
 
-    /// The default set: 13 columns per signal and 4 device-level columns with one
-    /// window (69 for the five demo signals).
-    pub const DEFAULT: [FeatureKind; 17] = [
+    /// The default set: 16 columns per signal (13 with one window and three
+    /// chart half-lives) and 4 device-level columns (84 for the five demo signals).
+    pub const DEFAULT: [FeatureKind; 18] = [
         FeatureKind::Mean,
         FeatureKind::Std,
         FeatureKind::Min,
@@ -128,6 +139,7 @@ impl FeatureKind {
         FeatureKind::SinceError,
         FeatureKind::StateChanges,
         FeatureKind::SinceStateChange,
+        FeatureKind::ChartEwma,
     ];
 
     /// The name as written in config files and in feature names.
@@ -157,6 +169,8 @@ impl FeatureKind {
             FeatureKind::StateChanges => "state_changes",
             FeatureKind::SinceStateChange => "since_state_change",
             FeatureKind::StateShare => "state_share",
+            FeatureKind::ChartEwma => "chart_ewma",
+            FeatureKind::ChartCusum => "chart_cusum",
         }
     }
 
@@ -164,9 +178,9 @@ impl FeatureKind {
         use FeatureKind::*;
         match self {
             Mean | Std | Min | Max | Delta | Z => Scope::SignalWindow,
-            Diff | Rate | Ewm | Trend | Seasonal | Resid | StateDev | Missing | MissingRun => {
-                Scope::Signal
-            }
+            Diff | Rate | Ewm | Trend | Seasonal | Resid | StateDev | Missing | MissingRun
+            | ChartCusum => Scope::Signal,
+            ChartEwma => Scope::SignalChart,
             SpecEnergy | SpecDominantHz | SpecCentroidHz | SpecBands => Scope::Spectral,
             ErrorStreak | SinceError | SinceStateChange => Scope::Device,
             StateChanges | StateShare => Scope::DeviceWindow,
@@ -317,7 +331,7 @@ pub enum Period {
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
 /// | `signals` | `[]` | signals to make features of; `[]` = every signal of the data | names |
-/// | `kinds` | the 17 of [`FeatureKind::DEFAULT`] | which features to make (names in docs/features.md) | kinds, no repeats |
+/// | `kinds` | the 18 of [`FeatureKind::DEFAULT`] | which features to make (names in docs/features.md) | kinds, no repeats |
 /// | `windows` | `["5m"]` | trailing windows for the windowed kinds: durations (`30s`, `5m`, `1h`) or row counts (`30rows`) | > 0, ≤ 366 d or ≤ 1 000 000 rows, no repeats |
 /// | `window_engine` | `polars` | what computes mean/std/min/max: `polars` (`rolling_*_by`) or `native` (a fused kernel, faster) | `polars`, `native` |
 /// | `min_periods` | 1 | observed (non-missing) values a window needs before its statistics are defined | 1 – 1 000 000 |
@@ -329,6 +343,8 @@ pub enum Period {
 /// | `period` | `"auto"` | seasonal period: `auto` (detected on the training span), `off`, or a duration | `auto`, `off`, > 0 and ≤ 366 d |
 /// | `seasonal_bins` | 24 | phase bins of the seasonal profile | 2 – 1440 |
 /// | `period_min_strength` | 0.2 | `auto` keeps a period only if its profile explains at least this share of the variance | 0 – 1 |
+/// | `chart_halflives` | `["15s", "45s", "2m"]` | half-lives of the control-chart EWMAs (`chart_ewma`), several time scales at once | > 0, ≤ 366 d, no repeats, ≥ 1 when `chart_ewma` is made |
+/// | `chart_cusum_k` | 0.5 | allowance of the CUSUM (`chart_cusum`), in residual spreads: shifts smaller than this do not accumulate | 0 – 10 |
 /// | `elapsed_cap` | `"1h"` | cap of the seconds-since features (and their value before any event) | > 0 |
 /// | `train_fraction` | 0.7 | with no training span given (`itap features`), fit on this first share of the time span | 0 – 1 (0 excluded) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -360,6 +376,10 @@ pub struct FeatureParams {
     pub seasonal_bins: usize,
     /// Variance share a detected period must explain.
     pub period_min_strength: f64,
+    /// Half-lives of the control-chart EWMAs, as durations.
+    pub chart_halflives: Vec<String>,
+    /// Allowance of the CUSUM, in residual spreads.
+    pub chart_cusum_k: f64,
     /// Cap of the seconds-since features, as a duration.
     pub elapsed_cap: String,
     /// Share of the time span fitted on when no training span is given.
@@ -382,6 +402,8 @@ impl Default for FeatureParams {
             period: "auto".to_owned(),
             seasonal_bins: 24,
             period_min_strength: 0.2,
+            chart_halflives: vec!["15s".to_owned(), "45s".to_owned(), "2m".to_owned()],
+            chart_cusum_k: 0.5,
             elapsed_cap: "1h".to_owned(),
             train_fraction: 0.7,
         }
@@ -464,6 +486,18 @@ impl FeatureParams {
     /// Sets the variance share a detected period must explain.
     pub fn period_min_strength(mut self, v: f64) -> Self {
         self.period_min_strength = v;
+        self
+    }
+
+    /// Sets the half-lives of the control-chart EWMAs (durations).
+    pub fn chart_halflives(mut self, v: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.chart_halflives = v.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the CUSUM allowance, in residual spreads.
+    pub fn chart_cusum_k(mut self, v: f64) -> Self {
+        self.chart_cusum_k = v;
         self
     }
 
@@ -596,6 +630,35 @@ impl FeatureParams {
                 ),
             ));
         }
+        let mut chart_halflives_us = Vec::with_capacity(p.chart_halflives.len());
+        for text in &p.chart_halflives {
+            let us = duration("chart_halflives", text)?;
+            if us <= 0 || us > MAX_TIME_WINDOW_US {
+                return Err(Error::param(
+                    "chart_halflives",
+                    format!("{text:?} must be longer than zero and at most 366 days"),
+                ));
+            }
+            if chart_halflives_us.contains(&us) {
+                return Err(Error::param(
+                    "chart_halflives",
+                    format!("{text:?} is given twice"),
+                ));
+            }
+            chart_halflives_us.push(us);
+        }
+        if kinds.contains(&FeatureKind::ChartEwma) && chart_halflives_us.is_empty() {
+            return Err(Error::param(
+                "chart_halflives",
+                "the kind chart_ewma needs at least one half-life, such as [\"30s\"]",
+            ));
+        }
+        if !(p.chart_cusum_k >= 0.0 && p.chart_cusum_k <= 10.0) {
+            return Err(Error::param(
+                "chart_cusum_k",
+                format!("{} is not between 0 and 10", p.chart_cusum_k),
+            ));
+        }
         let elapsed_cap_us = duration("elapsed_cap", &p.elapsed_cap)?;
         if elapsed_cap_us <= 0 {
             return Err(Error::param("elapsed_cap", "must be longer than zero"));
@@ -613,6 +676,7 @@ impl FeatureParams {
             fill_limit_us,
             period,
             elapsed_cap_us,
+            chart_halflives_us,
         })
     }
 }
@@ -657,6 +721,7 @@ pub(crate) struct Resolved {
     pub(crate) fill_limit_us: i64,
     pub(crate) period: Period,
     pub(crate) elapsed_cap_us: i64,
+    pub(crate) chart_halflives_us: Vec<i64>,
 }
 
 /// Checked feature parameters: the only kind that can fit and transform.

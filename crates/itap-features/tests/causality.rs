@@ -33,6 +33,7 @@ fn all_kinds(polars: bool) -> itap_features::CheckedFeatures {
         .seasonal_bins(6)
         .fill_limit("25s")
         .ewm_halflife("40s")
+        .chart_halflives(["20s", "1m"])
         .elapsed_cap("90s")
         .check()
         .unwrap()

@@ -311,6 +311,57 @@ fn a_daily_like_cycle_is_detected_on_the_training_span_and_removed() {
 }
 
 #[test]
+fn a_control_chart_sees_a_small_sustained_shift_the_rows_hide() {
+    // 12 h at 10 s of a 1 h cycle (amplitude 5) plus uniform noise (sd ≈ 0.29);
+    // from 9 h the level rises by 0.4: smaller than the row-to-row noise range.
+    let shift_at: usize = 9 * 360;
+    let rows: Vec<Row> = (0..4320i64)
+        .map(|i| {
+            let t = T0 + i * 10 * S;
+            let phase = (t.rem_euclid(3600 * S)) as f64 / (3600 * S) as f64;
+            let noise = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+            let step = if i >= shift_at as i64 { 0.4 } else { 0.0 };
+            let v = 20.0 + 5.0 * (std::f64::consts::TAU * phase).sin() + noise + step;
+            row(t, "d", &[v])
+        })
+        .collect();
+    let b = batch(&["x"], &rows);
+    let p = FeatureParams::default()
+        .kinds([FeatureKind::ChartEwma, FeatureKind::ChartCusum])
+        .chart_halflives(["30s", "2m"])
+        .check()
+        .unwrap();
+    let m = transform(&b, &fit(&b, TrainSpan::Fraction(0.5), &p).unwrap()).unwrap();
+    let slow = m.column_by_name("x__chart_ewma__2m").unwrap();
+    let fast = m.column_by_name("x__chart_ewma__30s").unwrap();
+    let cusum = m.column_by_name("x__chart_cusum").unwrap();
+    // In control (after a few minutes of warm-up, before the shift) the slow
+    // chart stays near 0: the cycle is removed and the residual standardised.
+    let before = slow[60..shift_at]
+        .iter()
+        .fold(0.0f64, |a, v| a.max(v.abs()));
+    assert!(before < 1.0, "in control: {before}");
+    // Twenty minutes after the shift it sits well above anything seen before.
+    let after = slow[shift_at + 120];
+    assert!(after > 1.0 && after > 1.5 * before, "{after} vs {before}");
+    // The longer half-life averages more: less spread in control.
+    let spread = |c: &[f64]| {
+        let v = &c[60..shift_at];
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    };
+    assert!(
+        spread(slow) < spread(fast),
+        "{} {}",
+        spread(slow),
+        spread(fast)
+    );
+    // The upper CUSUM accumulates the shift.
+    assert!(cusum[shift_at + 120] > 5.0, "{}", cusum[shift_at + 120]);
+    assert!(cusum[shift_at - 1] < cusum[shift_at + 120]);
+}
+
+#[test]
 fn event_counters() {
     use State::*;
     let spec = [
@@ -451,7 +502,7 @@ fn default_features_on_simulated_telemetry_are_mostly_defined() {
     let b = simulate(&SimParams::default().devices(4).hours(2.0).check().unwrap());
     let p = FeatureParams::default().check().unwrap();
     let m = transform(&b, &fit(&b, TrainSpan::Fraction(0.7), &p).unwrap()).unwrap();
-    assert_eq!(m.n_features(), 69);
+    assert_eq!(m.n_features(), 84);
     assert_eq!(m.len(), b.len());
     assert_eq!(m.timestamps(), b.timestamps());
     assert_eq!(m.device_codes(), b.device_codes());
@@ -466,8 +517,8 @@ fn default_features_on_simulated_telemetry_are_mostly_defined() {
         assert!(col.iter().all(|v| !v.is_infinite()), "{}", info.name);
     }
     let row_major = m.to_row_major();
-    assert_eq!(row_major.len(), m.len() * 69);
-    assert!(same(row_major[5 * 69 + 7], m.column(7)[5]));
+    assert_eq!(row_major.len(), m.len() * 84);
+    assert!(same(row_major[5 * 84 + 7], m.column(7)[5]));
 }
 
 #[test]
@@ -507,7 +558,7 @@ fn an_empty_batch_gives_an_empty_matrix_with_every_column() {
     let empty = b.take(&[]);
     let m = transform(&empty, &fitted).unwrap();
     assert!(m.is_empty());
-    assert_eq!(m.n_features(), 13 + 4);
+    assert_eq!(m.n_features(), 16 + 4);
 }
 
 #[test]
@@ -525,7 +576,7 @@ fn exports_csv_and_parquet_with_keys_and_catalogue() {
         header.starts_with("timestamp,device_id,rpm__mean__5m,"),
         "{header}"
     );
-    assert_eq!(header.split(',').count(), 2 + 69);
+    assert_eq!(header.split(',').count(), 2 + 84);
     let first = lines.next().unwrap();
     assert!(
         first.starts_with("2026-01-01T00:00:00Z,DEV-0000,"),
@@ -544,7 +595,7 @@ fn exports_csv_and_parquet_with_keys_and_catalogue() {
     let meta = reader.get_metadata().unwrap().clone();
     let df = reader.finish().unwrap();
     assert_eq!(df.height(), b.len());
-    assert_eq!(df.width(), 2 + 69);
+    assert_eq!(df.width(), 2 + 84);
     let col = df.column("temp_c__z__5m").unwrap().f64().unwrap();
     let ours = m.column_by_name("temp_c__z__5m").unwrap();
     assert!(

@@ -18,7 +18,9 @@ pub use csv_io::{
 };
 pub use error::{Error, Result};
 pub use param::{InvalidParam, ParamGuard};
-pub use schema::{FaultKind, RESERVED, Schema, Signal, SignalKind, State, check_identifier};
+pub use schema::{
+    Direction, FaultKind, RESERVED, Schema, Signal, SignalKind, State, check_identifier,
+};
 pub use sim::params::{
     AmbientParams, CheckedSimParams, FaultKindParams, FaultParams, SimParams, SimSignal,
     StateParams, codes, default_sim_signals,

@@ -41,6 +41,46 @@ pub struct Signal {
     /// A family grouping related signals, for example `Temperature`.
     #[serde(default)]
     pub family: String,
+    /// Which departures from normal matter: a temperature that rises, a pressure
+    /// that falls, or both ways. Detectors that score one side read it.
+    #[serde(default, skip_serializing_if = "Direction::is_both")]
+    pub direction: Direction,
+}
+
+/// Which departures of a signal from its normal level are anomalous
+/// (`[signals.NAME] direction = "up" | "down" | "both"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Only values above normal (a bearing's vibration, a winding's temperature).
+    Up,
+    /// Only values below normal (a pressure, a flow).
+    Down,
+    /// Both ways (the default).
+    #[default]
+    Both,
+}
+
+impl Direction {
+    /// The name as written in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+            Direction::Both => "both",
+        }
+    }
+
+    /// Whether this is [`Direction::Both`].
+    pub fn is_both(&self) -> bool {
+        *self == Direction::Both
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Signal {
@@ -53,6 +93,7 @@ impl Signal {
             min: None,
             max: None,
             family: String::new(),
+            direction: Direction::Both,
         }
     }
 
@@ -78,6 +119,12 @@ impl Signal {
     /// Sets the family.
     pub fn family(mut self, family: impl Into<String>) -> Self {
         self.family = family.into();
+        self
+    }
+
+    /// Sets the direction that matters.
+    pub fn direction(mut self, direction: Direction) -> Self {
+        self.direction = direction;
         self
     }
 
@@ -110,11 +157,13 @@ impl Default for Schema {
                 Signal::new("temp_c")
                     .unit("°C")
                     .range(-40.0, 150.0)
-                    .family("Temperature"),
+                    .family("Temperature")
+                    .direction(Direction::Up),
                 Signal::new("vibration_g")
                     .unit("g")
                     .range(0.0, 10.0)
-                    .family("Vibration"),
+                    .family("Vibration")
+                    .direction(Direction::Up),
                 Signal::new("current_a")
                     .unit("A")
                     .range(0.0, 100.0)

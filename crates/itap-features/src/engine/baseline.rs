@@ -1,28 +1,46 @@
 //! Features against what the fit learned, per signal and row: the seasonal
-//! decomposition (trend, seasonal, resid) and the deviation from the device's
-//! baseline for its current state.
+//! decomposition (trend, seasonal, resid), the deviation from the device's
+//! baseline for its current state, and the control charts of the standardised
+//! residual.
 
 use itap_telemetry::{Batch, State};
 
 use super::Ctx;
 use super::point::Ew;
 use super::rows::{DeviceRows, SignalRows};
-use crate::fit::{FeaturesFit, KEYS};
+use crate::fit::{Baseline, FeaturesFit, KEYS};
 use crate::params::FeatureKind;
 
 /// The kinds computed here, in the order of their slots.
-pub(super) const KINDS: [FeatureKind; 4] = [
+pub(super) const KINDS: [FeatureKind; 5] = [
     FeatureKind::Trend,
     FeatureKind::Seasonal,
     FeatureKind::Resid,
     FeatureKind::StateDev,
+    FeatureKind::ChartCusum,
 ];
 
 /// Baselines resolved for the batch's devices: `[device code][key * signals + s]`
 /// = (location, scale), through the fallback chain device/state → all devices/state
 /// → device/all states → all devices/all states.
+///
+/// `charts[device code][key * signals + s]` = (centre, unit) of the control charts:
+/// the device's own baseline for the state, else all devices' for the state; no
+/// fallback to other states (a row in a state training never saw leaves the
+/// charts where they were).
 pub(super) struct Tables {
     baselines: Vec<Vec<Option<(f64, f64)>>>,
+    charts: Vec<Vec<Option<(f64, f64)>>>,
+}
+
+/// The control charts' centre (location + residual level) and unit (residual
+/// spread) of signal `s` in `b`.
+fn chart_of(b: &Baseline, s: usize) -> Option<(f64, f64)> {
+    let loc = b.location.get(s).copied()??;
+    let scale = b.scale.get(s).copied()??;
+    let rloc = b.resid_location.get(s).copied().flatten().unwrap_or(0.0);
+    let rscale = b.resid_scale.get(s).copied().flatten().unwrap_or(scale);
+    Some((loc + rloc, rscale))
 }
 
 impl Tables {
@@ -32,6 +50,30 @@ impl Tables {
             let b = fit.pooled().iter().find(|b| b.state == state)?;
             Some((b.location.get(s).copied()??, b.scale.get(s).copied()??))
         };
+        let state_of = |key: usize| key.checked_sub(1).and_then(|i| State::ALL.get(i).copied());
+        let charts = batch
+            .device_names()
+            .iter()
+            .map(|name| {
+                let dev = fit
+                    .devices()
+                    .binary_search_by(|d| d.device.as_str().cmp(name))
+                    .ok()
+                    .map(|i| &fit.devices()[i]);
+                (0..KEYS * nsig)
+                    .map(|ks| {
+                        let (key, s) = (ks / nsig, ks % nsig);
+                        let state = state_of(key);
+                        dev.and_then(|d| d.baselines.iter().find(|b| b.state == state))
+                            .and_then(|b| chart_of(b, s))
+                            .or_else(|| {
+                                let b = fit.pooled().iter().find(|b| b.state == state)?;
+                                chart_of(b, s)
+                            })
+                    })
+                    .collect()
+            })
+            .collect();
         let baselines = batch
             .device_names()
             .iter()
@@ -57,7 +99,7 @@ impl Tables {
                     .collect()
             })
             .collect();
-        Tables { baselines }
+        Tables { baselines, charts }
     }
 }
 
@@ -69,7 +111,10 @@ impl Ctx<'_> {
         sig: &SignalRows<'_>,
         outs: &mut [Vec<f64>],
     ) {
-        let [trend, seasonal, resid, state_dev] = self.idx.baseline[sig.si];
+        let [trend, seasonal, resid, state_dev, cusum] = self.idx.baseline[sig.si];
+        if cusum.is_some() || self.idx.chart[sig.si].iter().any(Option::is_some) {
+            self.charts(dev, sig, cusum, outs);
+        }
         if trend.is_some() || seasonal.is_some() || resid.is_some() {
             self.decomposition(dev, sig, [trend, seasonal, resid], outs);
         }
@@ -82,6 +127,62 @@ impl Ctx<'_> {
                 *o = match table[key * nsig + sig.si] {
                     Some((loc, scale)) => (imp[i] - loc) / scale,
                     None => f64::NAN,
+                };
+            }
+        }
+    }
+
+    /// The control charts of one signal of one device: each observed value's
+    /// standardised residual z = (value − centre − seasonal) / unit updates one
+    /// time-aware EWMA per chart half-life and the tabular CUSUM
+    /// (S⁺ = max(0, S⁺ + z − k), S⁻ = max(0, S⁻ − z − k)). A missing value, or a
+    /// row in a state without a baseline, updates nothing: the charts keep their
+    /// last values (NaN before the first update).
+    fn charts(
+        &self,
+        dev: &DeviceRows<'_>,
+        sig: &SignalRows<'_>,
+        cusum: Option<usize>,
+        outs: &mut [Vec<f64>],
+    ) {
+        let (a, ts, x) = (dev.start, dev.ts, sig.raw);
+        let profile = &self.seasonal[sig.si];
+        let table = &self.tables.charts[dev.code as usize];
+        let nsig = self.idx.baseline.len();
+        let slots = &self.idx.chart[sig.si];
+        let mut ews: Vec<Ew> = self
+            .checked
+            .resolved
+            .chart_halflives_us
+            .iter()
+            .map(|&h| Ew::new(h as f64))
+            .collect();
+        let k = self.checked.params().chart_cusum_k;
+        let (mut hi, mut lo) = (0.0_f64, 0.0_f64);
+        let mut seen = false;
+        for i in 0..ts.len() {
+            let key = dev.states.map_or(0, |st| 1 + st[i] as usize);
+            if let (true, Some((centre, unit))) = (x[i].is_finite(), table[key * nsig + sig.si]) {
+                let z = (x[i] - centre - profile.at(ts[i])) / unit;
+                if z.is_finite() {
+                    for ew in &mut ews {
+                        ew.update(ts[i], z);
+                    }
+                    hi = (hi + z - k).max(0.0);
+                    lo = (lo - z - k).max(0.0);
+                    seen = true;
+                }
+            }
+            for (slot, ew) in slots.iter().zip(&ews) {
+                if let Some(c) = slot {
+                    outs[*c][a + i] = ew.mean;
+                }
+            }
+            if let Some(c) = cusum {
+                outs[c][a + i] = match (seen, hi >= lo) {
+                    (false, _) => f64::NAN,
+                    (true, true) => hi,
+                    (true, false) => -lo,
                 };
             }
         }

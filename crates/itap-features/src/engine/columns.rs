@@ -22,6 +22,8 @@ pub(super) struct Idx {
     pub(super) dev: Slots<{ device::KINDS.len() }>,
     /// `[window]`.
     pub(super) dev_win: Vec<Slots<{ device::WINDOW_KINDS.len() }>>,
+    /// Control-chart EWMAs, `[signal][half-life]`.
+    pub(super) chart: Vec<Vec<Option<usize>>>,
 }
 
 impl Idx {
@@ -29,6 +31,7 @@ impl Idx {
         let ns = plan.signals.len();
         let nw = checked.windows().len();
         let nb = checked.params().spectral_bands.len();
+        let nh = checked.resolved.chart_halflives_us.len();
         let mut idx = Idx {
             win: vec![vec![[None; _]; nw]; ns],
             point: vec![[None; _]; ns],
@@ -37,6 +40,7 @@ impl Idx {
             bands: vec![vec![None; nb]; ns],
             dev: [None; _],
             dev_win: vec![[None; _]; nw],
+            chart: vec![vec![None; nh]; ns],
         };
         for (c, (_, spec)) in plan.columns.iter().enumerate() {
             let at = match *spec {
@@ -57,6 +61,7 @@ impl Idx {
                 ColSpec::DeviceWindow { win, kind } => {
                     slot(&mut idx.dev_win[win], &device::WINDOW_KINDS, kind)
                 }
+                ColSpec::Chart { sig, hl } => idx.chart[sig].get_mut(hl),
             };
             if let Some(at) = at {
                 *at = Some(c);
@@ -112,7 +117,8 @@ mod tests {
             .chain(idx.spec.iter().flatten())
             .chain(idx.bands.iter().flatten())
             .chain(idx.dev.iter())
-            .chain(idx.dev_win.iter().flatten());
+            .chain(idx.dev_win.iter().flatten())
+            .chain(idx.chart.iter().flatten());
         for c in slots.flatten() {
             seen[*c] += 1;
         }
