@@ -171,10 +171,8 @@ fn quarantine_sets_the_repeated_hour_aside_and_runs_on_the_rest() {
     let db_rows = stored(&db);
     assert_eq!(db_rows.len() as u64, ROWS - REPEATED);
     assert_eq!(rows(&db_rows), rows(&valid));
-    let keys: BTreeSet<(String, i64)> = rows(&db_rows)
-        .into_iter()
-        .map(|(d, t, _)| (d, t))
-        .collect();
+    let keys: BTreeSet<(String, i64)> =
+        rows(&db_rows).into_iter().map(|(d, t, _)| (d, t)).collect();
     assert_eq!(keys.len() as u64, ROWS - REPEATED, "one row per key");
     let scores = std::fs::read_to_string(out.join("scores.csv")).unwrap();
     assert_eq!(scores.lines().count() as u64 - 1, ROWS - REPEATED);

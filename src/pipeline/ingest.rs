@@ -7,9 +7,7 @@ use itap_store::{
     StoreOptions,
 };
 use itap_telemetry::{Batch, ParamGuard, ReadOptions};
-use itap_validate::{
-    CheckedValidation, Policy, Report, Validated, ValidatedChunks, validate_file,
-};
+use itap_validate::{CheckedValidation, Policy, Report, Validated, ValidatedChunks, validate_file};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};

@@ -119,7 +119,9 @@ fn the_config_policy_applies_and_the_flag_overrides_it() {
         .stdout(predicate::str::contains("set aside 60 rows"));
     assert_eq!(data_lines(&dir.path().join("out/quarantine.csv")).len(), 60);
     itap(&dir)
-        .args(["train", "--config", "q.toml", "--policy", "reject", "--input"])
+        .args([
+            "train", "--config", "q.toml", "--policy", "reject", "--input",
+        ])
         .arg(fixture())
         .assert()
         .code(1)
@@ -201,7 +203,11 @@ fn a_bad_policy_is_refused_naming_the_flag_or_the_key() {
                     .and(predicate::str::contains("quarantine")),
             );
     }
-    fs::write(dir.path().join("bad.toml"), "[validation]\npolicy = \"skip\"\n").unwrap();
+    fs::write(
+        dir.path().join("bad.toml"),
+        "[validation]\npolicy = \"skip\"\n",
+    )
+    .unwrap();
     itap(&dir)
         .args(["run", "--config", "bad.toml", "--input"])
         .arg(&input)
@@ -210,7 +216,9 @@ fn a_bad_policy_is_refused_naming_the_flag_or_the_key() {
         .stderr(
             predicate::str::contains("bad.toml")
                 .and(predicate::str::contains("policy = \"skip\""))
-                .and(predicate::str::contains("expected `reject` or `quarantine`")),
+                .and(predicate::str::contains(
+                    "expected `reject` or `quarantine`",
+                )),
         );
     // --quarantine needs --input: rows from the database are already validated.
     itap(&dir)
