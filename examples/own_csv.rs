@@ -46,7 +46,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         device_column: Some(dev_col),
         ..ReadOptions::default()
     };
-    let (batch, report) = read_validated(&path, &opts, &ValidationParams::default().check()?)?;
+    let (batch, report) =
+        read_validated(&path, &opts, &ValidationParams::default().check()?, None)?;
     let names: Vec<&str> = batch
         .schema()
         .signals()

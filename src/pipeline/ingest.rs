@@ -7,7 +7,7 @@ use itap_store::{
     StoreOptions,
 };
 use itap_telemetry::{Batch, ParamGuard, ReadOptions};
-use itap_validate::{CheckedValidation, Report, Validated, ValidatedChunks, validate_file};
+use itap_validate::{CheckedValidation, Policy, Report, Validated, ValidatedChunks, validate_file};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -213,19 +213,36 @@ pub async fn store_validated(
     finish_or_fail(ingest, outcome, source, report).await
 }
 
-/// Reads a CSV and validates it in memory, computing the file's SHA-256 alongside
-/// (for the report and the ingest ledger): the validated rows when the verdict
-/// lets them be used (valid, or quarantined with the bad rows removed), else
+/// Reads a CSV and validates it: the validated rows when the verdict lets them be
+/// used (valid, or quarantined with the bad rows removed), else
 /// [`Error::Refused`].
+///
+/// Under [`Policy::Reject`] the file is read once, in memory, its SHA-256
+/// computed alongside (for the report and the ingest ledger); `quarantine` is not
+/// used. Under [`Policy::Quarantine`] the file is validated as it streams (rows
+/// that do not even parse are findings, not read errors), the rows with an
+/// error-severity finding are set aside, and the accepted rows are read back in
+/// one [`Validated`] batch (the file's SHA-256 checked against the report's).
+/// The set-aside rows go to `quarantine` when given: a CSV with a
+/// [`QUARANTINE_REASONS_COLUMN`](itap_validate::QUARANTINE_REASONS_COLUMN)
+/// (`line N: check.id: …`) before the row's fields as found, written whole or not
+/// at all, and only when the rest of the file can be used (a refused file writes
+/// none). The report counts them: `rows - rows_accepted`.
 ///
 /// # Errors
 /// [`Error::Telemetry`] naming file, line and column when it cannot be read;
-/// [`Error::Refused`] when validation rejects it.
+/// [`Error::Validate`] when the quarantine file cannot be written;
+/// [`Error::Refused`] when validation rejects it (under either policy a
+/// file-level error, such as a missing declared signal, rejects the whole file).
 pub fn read_validated(
     path: &Path,
     opts: &ReadOptions,
     validation: &CheckedValidation,
+    quarantine: Option<&Path>,
 ) -> Result<(Validated<Batch>, Report)> {
+    if validation.params().policy == Policy::Quarantine {
+        return read_quarantined(path, opts, validation, quarantine);
+    }
     let (batch, sha) = std::thread::scope(|s| {
         let sha = s.spawn(|| itap_validate::sha256_file(path));
         let batch = itap_telemetry::read_csv(path, opts);
@@ -238,6 +255,48 @@ pub fn read_validated(
     };
     let bytes = std::fs::metadata(path).ok().map(|m| m.len());
     validate_in_memory(batch, validation, path, sha, bytes)
+}
+
+/// [`read_validated`] under the quarantine policy: validate streaming (the set-aside
+/// rows kept in memory), write them out when the rest is usable, read the accepted
+/// rows back in one chunk.
+fn read_quarantined(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+    quarantine: Option<&Path>,
+) -> Result<(Validated<Batch>, Report)> {
+    let file = std::fs::File::open(path).map_err(|source| itap_telemetry::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = std::io::BufReader::with_capacity(1 << 16, file);
+    let mut set_aside = Vec::new();
+    let report = itap_validate::validate_reader(
+        reader,
+        path,
+        opts,
+        validation,
+        quarantine.map(|_| &mut set_aside as &mut dyn std::io::Write),
+    )?;
+    if !report.verdict.is_storable() || report.rows_accepted == 0 {
+        return Err(refused(path, report));
+    }
+    let rows = usize::try_from(report.rows).unwrap_or(usize::MAX);
+    let mut chunks = ValidatedChunks::open(path, opts, validation, &report, rows)?;
+    // One chunk of every row read holds every accepted row; `next` after it checks
+    // the digest and the count against the report.
+    let valid = match chunks.next() {
+        Some(chunk) => chunk?,
+        None => return Err(refused(path, report)),
+    };
+    if let Some(Err(e)) = chunks.next() {
+        return Err(e.into());
+    }
+    if let Some(q) = quarantine {
+        itap_telemetry::write_atomic(q, &set_aside)?;
+    }
+    Ok((valid, report))
 }
 
 /// Validates rows already in memory that were written to (or read from) `path`,

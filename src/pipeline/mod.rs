@@ -22,7 +22,7 @@ pub use ingest::{
     store_validated, validate_in_memory,
 };
 pub use report::{RunContext, evaluate_and_write};
-pub use run::{RunParams, RunSummary, Source, StageTiming, run};
+pub use run::{QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run};
 pub use score::{ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, ScaledFeatures, Scored};
 pub use split::{split_at_model_cut, split_by_time};
 pub use train::{

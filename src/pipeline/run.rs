@@ -8,7 +8,7 @@ use itap_anomaly::CheckedDetector;
 use itap_eval::{CheckedEval, Evaluation, InputDigest};
 use itap_features::CheckedFeatures;
 use itap_telemetry::{AtomicFile, Batch, CheckedSimParams, ReadOptions, simulate, write_csv_to};
-use itap_validate::{CheckedValidation, Report, Validated};
+use itap_validate::{CheckedValidation, Policy, Report, Validated};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +19,10 @@ use crate::pipeline::ingest::{
 use crate::pipeline::report::{RunContext, evaluate_and_write};
 use crate::pipeline::split::split_by_time;
 use crate::pipeline::train::{TrainingSet, train};
+
+/// The file, in the output folder, that [`run`] writes the rows validation set
+/// aside to under the quarantine policy.
+pub const QUARANTINE_FILE: &str = "quarantine.csv";
 
 /// One finished stage.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,14 +107,21 @@ pub struct RunSummary {
     pub evaluation: Evaluation,
     /// The files written.
     pub artifacts: Vec<PathBuf>,
+    /// Rows of the input validation set aside under the quarantine policy (and
+    /// wrote to [`QUARANTINE_FILE`] in the output folder); 0 under the reject
+    /// policy, which refuses an input with error rows instead.
+    pub rows_quarantined: u64,
 }
 
 /// Simulates the fleet and writes its CSV for the user; the rows are validated in
-/// memory, not read back.
+/// memory, not read back — except under the quarantine policy (`quarantine` is
+/// then the file for the set-aside rows), where the CSV is read back and
+/// validated as a file, so that the set-aside rows are written with their lines.
 fn generate(
     sim: &CheckedSimParams,
     path: &Path,
     validation: &CheckedValidation,
+    quarantine: Option<&Path>,
     sw: &mut Stopwatch<'_>,
 ) -> Result<(Validated<Batch>, Report)> {
     let t = Instant::now();
@@ -127,8 +138,18 @@ fn generate(
         ),
     );
     let t = Instant::now();
+    if let Some(q) = quarantine {
+        let opts = ReadOptions {
+            declared: batch.schema().signals().to_vec(),
+            ..ReadOptions::default()
+        };
+        drop(batch);
+        let (valid, report) = read_validated(path, &opts, validation, Some(q))?;
+        record_validation(sw, t, &valid, &report, "read+validate", quarantine);
+        return Ok((valid, report));
+    }
     let (valid, report) = validate_in_memory(batch, validation, path, sha, Some(bytes))?;
-    record_validation(sw, t, &valid, &report, "validate");
+    record_validation(sw, t, &valid, &report, "validate", None);
     Ok((valid, report))
 }
 
@@ -177,13 +198,22 @@ fn record_validation(
     valid: &Validated<Batch>,
     report: &Report,
     stage: &str,
+    quarantine: Option<&Path>,
 ) {
+    let set_aside = match quarantine {
+        Some(q) => format!(
+            ", {} set aside → {}",
+            report.rows - report.rows_accepted,
+            q.display()
+        ),
+        None => String::new(),
+    };
     sw.record(
         stage,
         report.rows,
         t,
         format!(
-            "{}, {} rows accepted, {} devices",
+            "{}, {} rows accepted{set_aside}, {} devices",
             report.verdict.as_str(),
             report.rows_accepted,
             valid.device_names().len()
@@ -201,6 +231,12 @@ fn record_validation(
 /// holds, load it with [`crate::load_dataset`] and call the stages one by one (as
 /// `itap train` does).
 ///
+/// Under the validation policy `reject` (the default) an input with error rows is
+/// refused; under `quarantine` those rows are set aside into [`QUARANTINE_FILE`]
+/// in `out_dir` (with their reasons; the file is written, possibly with a header
+/// only, whenever the run gets past validation), the run goes on with the rest,
+/// and [`RunSummary::rows_quarantined`] counts them.
+///
 /// # Errors
 /// The first stage error; [`crate::Error::Refused`] when validation rejects the
 /// input (nothing is stored and no artifact is written).
@@ -209,15 +245,22 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         on_stage,
         timings: Vec::new(),
     };
+    let quarantine = (p.validation.params().policy == Policy::Quarantine)
+        .then(|| p.out_dir.join(QUARANTINE_FILE));
+    let quarantine = quarantine.as_deref();
     let (input, (valid, report)) = match &p.source {
-        Source::Simulate(sim, path) => (path, generate(sim, path, &p.validation, &mut sw)?),
+        Source::Simulate(sim, path) => (
+            path,
+            generate(sim, path, &p.validation, quarantine, &mut sw)?,
+        ),
         Source::Csv(path) => {
             let t = Instant::now();
-            let read = read_validated(path, &p.read, &p.validation)?;
-            record_validation(&mut sw, t, &read.0, &read.1, "read+validate");
+            let read = read_validated(path, &p.read, &p.validation, quarantine)?;
+            record_validation(&mut sw, t, &read.0, &read.1, "read+validate", quarantine);
             (path, read)
         }
     };
+    let rows_quarantined = report.rows - report.rows_accepted;
 
     let t = Instant::now();
     let ingested = store_runtime()?.block_on(async {
@@ -291,9 +334,13 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         ),
     );
     artifacts.insert(0, model_path);
+    if let Some(q) = quarantine {
+        artifacts.push(q.to_path_buf());
+    }
     Ok(RunSummary {
         timings: sw.timings,
         evaluation,
         artifacts,
+        rows_quarantined,
     })
 }

@@ -1,7 +1,7 @@
 //! Where `itap train` and `itap score` read telemetry from: a CSV (validated in
 //! memory) or a dataset in the database.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -9,6 +9,7 @@ use clap::Args;
 
 use itap::eval::InputDigest;
 use itap::telemetry::Batch;
+use itap::validate::Policy;
 
 use crate::DbArgs;
 use crate::config::{ColumnFlags, Config};
@@ -27,6 +28,19 @@ pub(crate) struct DataArgs {
     #[command(flatten)]
     pub(crate) signals: crate::config::SignalsFlag,
 
+    /// With --input: reject (a file with error rows is refused) or quarantine (its
+    /// error rows are set aside into the --quarantine file and the command goes on
+    /// with the rest) [config: validation.policy, default reject]. Rows from the
+    /// database were validated when they were stored.
+    #[arg(long, value_name = "POLICY")]
+    pub(crate) policy: Option<Policy>,
+
+    /// With --input: where the rows set aside go (CSV, their reasons first);
+    /// implies --policy quarantine unless --policy says otherwise [default:
+    /// quarantine.csv next to the command's output].
+    #[arg(long, value_name = "PATH", requires = "input")]
+    pub(crate) quarantine: Option<PathBuf>,
+
     #[command(flatten)]
     pub(crate) db: DbArgs,
 }
@@ -35,26 +49,70 @@ pub(crate) struct DataArgs {
 pub(crate) struct Loaded {
     pub(crate) batch: Batch,
     pub(crate) input: InputDigest,
+    /// Under the quarantine policy: the rows set aside and the file they went to.
+    pub(crate) quarantined: Option<(u64, PathBuf)>,
 }
 
-/// Loads the telemetry, or says why it was refused (exit status 1).
-pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, ExitCode>> {
+impl Loaded {
+    /// Says how many rows were set aside, and where, under the quarantine policy.
+    pub(crate) fn print_quarantined(&self) {
+        if let Some((rows, path)) = &self.quarantined {
+            println!(
+                "  set aside      {} rows with errors (quarantine policy) → {}",
+                crate::fmt::thousands(*rows),
+                path.display()
+            );
+        }
+    }
+}
+
+/// Prints why validation refused an input (`e` is [`itap::Error::Refused`]) and
+/// what to do: see the report, check the columns, or set the error rows aside.
+pub(crate) fn print_refusal(e: &itap::Error) {
+    let itap::Error::Refused { path, report, .. } = e else {
+        eprintln!("refused: {e}");
+        return;
+    };
+    let mut msg = format!(
+        "refused: {e}; `itap validate {path}` gives the full report and `itap inspect {path}` shows how its columns were understood"
+    );
+    if let Some(h) = crate::hint::for_refusal(report) {
+        msg.push_str("; ");
+        msg.push_str(&h);
+    }
+    eprintln!("{msg}");
+}
+
+/// Loads the telemetry, or says why it was refused (exit status 1). With
+/// `--input` under the quarantine policy the rows set aside go to
+/// `--quarantine`, else to `default_quarantine`.
+pub(crate) fn load(
+    args: &DataArgs,
+    config: &Config,
+    default_quarantine: &Path,
+) -> Result<Result<Loaded, ExitCode>> {
     if let Some(path) = &args.input {
         let opts = args.columns.apply(config.read_options()?);
-        let validation = config.validation_params(None, &args.signals)?;
-        return match itap::read_validated(path, &opts, &validation) {
+        let policy = args
+            .policy
+            .or(args.quarantine.as_ref().map(|_| Policy::Quarantine));
+        let validation = config.validation_params(policy, &args.signals)?;
+        let quarantine = (validation.params().policy == Policy::Quarantine).then(|| {
+            args.quarantine
+                .clone()
+                .unwrap_or_else(|| default_quarantine.to_path_buf())
+        });
+        return match itap::read_validated(path, &opts, &validation, quarantine.as_deref()) {
             Ok((valid, report)) => Ok(Ok(Loaded {
                 batch: valid.into_inner(),
+                quarantined: quarantine.map(|q| (report.rows - report.rows_accepted, q)),
                 input: InputDigest {
                     path: path.display().to_string(),
                     sha256: report.input.sha256,
                 },
             })),
             Err(e @ itap::Error::Refused { .. }) => {
-                eprintln!(
-                    "refused: {e}; `itap validate {p}` gives the full report and `itap inspect {p}` shows how its columns were understood",
-                    p = path.display()
-                );
+                print_refusal(&e);
                 Ok(Err(ExitCode::from(1)))
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -76,6 +134,7 @@ pub(crate) fn load(args: &DataArgs, config: &Config) -> Result<Result<Loaded, Ex
             path: format!("{} (dataset `{}`)", settings.url, settings.dataset),
             sha256: None,
         },
+        quarantined: None,
     }))
 }
 

@@ -5,6 +5,7 @@
 use std::error::Error as StdError;
 
 use itap::telemetry::Error as TelemetryError;
+use itap::validate::{Policy, Report, Scope, Severity};
 
 /// The flags (or config keys) that fix `e`, when it is an error the libraries
 /// word in their own terms; printed after the message as `(in itap: …)`.
@@ -72,6 +73,23 @@ fn for_telemetry(e: &TelemetryError) -> Option<&'static str> {
     } else {
         Some("signals in [telemetry.input]")
     }
+}
+
+/// What to add to a refusal by validation: under the reject policy, when rows
+/// (not the file as a whole) carry the errors, the quarantine policy would set
+/// them aside and go on with the rest.
+pub(crate) fn for_refusal(report: &Report) -> Option<String> {
+    let file_error = report
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Error && f.scope == Scope::File);
+    (report.policy == Policy::Reject && !file_error && report.rows_with_errors > 0).then(|| {
+        format!(
+            "--policy quarantine (or policy = \"quarantine\" in [validation]) sets its {} rows with errors aside in a quarantine file and goes on with the other {}",
+            report.rows_with_errors,
+            report.rows - report.rows_with_errors
+        )
+    })
 }
 
 /// The telemetry error a pipeline error holds, through the stages that wrap one.

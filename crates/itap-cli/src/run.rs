@@ -8,6 +8,7 @@ use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
 
+use itap::validate::Policy;
 use itap::{RunParams, Source, StageTiming};
 
 use crate::config::{ColumnFlags, Config, TrainFlags, check_sim, in_config};
@@ -27,6 +28,12 @@ the threshold [eval] sets from the training scores, and write model.json,
 metrics.json, scores.csv and report.html into --out. Each stage prints its rows
 and wall time as it ends; a table sums them up.
 
+A file with error rows (a clock set back that repeats an hour with other values,
+text in a numeric column, …) is refused under the default --policy reject. With
+--policy quarantine those rows are set aside into quarantine.csv in --out, one
+line each with its reasons (`line N: check.id: …`) before the row as found, and
+the run goes on with the rest; the validate stage and the summary say how many.
+
 Exit status: 0 done, 1 the input was refused by validation (nothing stored),
 2 usage, I/O, database or training error.
 
@@ -34,7 +41,8 @@ Examples:
   itap run
   itap run --devices 100 --hours 24 --timings
   itap run --input testdata/seed_telemetry_54k.csv --db sqlite://data/seed.db
-  itap run --detector iforest --train-fraction 0.6 --out artifacts/iforest")]
+  itap run --detector iforest --train-fraction 0.6 --out artifacts/iforest
+  itap run --input export.csv --policy quarantine --out artifacts/export")]
 pub(crate) struct RunArgs {
     #[command(flatten)]
     config: ConfigArg,
@@ -48,6 +56,12 @@ pub(crate) struct RunArgs {
 
     #[command(flatten)]
     signals: crate::config::SignalsFlag,
+
+    /// reject (an input with error rows is refused, nothing stored) or quarantine
+    /// (its error rows go to quarantine.csv in --out, the run goes on with the
+    /// rest) [config: validation.policy, default reject].
+    #[arg(long, value_name = "POLICY")]
+    policy: Option<Policy>,
 
     #[command(flatten)]
     db: DbArgs,
@@ -73,6 +87,7 @@ pub(crate) struct RunArgs {
 struct Timings<'a> {
     stages: &'a [StageTiming],
     total_seconds: f64,
+    rows_quarantined: u64,
     roc_auc: Option<f64>,
     pr_auc: Option<f64>,
     event_recall: f64,
@@ -95,7 +110,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     let params = RunParams {
         source,
         read: args.columns.apply(config.read_options()?),
-        validation: config.validation_params(None, &args.signals)?,
+        validation: config.validation_params(args.policy, &args.signals)?,
         store: config.store_settings(&args.db, None, None)?,
         training: config.training_set(&args.flags, &features)?,
         features,
@@ -120,9 +135,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     let summary = match itap::run(&params, &mut on_stage).map_err(in_config) {
         Ok(s) => s,
         Err(e @ itap::Error::Refused { .. }) => {
-            eprintln!(
-                "refused: {e}; `itap validate FILE` gives the full report and `itap inspect FILE` shows how its columns were understood"
-            );
+            crate::data::print_refusal(&e);
             return Ok(ExitCode::from(1));
         }
         Err(e) => return Err(e.into()),
@@ -175,6 +188,13 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         } else {
             println!("the data carries no fault tags: scores and alerts only, no metrics");
         }
+        if params.validation.params().policy == Policy::Quarantine {
+            println!(
+                "set aside {} rows with errors (quarantine policy) → {}",
+                thousands(summary.rows_quarantined),
+                params.out_dir.join(itap::QUARANTINE_FILE).display()
+            );
+        }
         for f in &summary.artifacts {
             println!("wrote {}", f.display());
         }
@@ -183,6 +203,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         let t = Timings {
             stages: &summary.timings,
             total_seconds: total,
+            rows_quarantined: summary.rows_quarantined,
             roc_auc: ev.roc_auc,
             pr_auc: ev.pr_auc,
             event_recall: ev.events.event_recall,

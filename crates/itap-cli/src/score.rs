@@ -24,6 +24,10 @@ scaler, detector), flags rows above the model's training-score threshold
 model's training cut — the same split `itap train` used. Writes scores.csv (one
 line per row), metrics.json and report.html into --out.
 
+With --input, a file with error rows is refused under the default --policy
+reject; --policy quarantine sets those rows aside (into --quarantine, by default
+quarantine.csv in --out, with their reasons) and scores the rest.
+
 Exit status: 0 scored, 1 the input was refused by validation, 2 usage, I/O,
 database or model error (a model trained on other signals names the missing and
 extra features).
@@ -60,7 +64,7 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| config.output.dir.clone());
     let model = ModelFile::load(&model_path)?;
-    let loaded = match load(&args.data, &config)? {
+    let loaded = match load(&args.data, &config, &dir.join(itap::QUARANTINE_FILE))? {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
@@ -89,6 +93,7 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
             model.describe(),
             thousands((n as f64 / score_seconds.max(1e-9)).round() as u64)
         );
+        loaded.print_quarantined();
         println!(
             "  evaluated      {} rows from {} (states {}); threshold {:.4}",
             thousands(ev.rows_evaluated),

@@ -25,6 +25,10 @@ fault tag (\"normal operation\"); --unsupervised takes every row and no labels.
 The model file records the span, the exclusions, the feature names and the
 training-score quantiles that thresholds are taken from.
 
+With --input, a file with error rows is refused under the default --policy
+reject; --policy quarantine sets those rows aside (into --quarantine, by default
+quarantine.csv next to the model file, with their reasons) and trains on the rest.
+
 Exit status: 0 trained, 1 the input was refused by validation, 2 usage, I/O,
 database or training error.
 
@@ -61,6 +65,9 @@ struct TrainOutput<'a> {
     features: &'a [String],
     threshold: f64,
     threshold_rule: itap::eval::ThresholdRule,
+    /// Rows of --input set aside under the quarantine policy (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rows_quarantined: Option<u64>,
     seconds: f64,
 }
 
@@ -75,7 +82,11 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| config.model.path.clone());
 
-    let loaded = match load(&args.data, &config)? {
+    let default_quarantine = path
+        .parent()
+        .unwrap_or(std::path::Path::new(""))
+        .join(itap::QUARANTINE_FILE);
+    let loaded = match load(&args.data, &config, &default_quarantine)? {
         Ok(l) => l,
         Err(code) => return Ok(code),
     };
@@ -100,6 +111,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
             features: &model.feature_names,
             threshold: threshold.value,
             threshold_rule: threshold.rule,
+            rows_quarantined: loaded.quarantined.as_ref().map(|q| q.0),
             seconds,
         };
         println!("{}", serde_json::to_string(&o)?);
@@ -110,6 +122,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
             loaded.input.path,
             thousands(loaded.batch.len() as u64)
         );
+        loaded.print_quarantined();
         println!(
             "  training span  {} – {} ({} rows)",
             t.first,
