@@ -389,9 +389,7 @@ impl CheckedAlerts {
     /// The team of an alert with this dominant family and (in evaluation) fault
     /// kind: the first matching route rule, else `default_route`.
     pub fn route(&self, family: Option<&str>, fault: Option<&str>) -> String {
-        let eq = |a: Option<&str>, b: &Option<String>| {
-            matches!((a, b.as_deref()), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
-        };
+        let eq = |a: Option<&str>, b: &Option<String>| matches!((a, b.as_deref()), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y));
         self.params
             .rules
             .iter()
@@ -520,7 +518,10 @@ mod tests {
             .check()
             .unwrap();
         assert_eq!(p.route(Some("Temperature"), None), "thermal");
-        assert_eq!(p.route(Some("Temperature"), Some("overheat")), "thermal-oncall");
+        assert_eq!(
+            p.route(Some("Temperature"), Some("overheat")),
+            "thermal-oncall"
+        );
         assert_eq!(p.route(Some("Vibration"), None), "operations");
         assert_eq!(p.route(None, None), "operations");
         let d = AlertParams::default().check().unwrap();

@@ -59,8 +59,7 @@ pub(crate) fn fleet(
                     share: n as f64 / mine.len() as f64,
                 })
                 .collect();
-            dominant_families
-                .sort_by(|a, b| b.share.total_cmp(&a.share).then(a.name.cmp(&b.name)));
+            dominant_families.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.name.cmp(&b.name)));
             DeviceAlerts {
                 device: name.to_owned(),
                 alerts: mine.len() as u64,

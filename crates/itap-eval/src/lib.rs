@@ -27,6 +27,4 @@ pub use report::{
     InputDigest, METRICS_FORMAT_VERSION, MetricsFile, report_html, scores_csv, write_json,
 };
 pub use threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE, ScoreSketch};
-pub use tracker::{
-    ALERTS_FORMAT_VERSION, Alert, AlertRow, AlertTracker, AlertsFile, build_alerts,
-};
+pub use tracker::{ALERTS_FORMAT_VERSION, Alert, AlertRow, AlertTracker, AlertsFile, build_alerts};

@@ -8,11 +8,11 @@ use itap_telemetry::{AtomicFile, format_timestamp, write_timestamp};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::evaluate::{Evaluation, ScoredRows, Threshold};
 use crate::alert_params::Severity;
-use crate::events::events;
+use crate::error::{Error, Result};
 use crate::evaluate::Share;
+use crate::evaluate::{Evaluation, ScoredRows, Threshold};
+use crate::events::events;
 use crate::tracker::Alert;
 
 /// The version of the metrics.json layout (2: tracker alerts, alert-level

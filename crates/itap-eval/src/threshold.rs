@@ -12,9 +12,9 @@ use crate::alert_params::CheckedAlerts;
 use crate::error::{Error, Result};
 use crate::evaluate::{ScoredRows, Threshold};
 use crate::events::{device_days, per_device_rows};
-use crate::tracker::build_alerts;
 use crate::metrics::quantile_sorted;
 use crate::params::{CheckedEval, ThresholdRule};
+use crate::tracker::build_alerts;
 
 /// Steps per unit of quantile in a [`ScoreSketch`]: entries at every 0.0001.
 const STEPS_PER_UNIT: u32 = 10_000;
@@ -135,7 +135,11 @@ impl ScoreSketch {
             1.0
         };
         let v = l_top + slope * (score - top);
-        if v.is_finite() { v.max(l_top) } else { f64::MAX }
+        if v.is_finite() {
+            v.max(l_top)
+        } else {
+            f64::MAX
+        }
     }
 }
 
@@ -313,5 +317,40 @@ mod tests {
             Some(r.threshold(&sketch).unwrap().value),
             crate::quantile(&s, 0.98)
         );
+    }
+
+    #[test]
+    fn tail_log10_is_monotone_finite_and_extrapolates() {
+        let s: Vec<f64> = (0..10_000).map(|i| f64::from(i) / 10_000.0).collect();
+        let sketch = ScoreSketch::from_scores(&s);
+        assert_eq!(sketch.tail_log10(0.2), 0.0, "below the median");
+        assert_eq!(sketch.tail_log10(sketch.scores[0]), 0.0, "at the median");
+        assert_eq!(sketch.tail_log10(f64::NAN), 0.0);
+        // Uniform: the share at or above 0.99 is about 0.01.
+        assert!((sketch.tail_log10(0.99) - 2.0).abs() < 0.01);
+        let top = sketch.scores[sketch.scores.len() - 1];
+        assert!((sketch.tail_log10(top) - 4.0).abs() < 1e-9, "1 in 10 000");
+        assert!(sketch.tail_log10(top + 0.01) > 4.0, "beyond the largest");
+        let mut last = 0.0;
+        for i in 0..=3000 {
+            let x = f64::from(i) / 1000.0;
+            let v = sketch.tail_log10(x);
+            assert!(v.is_finite() && v >= last, "{x}: {v} < {last}");
+            last = v;
+        }
+        assert!(sketch.tail_log10(1e300).is_finite());
+        assert!(sketch.tail_log10(f64::INFINITY).is_finite());
+        assert_eq!(ScoreSketch::from_scores(&[]).tail_log10(5.0), 0.0);
+        // A flat top still grows beyond it.
+        let flat = ScoreSketch::from_scores(&[1.0; 100]);
+        assert_eq!(flat.tail_log10(1.0), 0.0);
+        assert!(flat.tail_log10(2.0) > flat.tail_log10(1.5));
+        // Exponential scores: the fitted tail keeps the right slope.
+        let e: Vec<f64> = (1..=100_000)
+            .map(|i| -(1.0 - f64::from(i) / 100_001.0).ln())
+            .collect();
+        let sketch = ScoreSketch::from_scores(&e);
+        let want = 14.0 / std::f64::consts::LN_10; // share e^-14
+        assert!((sketch.tail_log10(14.0) - want).abs() < 0.5);
     }
 }

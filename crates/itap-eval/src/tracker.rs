@@ -462,7 +462,11 @@ impl Cfg<'_> {
         {
             st.ring_above -= usize::from(a);
         }
-        st.run_start = if above { st.run_start.or(Some(ts)) } else { None };
+        st.run_start = if above {
+            st.run_start.or(Some(ts))
+        } else {
+            None
+        };
         if above {
             st.above.push_back(Candidate {
                 ts,
@@ -568,7 +572,7 @@ impl Cfg<'_> {
 /// five features, from summed contribution magnitudes.
 fn shares(contrib: &[f64], features: &[String], families: &[String]) -> (Vec<Share>, Vec<Share>) {
     let total: f64 = contrib.iter().sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return (Vec::new(), Vec::new());
     }
     let mut fam: BTreeMap<&str, f64> = BTreeMap::new();
@@ -617,7 +621,11 @@ pub fn build_alerts(
     params: &CheckedAlerts,
     attribution: Option<&Attribution<'_>>,
 ) -> Vec<Alert> {
-    let n = rows.timestamps.len().min(select.len()).min(rows.scores.len());
+    let n = rows
+        .timestamps
+        .len()
+        .min(select.len())
+        .min(rows.scores.len());
     let mut order: Vec<usize> = (0..n).filter(|&r| select[r]).collect();
     order.sort_by_key(|&r| (rows.timestamps[r], rows.device_codes[r]));
     let (features, families) = attribution.map_or((&[][..], &[][..]), |a| (a.features, a.families));

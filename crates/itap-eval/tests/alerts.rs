@@ -14,7 +14,11 @@ const TH: f64 = 1.0;
 
 fn sketch() -> ScoreSketch {
     // Uniform 0..1: the share at or above x is about 1 − x.
-    ScoreSketch::from_scores(&(0..10_000).map(|i| f64::from(i) / 10_000.0).collect::<Vec<_>>())
+    ScoreSketch::from_scores(
+        &(0..10_000)
+            .map(|i| f64::from(i) / 10_000.0)
+            .collect::<Vec<_>>(),
+    )
 }
 
 /// Runs one device "D" through a tracker: `(seconds, score)` rows; returns the
@@ -57,7 +61,10 @@ fn opens_on_k_of_m_and_not_on_k_minus_1() {
     let a = all(p(), &series(600, &[100, 120, 140], 2.0));
     assert_eq!(a.len(), 1);
     let a = &a[0];
-    assert_eq!((a.start_us, a.opened_us, a.end_us), (100 * S, 140 * S, 140 * S));
+    assert_eq!(
+        (a.start_us, a.opened_us, a.end_us),
+        (100 * S, 140 * S, 140 * S)
+    );
     assert_eq!(a.rows, 3);
     assert_eq!(a.rule, "k_of_m 3/6");
     assert_eq!(a.id, "D@1970-01-01T00:01:40Z");
@@ -79,7 +86,10 @@ fn quiet_close_and_hysteresis() {
     let (pushed, rest, _) = run_at(p.clone(), &rows);
     assert!(rest.is_empty());
     assert_eq!(pushed.len(), 1);
-    assert_eq!(pushed[0].0, 90, "closed once more than 60 s passed since 20 s");
+    assert_eq!(
+        pushed[0].0, 90,
+        "closed once more than 60 s passed since 20 s"
+    );
     assert!(!pushed[0].1.open);
     assert_eq!(pushed[0].1.end_us, 20 * S);
 
@@ -90,7 +100,10 @@ fn quiet_close_and_hysteresis() {
         r.1 = 0.7;
     }
     let (pushed, _, _) = run_at(p.clone().close_fraction(0.5), &rows);
-    assert_eq!(pushed[0].0, 170, "quiet counted from 100 s, the last row above 0.5");
+    assert_eq!(
+        pushed[0].0, 170,
+        "quiet counted from 100 s, the last row above 0.5"
+    );
     assert_eq!((pushed[0].1.end_us, pushed[0].1.rows), (20 * S, 3));
     let (pushed, _, _) = run_at(p, &rows);
     assert_eq!(pushed[0].0, 90, "without hysteresis 0.7 is quiet");
@@ -119,7 +132,10 @@ fn advance_closes_quiet_alerts() {
     }
     assert_eq!(t.open_alerts().len(), 1);
     assert!(t.open_alerts()[0].open);
-    assert!(t.advance(80 * S).is_empty(), "60 s quiet is not more than 60 s");
+    assert!(
+        t.advance(80 * S).is_empty(),
+        "60 s quiet is not more than 60 s"
+    );
     let closed = t.advance(81 * S);
     assert_eq!(closed.len(), 1);
     assert!(!closed[0].open);
@@ -159,7 +175,11 @@ fn cooldown_suppresses_separate_alerts() {
     let alerts: Vec<Alert> = pushed.into_iter().map(|p| p.1).chain(rest).collect();
     assert_eq!(alerts.len(), 2, "{alerts:#?}");
     assert_eq!(alerts[0].end_us, 20 * S, "the second burst extends nothing");
-    assert_eq!(alerts[1].start_us, 1000 * S, "after the cooldown (ends 950 s)");
+    assert_eq!(
+        alerts[1].start_us,
+        1000 * S,
+        "after the cooldown (ends 950 s)"
+    );
     assert!(suppressed >= 1);
     let without = all(p.cooldown_seconds(0.0), &rows);
     assert_eq!(without.len(), 3);
@@ -183,12 +203,18 @@ fn burst_and_duration_rules_open() {
         rows: 3,
         within_minutes: 1.0,
     }]);
-    assert!(all(burst, &slow).is_empty(), "80 s apart is not within 1 min");
+    assert!(
+        all(burst, &slow).is_empty(),
+        "80 s apart is not within 1 min"
+    );
 
     let run = series(600, &[100, 110, 120, 130], 2.0);
     let a = all(strict().min_duration_seconds(30.0), &run);
     assert_eq!(a.len(), 1);
-    assert_eq!((a[0].rule.as_str(), a[0].start_us), ("duration 30s", 100 * S));
+    assert_eq!(
+        (a[0].rule.as_str(), a[0].start_us),
+        ("duration 30s", 100 * S)
+    );
     assert!(all(strict().min_duration_seconds(40.0), &run).is_empty());
 }
 
@@ -235,7 +261,10 @@ fn families_labels_severity_and_routes() {
     );
     assert_eq!(a.labels, ["dominant_temperature"]);
     assert_eq!(a.severity, Severity::Critical);
-    assert_eq!(a.route, "operations", "given rules replace the default routes");
+    assert_eq!(
+        a.route, "operations",
+        "given rules replace the default routes"
+    );
     let a = with_contrib(
         AlertParams::default().rules(vec![rule(0.8, Some(Severity::Critical))]),
         &[3.0, 1.0, 0.0],
@@ -249,7 +278,10 @@ fn families_labels_severity_and_routes() {
         AlertRule::route_family("Electrical", "electrical"),
         AlertRule::route_family("Electrical", "never"),
     ]);
-    assert_eq!(with_contrib(routes.clone(), &[0.0, 0.0, 1.0]).route, "electrical");
+    assert_eq!(
+        with_contrib(routes.clone(), &[0.0, 0.0, 1.0]).route,
+        "electrical"
+    );
     assert_eq!(with_contrib(routes.clone(), &[1.0, 0.0, 0.0]).route, "ops");
     assert_eq!(with_contrib(routes, &[0.0, 0.0, 0.0]).family, None);
 }
@@ -383,7 +415,11 @@ fn threshold_calibrated_meets_the_target_and_is_monotone() {
             .unwrap();
         assert_eq!(t.rule, ThresholdRule::TargetFalseAlerts(target));
         let n = build_alerts(&rows, &select, t.value, &sketch, &alerts, None).len() as f64;
-        assert!(n <= target * days, "{n} alerts at {} > {target}/day", t.value);
+        assert!(
+            n <= target * days,
+            "{n} alerts at {} > {target}/day",
+            t.value
+        );
         // The entry just below does not meet it: the lowest that does.
         let i = sketch.scores.iter().position(|&s| s == t.value).unwrap();
         assert!(i > 0);
@@ -396,7 +432,8 @@ fn threshold_calibrated_meets_the_target_and_is_monotone() {
     }
     let q = EvalParams::default().check().unwrap();
     assert_eq!(
-        q.threshold_calibrated(&sketch, &rows, &select, &alerts).unwrap(),
+        q.threshold_calibrated(&sketch, &rows, &select, &alerts)
+            .unwrap(),
         q.threshold(&sketch).unwrap()
     );
 }

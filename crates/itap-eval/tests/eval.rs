@@ -147,7 +147,10 @@ fn per_fault_recall_events_delays_and_false_alerts() {
     assert_eq!(by_tag(&ev, "dropout").delay_median_s, Some(200.0));
     assert_eq!(ev.events.false_alerts, 0);
     assert_eq!(ev.events.alert_precision, Some(1.0));
-    assert_eq!(ev.events.detected, 2, "the spike at 900 s is after A's alert ended");
+    assert_eq!(
+        ev.events.detected, 2,
+        "the spike at 900 s is after A's alert ended"
+    );
 }
 
 #[test]
@@ -176,10 +179,17 @@ fn an_alert_open_at_the_events_start_detects_it_with_no_delay() {
     let out = evaluate_with(&rows(&d, &s), &ctx).unwrap();
     assert_eq!(out.alerts.len(), 1);
     let a = &out.alerts[0];
-    assert_eq!(a.fault.as_deref(), Some("overheat"), "overlaps overheat longest");
+    assert_eq!(
+        a.fault.as_deref(),
+        Some("overheat"),
+        "overlaps overheat longest"
+    );
     assert!(a.open, "still open at the last row");
     assert_eq!(by_tag(&out.evaluation, "spike").delay_median_s, Some(0.0));
-    assert_eq!(by_tag(&out.evaluation, "overheat").delay_median_s, Some(20.0));
+    assert_eq!(
+        by_tag(&out.evaluation, "overheat").delay_median_s,
+        Some(20.0)
+    );
     assert_eq!(out.evaluation.events.alert_precision, Some(1.0));
     assert_eq!(out.evaluation.top_alerts[0], *a);
     // Two calibration scores: the largest is a 1-in-2 tail, the peak beyond it.
@@ -309,8 +319,7 @@ fn attribution_shares_and_artifacts() {
     assert_eq!(csv.lines().count(), d.ts.len() + 1);
     assert!(csv.starts_with("timestamp,device_id,state,score,flagged,anomaly_tag\n"));
     assert!(
-        csv.contains("1970-01-01T00:13:40Z,A,RUN,0.9,1,overheat\n")
-            && csv.contains("<B&>"),
+        csv.contains("1970-01-01T00:13:40Z,A,RUN,0.9,1,overheat\n") && csv.contains("<B&>"),
         "{}",
         &csv[..400]
     );
