@@ -1,10 +1,14 @@
-//! Evaluation throughput (rows/s): metrics, events and breakdowns over scored rows.
+//! Evaluation throughput (rows/s): metrics, events and breakdowns over scored rows,
+//! and building alerts with the tracker.
 
 use itap_eval::ParamGuard;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use itap_eval::{EvalParams, ScoredRows, evaluate, threshold_from_training};
+use itap_eval::{
+    AlertParams, EvalParams, ScoreSketch, ScoredRows, build_alerts, evaluate,
+    threshold_from_training,
+};
 use itap_telemetry::{SimParams, simulate};
 
 fn bench(c: &mut Criterion) {
@@ -49,5 +53,41 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The tracker alone over about 100k rows (40 devices, 1 row per 10 s, 7 hours).
+fn bench_alerts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("alerts");
+    g.sample_size(10);
+    let batch = simulate(
+        &SimParams::default()
+            .devices(40)
+            .hours(7.0)
+            .check()
+            .expect("params"),
+    );
+    let temp = batch.signal_by_name("temp_c").expect("temp_c");
+    let scores: Vec<f64> = temp
+        .iter()
+        .map(|t| if t.is_nan() { 10.0 } else { *t })
+        .collect();
+    let sketch = ScoreSketch::from_scores(&scores);
+    let threshold = sketch.quantile(0.99).expect("scores");
+    let rows = ScoredRows::from_batch(&batch, &scores).expect("aligned");
+    let select = vec![true; batch.len()];
+    let alerts = AlertParams::default().check().expect("params");
+    g.throughput(Throughput::Elements(batch.len() as u64));
+    g.bench_with_input(
+        BenchmarkId::new("build_alerts", batch.len()),
+        &rows,
+        |bch, rows| {
+            bch.iter(|| {
+                black_box(build_alerts(
+                    rows, &select, threshold, &sketch, &alerts, None,
+                ))
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_alerts);
 criterion_main!(benches);

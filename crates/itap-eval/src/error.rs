@@ -16,6 +16,13 @@ pub enum Error {
     #[error("the model records no training score to set the threshold from; retrain it")]
     NoTrainingScores,
 
+    /// The threshold rule needs calibration rows, and only the sketch was given.
+    #[error(
+        "`target_false_alerts_per_device_day` sets the threshold from calibration rows; \
+         use `threshold_calibrated` with the held-back calibration slice of the training span"
+    )]
+    CalibrationNeeded,
+
     /// Inputs that must be aligned row for row are not.
     #[error("misaligned inputs: {0}")]
     Misaligned(String),

@@ -1,18 +1,23 @@
-//! The evaluation: its types, the threshold from training, and [`evaluate`], which
-//! selects the rows evaluated and composes the metric families (row metrics, ROC and
-//! PR, the sweep here; breakdowns, events and top alerts in their own modules).
+//! The evaluation: its types, the threshold from training, and [`evaluate_with`],
+//! which selects the rows evaluated, builds the alerts and composes the metric
+//! families (row metrics, ROC and PR, the sweep here; breakdowns, events, alerts
+//! and the fleet summary in their own modules).
 
 use itap_telemetry::{Batch, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 
+use crate::alert_params::{AlertParams, CheckedAlerts};
 use crate::breakdown::{per_device, per_fault, per_state};
 use crate::error::{Error, Result};
-use crate::events::{Spans, event_metrics};
+use crate::events::{event_metrics, events, label_alerts, per_device_rows};
+use crate::fleet::{DeviceAlerts, fleet, top_alerts};
 use crate::metrics::{
     Confusion, CurvePoint, average_precision, curves, quantile, quantile_sorted, ratio, roc_auc,
 };
 use crate::params::{CheckedEval, Split, ThresholdRule};
-use crate::top_alerts::top_alerts;
+use crate::threshold::ScoreSketch;
+use crate::tracker::{Alert, build_alerts};
+use itap_telemetry::ParamGuard;
 
 /// Scored rows, aligned row for row: the keys and labels of a batch and one score
 /// per row (higher = more anomalous).
@@ -58,7 +63,7 @@ impl<'a> ScoredRows<'a> {
         })
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let n = self.timestamps.len();
         let lens = [
             ("device_codes", Some(self.device_codes.len())),
@@ -79,14 +84,9 @@ impl<'a> ScoredRows<'a> {
     fn is_fault(&self, r: usize) -> bool {
         self.tag_codes.is_some_and(|t| t[r] != 0)
     }
-
-    pub(crate) fn tag(&self, r: usize) -> Option<&'a str> {
-        let code = *self.tag_codes?.get(r)?;
-        (code != 0).then(|| self.tag_names[code as usize].as_str())
-    }
 }
 
-/// Per-row contributions for the alerts listed in detail.
+/// Per-row contributions, for the family and feature shares of alerts.
 pub struct Attribution<'a> {
     /// How contributions are computed, in words (for the report).
     pub method: String,
@@ -121,12 +121,15 @@ pub struct Threshold {
 /// The operating threshold from training scores only.
 ///
 /// # Errors
-/// [`Error::EmptySplit`]-like [`Error::InvalidParam`] when there is no finite
-/// training score.
+/// [`Error::InvalidParam`] naming `threshold` when there is no finite training
+/// score; [`Error::CalibrationNeeded`] for
+/// [`ThresholdRule::TargetFalseAlerts`] (see
+/// [`CheckedEval::threshold_calibrated`]).
 pub fn threshold_from_training(train_scores: &[f64], rule: ThresholdRule) -> Result<Threshold> {
     let q = match rule {
         ThresholdRule::TrainingQuantile(q) => q,
         ThresholdRule::TargetAlertRate(r) => 1.0 - r,
+        ThresholdRule::TargetFalseAlerts(_) => return Err(Error::CalibrationNeeded),
     };
     let value = quantile(train_scores, q)
         .ok_or_else(|| Error::param("threshold", "no training score to set the threshold from"))?;
@@ -178,11 +181,12 @@ pub struct FaultMetrics {
     pub recall: f64,
     /// Ground-truth events of this kind.
     pub events: u64,
-    /// Events detected (an alert overlapping, or within the grace period).
+    /// Events detected (an alert overlapping it or its grace period).
     pub detected: u64,
     /// detected / events.
     pub event_recall: f64,
-    /// Median delay from event start to first alert, seconds (detected events).
+    /// Median delay from event start to the first detecting alert's start,
+    /// seconds (detected events; 0 when that alert started earlier).
     pub delay_median_s: Option<f64>,
     /// 90th percentile of that delay, seconds.
     pub delay_p90_s: Option<f64>,
@@ -234,63 +238,50 @@ pub struct Sweep {
     pub points: Vec<SweepPoint>,
 }
 
-/// Event-level figures, as an operator sees them.
+/// Event- and alert-level figures, as an operator sees them. Alerts are the
+/// [`AlertTracker`](crate::AlertTracker)'s; see docs/alerts.md for the exact
+/// definitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventMetrics {
-    /// Ground-truth events in the evaluated span.
+    /// Ground-truth events in the evaluated span (runs of one device's evaluated
+    /// rows with one fault tag).
     pub events: u64,
-    /// Of those, detected.
+    /// Of those, detected: an alert of the device overlaps the event's detection
+    /// window (from its start to its end, and at least `grace_s` after its start).
     pub detected: u64,
-    /// detected / events.
+    /// detected / events (0 without events).
     pub event_recall: f64,
-    /// Median detection delay, seconds.
+    /// Median detection delay, seconds: the first detecting alert's start minus
+    /// the event's start, 0 when the alert was already open at the event's start.
     pub delay_median_s: Option<f64>,
     /// 90th percentile detection delay, seconds.
     pub delay_p90_s: Option<f64>,
-    /// Alerts raised (runs of flagged rows per device, short gaps merged).
+    /// Alerts raised over the evaluated rows.
     pub alerts: u64,
-    /// Alerts overlapping no event (nor its grace period).
+    /// Alerts overlapping some event's detection window of their device.
+    pub true_alerts: u64,
+    /// alerts − true_alerts.
     pub false_alerts: u64,
-    /// Evaluated device-days.
+    /// true_alerts / alerts; none without alerts or without labels.
+    pub alert_precision: Option<f64>,
+    /// Evaluated device-days (each device's first to last evaluated row, summed).
     pub device_days: f64,
-    /// false_alerts / device_days.
+    /// alerts / device_days (0 when no device-day).
+    pub alerts_per_device_day: f64,
+    /// false_alerts / device_days, counted as alerts, not rows.
     pub false_alerts_per_device_day: f64,
-    /// Gap merged within one alert, seconds.
-    pub alert_gap_s: f64,
     /// Grace period after an event's start, seconds.
     pub grace_s: f64,
 }
 
-/// A feature's or family's share of an alert's peak contributions.
+/// A feature's or family's share (of an alert's contributions, or of a device's
+/// alerts).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Share {
     /// Feature or family name.
     pub name: String,
     /// Share of the magnitude of all contributions, 0–1.
     pub share: f64,
-}
-
-/// One alert in detail.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertDetail {
-    /// Device id.
-    pub device: String,
-    /// First flagged row, RFC 3339.
-    pub start: String,
-    /// Last flagged row, RFC 3339.
-    pub end: String,
-    /// Flagged rows in the alert.
-    pub rows: u64,
-    /// Highest score in the alert.
-    pub peak_score: f64,
-    /// When the peak happened, RFC 3339.
-    pub peak_at: String,
-    /// The fault tag most rows of the alert's span carry, if any.
-    pub fault_tag: Option<String>,
-    /// Top features at the peak.
-    pub top_features: Vec<Share>,
-    /// Signal families at the peak.
-    pub top_families: Vec<Share>,
 }
 
 /// Everything the evaluation found. Serialized into metrics.json.
@@ -330,8 +321,10 @@ pub struct Evaluation {
     pub sweep: Sweep,
     /// How alert contributions were computed, if they were.
     pub attribution_method: Option<String>,
-    /// The alerts with the highest peaks.
-    pub top_alerts: Vec<AlertDetail>,
+    /// The `top_n` alerts with the highest peak scores.
+    pub top_alerts: Vec<Alert>,
+    /// Per evaluated device (those without alerts too), by device id.
+    pub fleet: Vec<DeviceAlerts>,
     /// ROC curve points (for the report).
     pub roc_curve: Vec<CurvePoint>,
     /// PR curve points (for the report).
@@ -398,28 +391,64 @@ impl Selection {
     }
 }
 
-/// Evaluates scored rows against the split and the threshold.
+/// What [`evaluate_with`] needs besides the rows.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// The split.
+    pub split: &'a Split,
+    /// The operating threshold.
+    pub threshold: Threshold,
+    /// The `[eval]` settings.
+    pub params: &'a CheckedEval,
+    /// The `[alerts]` settings.
+    pub alerts: &'a CheckedAlerts,
+    /// Calibration (training) scores, for alert severity.
+    pub calibration: &'a ScoreSketch,
+    /// Per-row contributions, for the alerts' family and feature shares.
+    pub attribution: Option<&'a Attribution<'a>>,
+}
+
+/// An evaluation and the alerts it measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    /// Everything measured (metrics.json).
+    pub evaluation: Evaluation,
+    /// Every alert over the evaluated rows, by start then device, `fault` filled
+    /// from the labels (alerts.json).
+    pub alerts: Vec<Alert>,
+}
+
+/// Evaluates scored rows against the split and the threshold, and builds the
+/// alerts over the evaluated rows.
 ///
 /// The rows evaluated are those at or after the cut whose state is one of the
-/// configured states (every row after the cut when there is no state column).
-/// Labels (tags) are used only to measure, never to choose anything.
+/// configured states (every row after the cut when there is no state column). An
+/// [`AlertTracker`](crate::AlertTracker) runs over them (in time order per
+/// device); each alert's `fault` is the tag of the labelled event it overlaps
+/// most, and its route is decided again with it. Labels (tags) are used only to
+/// measure, never to choose anything.
 ///
 /// # Errors
 /// [`Error::Misaligned`] when the inputs do not line up.
-pub fn evaluate(
-    rows: &ScoredRows<'_>,
-    split: &Split,
-    threshold: Threshold,
-    params: &CheckedEval,
-    attribution: Option<&Attribution<'_>>,
-) -> Result<Evaluation> {
+pub fn evaluate_with(rows: &ScoredRows<'_>, ctx: &EvalContext<'_>) -> Result<Evaluated> {
     rows.check()?;
-    let p = params.params();
+    let p = ctx.params.params();
+    let (split, threshold) = (ctx.split, ctx.threshold);
     let sel = Selection::new(rows, split, &p.states, threshold.value);
     let (roc_curve, pr_curve) = curves(&sel.scores, &sel.labels, 200);
-    let spans = Spans::find(rows, &sel.keep, threshold.value, p);
-    let (events, events_by_tag) = event_metrics(rows, &spans, p);
-    Ok(Evaluation {
+    let by_device = per_device_rows(rows, &sel.keep);
+    let evs = events(rows, &by_device);
+    let mut alerts = build_alerts(
+        rows,
+        &sel.keep,
+        threshold.value,
+        ctx.calibration,
+        ctx.alerts,
+        ctx.attribution,
+    );
+    label_alerts(rows, &evs, &mut alerts, p.grace_seconds, ctx.alerts);
+    let (events, events_by_tag) = event_metrics(rows, &by_device, &evs, &alerts, p);
+    let evaluation = Evaluation {
         split: split_info(split),
         threshold,
         rows_total: rows.timestamps.len() as u64,
@@ -440,11 +469,47 @@ pub fn evaluate(
         per_state: per_state(rows, &sel),
         events,
         sweep: sweep(&sel, &p.sweep_percentiles),
-        attribution_method: attribution.map(|a| a.method.clone()),
-        top_alerts: top_alerts(rows, &spans.alerts, &spans.by_device, p.top_n, attribution),
+        attribution_method: ctx.attribution.map(|a| a.method.clone()),
+        top_alerts: top_alerts(&alerts, p.top_n),
+        fleet: fleet(rows, &by_device, &alerts),
         roc_curve,
         pr_curve,
-    })
+    };
+    Ok(Evaluated { evaluation, alerts })
+}
+
+/// [`evaluate_with`] with the default `[alerts]` settings and, for severity, a
+/// sketch of the scores of `rows` in the training span; returns the evaluation
+/// only.
+///
+/// # Errors
+/// [`Error::Misaligned`] when the inputs do not line up.
+pub fn evaluate(
+    rows: &ScoredRows<'_>,
+    split: &Split,
+    threshold: Threshold,
+    params: &CheckedEval,
+    attribution: Option<&Attribution<'_>>,
+) -> Result<Evaluation> {
+    rows.check()?;
+    let train: Vec<f64> = rows
+        .timestamps
+        .iter()
+        .zip(rows.scores)
+        .filter(|(t, _)| split.is_train(**t))
+        .map(|(_, s)| *s)
+        .collect();
+    let sketch = ScoreSketch::from_scores(&train);
+    let alerts = AlertParams::default().check()?;
+    let ctx = EvalContext {
+        split,
+        threshold,
+        params,
+        alerts: &alerts,
+        calibration: &sketch,
+        attribution,
+    };
+    Ok(evaluate_with(rows, &ctx)?.evaluation)
 }
 
 fn split_info(split: &Split) -> SplitInfo {

@@ -1,19 +1,20 @@
-//! Events and alerts: runs of one device's rows, matched against each other for the
-//! event-level figures (detections, delays, false alerts).
+//! Ground-truth events, matched against tracker alerts for the event- and
+//! alert-level figures (detections, delays, true and false alerts).
 
 use std::collections::BTreeMap;
 
+use crate::alert_params::CheckedAlerts;
 use crate::evaluate::{EventMetrics, ScoredRows};
 use crate::metrics::{quantile, ratio};
 use crate::params::EvalParams;
+use crate::tracker::Alert;
 
-/// A run of rows of one device: an event (same tag) or an alert (flagged rows).
+/// A ground-truth event: a run of one device's evaluated rows with one fault tag.
 #[derive(Debug, Clone)]
 pub(crate) struct Span {
     pub(crate) device: u32,
     pub(crate) start: i64,
     pub(crate) end: i64,
-    pub(crate) rows: Vec<usize>,
     pub(crate) tag: u32,
 }
 
@@ -42,10 +43,7 @@ pub(crate) fn events(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>
         for &r in list {
             let t = tags[r];
             match &mut cur {
-                Some(s) if s.tag == t => {
-                    s.end = rows.timestamps[r];
-                    s.rows.push(r);
-                }
+                Some(s) if s.tag == t => s.end = rows.timestamps[r],
                 _ => {
                     if let Some(s) = cur.take() {
                         out.push(s);
@@ -55,7 +53,6 @@ pub(crate) fn events(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>
                             device: d,
                             start: rows.timestamps[r],
                             end: rows.timestamps[r],
-                            rows: vec![r],
                             tag: t,
                         });
                     }
@@ -67,75 +64,6 @@ pub(crate) fn events(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>
         }
     }
     out
-}
-
-/// Alerts: runs of one device's flagged rows, merged across gaps up to `gap_us`.
-pub(crate) fn alerts(
-    rows: &ScoredRows<'_>,
-    by_device: &BTreeMap<u32, Vec<usize>>,
-    threshold: f64,
-    gap_us: i64,
-) -> Vec<Span> {
-    let mut out = Vec::new();
-    for (&d, list) in by_device {
-        let mut cur: Option<Span> = None;
-        for &r in list.iter().filter(|&&r| rows.scores[r] > threshold) {
-            let ts = rows.timestamps[r];
-            match &mut cur {
-                Some(s) if ts - s.end <= gap_us => {
-                    s.end = ts;
-                    s.rows.push(r);
-                }
-                _ => {
-                    if let Some(s) = cur.take() {
-                        out.push(s);
-                    }
-                    cur = Some(Span {
-                        device: d,
-                        start: ts,
-                        end: ts,
-                        rows: vec![r],
-                        tag: 0,
-                    });
-                }
-            }
-        }
-        if let Some(s) = cur {
-            out.push(s);
-        }
-    }
-    out
-}
-
-/// The events and alerts of the evaluated rows, per device.
-#[derive(Debug)]
-pub(crate) struct Spans {
-    /// The evaluated rows of each device, in time order.
-    pub(crate) by_device: BTreeMap<u32, Vec<usize>>,
-    /// Ground-truth events.
-    pub(crate) events: Vec<Span>,
-    /// Alerts at the operating threshold.
-    pub(crate) alerts: Vec<Span>,
-}
-
-impl Spans {
-    /// The spans of the rows for which `keep` is true.
-    pub(crate) fn find(
-        rows: &ScoredRows<'_>,
-        keep: &[bool],
-        threshold: f64,
-        p: &EvalParams,
-    ) -> Self {
-        let by_device = per_device_rows(rows, keep);
-        let events = events(rows, &by_device);
-        let gap_us = (p.alert_gap_seconds * 1e6) as i64;
-        let alerts = alerts(rows, &by_device, threshold, gap_us);
-        Spans {
-            by_device,
-            events,
-            alerts,
-        }
-    }
 }
 
 /// The events of one fault tag and how they were detected.
@@ -155,27 +83,73 @@ fn window(e: &Span, grace_us: i64) -> (i64, i64) {
     (e.start, e.end.max(e.start + grace_us))
 }
 
-fn overlaps(a: &Span, (ws, we): (i64, i64)) -> bool {
-    a.start <= we && a.end >= ws
+/// Whether the alert's span `[start, end]` meets the window (both inclusive).
+fn overlaps(a: &Alert, (ws, we): (i64, i64)) -> bool {
+    a.start_us <= we && a.end_us >= ws
 }
 
-/// The event-level figures, and the events of each fault tag (for the per-fault
-/// breakdown).
+/// Each alert's device code (by name), `None` for a device not in the rows.
+fn alert_devices(rows: &ScoredRows<'_>, alerts: &[Alert]) -> Vec<Option<u32>> {
+    let by_name: BTreeMap<&str, u32> = rows
+        .device_names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i as u32))
+        .collect();
+    alerts
+        .iter()
+        .map(|a| by_name.get(a.device.as_str()).copied())
+        .collect()
+}
+
+/// Fills each alert's `fault`: the tag of the event whose detection window its
+/// span overlaps longest (ties: the earlier event), and routes it again (a
+/// `route` rule may name the fault kind).
+pub(crate) fn label_alerts(
+    rows: &ScoredRows<'_>,
+    evs: &[Span],
+    alerts: &mut [Alert],
+    grace_s: f64,
+    params: &CheckedAlerts,
+) {
+    let grace_us = (grace_s * 1e6) as i64;
+    let codes = alert_devices(rows, alerts);
+    for (a, code) in alerts.iter_mut().zip(codes) {
+        let best = evs
+            .iter()
+            .filter(|e| Some(e.device) == code)
+            .filter_map(|e| {
+                let w = window(e, grace_us);
+                overlaps(a, w).then(|| (a.end_us.min(w.1) - a.start_us.max(w.0), e))
+            })
+            .max_by(|x, y| x.0.cmp(&y.0).then(y.1.start.cmp(&x.1.start)));
+        if let Some((_, e)) = best {
+            a.fault = Some(rows.tag_names[e.tag as usize].clone());
+            a.route = params.route(a.family.as_deref(), a.fault.as_deref());
+        }
+    }
+}
+
+/// The event- and alert-level figures, and the events of each fault tag (for the
+/// per-fault breakdown). `alerts` must carry their `fault` ([`label_alerts`]).
 pub(crate) fn event_metrics(
     rows: &ScoredRows<'_>,
-    spans: &Spans,
+    by_device: &BTreeMap<u32, Vec<usize>>,
+    evs: &[Span],
+    alerts: &[Alert],
     p: &EvalParams,
 ) -> (EventMetrics, BTreeMap<u32, TagEvents>) {
-    let (evs, als) = (&spans.events, &spans.alerts);
     let grace_us = (p.grace_seconds * 1e6) as i64;
+    let codes = alert_devices(rows, alerts);
     let mut by_tag: BTreeMap<u32, TagEvents> = BTreeMap::new();
     let mut all_delays = Vec::new();
     for e in evs {
         let w = window(e, grace_us);
-        let first = als
+        let first = alerts
             .iter()
-            .filter(|a| a.device == e.device && overlaps(a, w))
-            .map(|a| a.start)
+            .zip(&codes)
+            .filter(|(a, c)| **c == Some(e.device) && overlaps(a, w))
+            .map(|(a, _)| a.start_us)
             .min();
         let entry = by_tag.entry(e.tag).or_default();
         entry.events += 1;
@@ -186,14 +160,18 @@ pub(crate) fn event_metrics(
             all_delays.push(d);
         }
     }
-    let false_alerts = als
-        .iter()
-        .filter(|a| {
-            !evs.iter()
-                .any(|e| e.device == a.device && overlaps(a, window(e, grace_us)))
-        })
-        .count() as u64;
-    let device_days = device_days(rows, &spans.by_device);
+    let labelled = rows.tag_codes.is_some();
+    let true_alerts = alerts.iter().filter(|a| a.fault.is_some()).count() as u64;
+    let n_alerts = alerts.len() as u64;
+    let false_alerts = n_alerts - true_alerts;
+    let device_days = device_days(rows, by_device);
+    let per_day = |n: u64| {
+        if device_days > 0.0 {
+            n as f64 / device_days
+        } else {
+            0.0
+        }
+    };
     let detected = by_tag.values().map(|v| v.detected).sum::<u64>();
     let metrics = EventMetrics {
         events: evs.len() as u64,
@@ -201,24 +179,23 @@ pub(crate) fn event_metrics(
         event_recall: ratio(detected, evs.len() as u64),
         delay_median_s: quantile(&all_delays, 0.5),
         delay_p90_s: quantile(&all_delays, 0.9),
-        alerts: als.len() as u64,
+        alerts: n_alerts,
+        true_alerts,
         false_alerts,
+        alert_precision: (labelled && n_alerts > 0).then(|| ratio(true_alerts, n_alerts)),
         device_days,
-        false_alerts_per_device_day: if device_days > 0.0 {
-            false_alerts as f64 / device_days
-        } else {
-            0.0
-        },
-        alert_gap_s: p.alert_gap_seconds,
+        alerts_per_device_day: per_day(n_alerts),
+        false_alerts_per_device_day: per_day(false_alerts),
         grace_s: p.grace_seconds,
     };
     (metrics, by_tag)
 }
 
-/// Days from each device's first to its last evaluated row, summed.
-fn device_days(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>>) -> f64 {
+/// Days from each device's first to its last selected row, summed.
+pub(crate) fn device_days(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>>) -> f64 {
     by_device
         .values()
+        .filter(|list| !list.is_empty())
         .map(|list| {
             let (a, b) = (
                 rows.timestamps[list[0]],

@@ -1,20 +1,25 @@
 #![doc = include_str!("../README.md")]
 
+mod alert_params;
 mod breakdown;
 mod error;
 mod evaluate;
 mod events;
+mod fleet;
 mod metrics;
 mod params;
 mod report;
 mod threshold;
-mod top_alerts;
+mod tracker;
 
+pub use alert_params::{AlertParams, AlertRule, CheckedAlerts, Severity};
 pub use error::{Error, Result};
 pub use evaluate::{
-    AlertDetail, Attribution, Breakdown, Evaluation, EventMetrics, FaultMetrics, PointMetrics,
-    ScoredRows, Share, SplitInfo, Sweep, SweepPoint, Threshold, evaluate, threshold_from_training,
+    Attribution, Breakdown, EvalContext, Evaluated, Evaluation, EventMetrics, FaultMetrics,
+    PointMetrics, ScoredRows, Share, SplitInfo, Sweep, SweepPoint, Threshold, evaluate,
+    evaluate_with, threshold_from_training,
 };
+pub use fleet::DeviceAlerts;
 pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use metrics::{Confusion, CurvePoint, average_precision, curves, quantile, roc_auc};
 pub use params::{CheckedEval, EvalParams, Split, ThresholdRule};
@@ -22,3 +27,4 @@ pub use report::{
     InputDigest, METRICS_FORMAT_VERSION, MetricsFile, report_html, scores_csv, write_json,
 };
 pub use threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE, ScoreSketch};
+pub use tracker::{ALERTS_FORMAT_VERSION, Alert, AlertRow, AlertTracker, AlertsFile, build_alerts};

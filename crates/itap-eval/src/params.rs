@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE};
 
-/// Where the operating threshold comes from. Both read only training scores.
+/// Where the operating threshold comes from. All read only training (calibration)
+/// scores, never test rows or labels.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdRule {
@@ -14,6 +15,10 @@ pub enum ThresholdRule {
     TrainingQuantile(f64),
     /// The score above which the given share of training rows would alert.
     TargetAlertRate(f64),
+    /// The lowest sketch quantile at which the alert tracker raises at most this
+    /// many alerts per device-day on the calibration rows
+    /// ([`CheckedEval::threshold_calibrated`]).
+    TargetFalseAlerts(f64),
 }
 
 /// Evaluation settings: the `[eval]` config section.
@@ -25,9 +30,9 @@ pub enum ThresholdRule {
 /// | `states` | RUN, IDLE | states of the rows evaluated (all rows when the data has no state) | ≥ 1 |
 /// | `threshold_quantile` | 0.99 | operating threshold: this quantile of training scores | 0.5–0.9999 |
 /// | `target_alert_rate` | none | alternatively: the share of training rows allowed to alert | 0.0001–0.5 |
-/// | `alert_gap_seconds` | 60 | flagged rows of one device this close merge into one alert | ≥ 0 |
-/// | `grace_seconds` | 300 | an alert this soon after an event's start still detects it | ≥ 0 |
-/// | `top_n` | 10 | alerts listed with their contributing features | 0–1000 |
+/// | `target_false_alerts_per_device_day` | none | alternatively: alerts per device-day allowed on the calibration rows (not with `target_alert_rate`) | 0.01–100 |
+/// | `grace_seconds` | 300 | an alert overlapping this long after an event's start still detects it | ≥ 0 |
+/// | `top_n` | 10 | alerts listed in metrics.json (highest peaks) | 0–1000 |
 /// | `sweep_percentiles` | 50 … 99.9 | diagnostic sweep over test-score percentiles | 0–100 |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -42,8 +47,9 @@ pub struct EvalParams {
     pub threshold_quantile: f64,
     /// Target share of training rows alerting; overrides `threshold_quantile`.
     pub target_alert_rate: Option<f64>,
-    /// Flagged rows of one device at most this far apart form one alert, seconds.
-    pub alert_gap_seconds: f64,
+    /// Target alerts per device-day on the calibration rows; overrides
+    /// `threshold_quantile`.
+    pub target_false_alerts_per_device_day: Option<f64>,
     /// Grace period after an event's start, seconds.
     pub grace_seconds: f64,
     /// Alerts listed in detail.
@@ -60,7 +66,7 @@ impl Default for EvalParams {
             states: vec![State::Run, State::Idle],
             threshold_quantile: 0.99,
             target_alert_rate: None,
-            alert_gap_seconds: 60.0,
+            target_false_alerts_per_device_day: None,
             grace_seconds: 300.0,
             top_n: 10,
             sweep_percentiles: vec![
@@ -92,6 +98,19 @@ impl EvalParams {
     /// Sets a target alert rate instead of a quantile.
     pub fn target_alert_rate(mut self, r: Option<f64>) -> Self {
         self.target_alert_rate = r;
+        self
+    }
+
+    /// Sets a target of alerts per device-day on calibration rows instead of a
+    /// quantile.
+    pub fn target_false_alerts_per_device_day(mut self, r: Option<f64>) -> Self {
+        self.target_false_alerts_per_device_day = r;
+        self
+    }
+
+    /// Sets the grace period.
+    pub fn grace_seconds(mut self, s: f64) -> Self {
+        self.grace_seconds = s;
         self
     }
 
@@ -137,23 +156,36 @@ impl EvalParams {
             ));
         }
         let min_rate = 1.0 - SKETCH_MAX_QUANTILE;
-        let rule = match p.target_alert_rate {
-            Some(r) if (min_rate - 1e-12..=0.5).contains(&r) => ThresholdRule::TargetAlertRate(r),
-            Some(r) => {
+        let rule = match (p.target_alert_rate, p.target_false_alerts_per_device_day) {
+            (Some(_), Some(_)) => {
+                return Err(Error::param(
+                    "target_false_alerts_per_device_day",
+                    "give either `target_alert_rate` or `target_false_alerts_per_device_day`, not both",
+                ));
+            }
+            (Some(r), None) if (min_rate - 1e-12..=0.5).contains(&r) => {
+                ThresholdRule::TargetAlertRate(r)
+            }
+            (Some(r), None) => {
                 return Err(Error::param(
                     "target_alert_rate",
                     format!("must be between 0.0001 and 0.5, got {r}"),
                 ));
             }
-            None => ThresholdRule::TrainingQuantile(p.threshold_quantile),
-        };
-        for (name, v) in [
-            ("alert_gap_seconds", p.alert_gap_seconds),
-            ("grace_seconds", p.grace_seconds),
-        ] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(Error::param(name, format!("must be a number ≥ 0, got {v}")));
+            (None, Some(f)) if (0.01..=100.0).contains(&f) => ThresholdRule::TargetFalseAlerts(f),
+            (None, Some(f)) => {
+                return Err(Error::param(
+                    "target_false_alerts_per_device_day",
+                    format!("must be between 0.01 and 100, got {f}"),
+                ));
             }
+            (None, None) => ThresholdRule::TrainingQuantile(p.threshold_quantile),
+        };
+        if !(p.grace_seconds.is_finite() && p.grace_seconds >= 0.0) {
+            return Err(Error::param(
+                "grace_seconds",
+                format!("must be a number ≥ 0, got {}", p.grace_seconds),
+            ));
         }
         if p.top_n > 1000 {
             return Err(Error::param("top_n", "must be at most 1000"));
@@ -310,5 +342,18 @@ mod tests {
         assert_eq!(e(d().target_alert_rate(Some(0.0))), "target_alert_rate");
         assert!(d().threshold_quantile(0.9999).check().is_ok());
         assert!(d().target_alert_rate(Some(0.0001)).check().is_ok());
+        let f = |v| d().target_false_alerts_per_device_day(Some(v));
+        assert_eq!(e(f(0.0)), "target_false_alerts_per_device_day");
+        assert_eq!(e(f(1000.0)), "target_false_alerts_per_device_day");
+        assert_eq!(
+            e(f(2.0).target_alert_rate(Some(0.01))),
+            "target_false_alerts_per_device_day",
+            "mutually exclusive"
+        );
+        assert_eq!(
+            f(2.0).check().unwrap().rule(),
+            ThresholdRule::TargetFalseAlerts(2.0)
+        );
+        assert_eq!(e(d().grace_seconds(-1.0)), "grace_seconds");
     }
 }

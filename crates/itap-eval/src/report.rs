@@ -8,12 +8,19 @@ use itap_telemetry::{AtomicFile, format_timestamp, write_timestamp};
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::alert_params::Severity;
 use crate::error::{Error, Result};
+use crate::evaluate::Share;
 use crate::evaluate::{Evaluation, ScoredRows, Threshold};
-use crate::events::{alerts, events};
+use crate::events::events;
+use crate::tracker::Alert;
 
-/// The version of the metrics.json layout.
-pub const METRICS_FORMAT_VERSION: u32 = 1;
+/// The version of the metrics.json layout (2: tracker alerts, alert-level
+/// metrics, the fleet summary).
+pub const METRICS_FORMAT_VERSION: u32 = 2;
+
+/// Alerts listed in the report's table at most (the first by start).
+const MAX_ALERT_ROWS: usize = 500;
 
 /// What metrics.json holds: the evaluation with the context needed to reproduce it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,8 +146,10 @@ fn tag_colours(rows: &ScoredRows<'_>) -> Vec<usize> {
 }
 
 /// The self-contained report page: summary tables and SVG plots (score timelines
-/// with fault spans and alerts, ROC and PR curves, per-fault recall and delay, the
-/// diagnostic sweep). Nothing is loaded from the network.
+/// with fault spans and `alerts` shaded by severity, ROC and PR curves, per-fault
+/// recall and delay, the diagnostic sweep), the alerts table (the first 500 by
+/// start) and the fleet summary. Nothing is loaded from the network; every
+/// string from the data is escaped.
 ///
 /// # Errors
 /// [`Error::Plot`] when a plot cannot be drawn.
@@ -151,6 +160,7 @@ pub fn report_html(
     title: &str,
     metrics: &MetricsFile,
     rows: &ScoredRows<'_>,
+    alerts: &[Alert],
     max_timelines: usize,
 ) -> Result<String> {
     let ev = &metrics.evaluation;
@@ -198,7 +208,9 @@ pub fn report_html(
          <tr><td>alert rate</td><td>{:.2}%</td></tr>\
          <tr><td>event recall</td><td>{:.3} ({} of {})</td></tr>\
          <tr><td>detection delay median / p90</td><td>{} s / {} s</td></tr>\
-         <tr><td>alerts / false alerts per device-day</td><td>{} / {:.2}</td></tr></table>",
+         <tr><td>alerts (true / false)</td><td>{} ({} / {})</td></tr>\
+         <tr><td>alert precision</td><td>{}</td></tr>\
+         <tr><td>alerts / false alerts per device-day</td><td>{:.2} / {:.2}</td></tr></table>",
         ev.rows_evaluated,
         ev.rows_faulty,
         fmt_opt(ev.roc_auc, 4),
@@ -213,12 +225,16 @@ pub fn report_html(
         fmt_opt(e.delay_median_s, 0),
         fmt_opt(e.delay_p90_s, 0),
         e.alerts,
+        e.true_alerts,
+        e.false_alerts,
+        fmt_opt(e.alert_precision, 3),
+        e.alerts_per_device_day,
         e.false_alerts_per_device_day,
     );
 
     // Timelines.
-    h.push_str("<h2>Score timelines</h2><p class=\"note\">Evaluated span; shaded: ground-truth fault events; red marks: alerts; dashed: operating threshold; scores far above it (beyond four times the threshold and the 90th percentile) are drawn at the top of the plot.</p><div class=\"grid\">");
-    for svg in timelines(rows, ev, max_timelines)? {
+    h.push_str("<h2>Score timelines</h2><p class=\"note\">Evaluated span; shaded: ground-truth fault events; bars along the top: alerts from start to end (yellow info, orange warning, red critical); dashed: operating threshold; scores far above it (beyond four times the threshold and the 90th percentile) are drawn at the top of the plot.</p><div class=\"grid\">");
+    for svg in timelines(rows, ev, alerts, max_timelines)? {
         h.push_str(&svg);
     }
     h.push_str("</div>");
@@ -287,33 +303,9 @@ pub fn report_html(
     );
     h.push_str(&sweep_svg(ev)?);
 
-    // Top alerts.
-    let _ = write!(
-        h,
-        "<h2>Top alerts</h2><p class=\"note\">Contributions: {}</p><table><tr><th>device</th><th>start</th><th>end</th><th>rows</th><th>peak score</th><th>fault</th><th>top features</th><th>families</th></tr>",
-        html_escape(ev.attribution_method.as_deref().unwrap_or("not computed"))
-    );
-    for a in &ev.top_alerts {
-        let shares = |v: &[crate::evaluate::Share]| {
-            v.iter()
-                .map(|s| format!("{} {:.0}%", html_escape(&s.name), s.share * 100.0))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let _ = write!(
-            h,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{}</td><td style=\"text-align:left\">{}</td><td style=\"text-align:left\">{}</td></tr>",
-            html_escape(&a.device),
-            a.start,
-            a.end,
-            a.rows,
-            a.peak_score,
-            html_escape(a.fault_tag.as_deref().unwrap_or("none")),
-            shares(&a.top_features),
-            shares(&a.top_families)
-        );
-    }
-    h.push_str("</table>");
+    // Alerts and the fleet.
+    alerts_table(&mut h, ev, alerts);
+    fleet_table(&mut h, ev);
 
     // Per device and state.
     h.push_str("<h2>Per state</h2>");
@@ -322,6 +314,93 @@ pub fn report_html(
     h.push_str(&breakdown_table(&ev.per_device));
     h.push_str("</body></html>\n");
     Ok(h)
+}
+
+fn shares_text(v: &[Share]) -> String {
+    v.iter()
+        .map(|s| format!("{} {:.0}%", html_escape(&s.name), s.share * 100.0))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn alerts_table(h: &mut String, ev: &Evaluation, alerts: &[Alert]) {
+    let _ = write!(
+        h,
+        "<h2>Alerts</h2><p class=\"note\">{} alerts{}; contributions: {}. Fault: the labelled event the alert overlaps most (evaluation only).</p>\
+         <table><tr><th>id</th><th>device</th><th>start</th><th>end</th><th>rows</th><th>severity</th><th>peak −log10 tail</th>\
+         <th>family</th><th>top features</th><th>route</th><th>rule</th><th>labels</th><th>fault</th></tr>",
+        alerts.len(),
+        if alerts.len() > MAX_ALERT_ROWS {
+            format!(", the first {MAX_ALERT_ROWS} listed")
+        } else {
+            String::new()
+        },
+        html_escape(ev.attribution_method.as_deref().unwrap_or("not computed"))
+    );
+    for a in alerts.iter().take(MAX_ALERT_ROWS) {
+        let family = match (&a.family, a.families.first()) {
+            (Some(f), Some(s)) => format!("{} {:.0}%", html_escape(f), s.share * 100.0),
+            _ => "–".to_owned(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td style=\"background:{}\">{}</td><td>{:.2}</td>\
+             <td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            html_escape(&a.id),
+            html_escape(&a.device),
+            html_escape(&a.start),
+            html_escape(&a.end),
+            if a.open { " (open)" } else { "" },
+            a.rows,
+            severity_css(a.severity),
+            a.severity.as_str(),
+            a.peak_tail_log10,
+            family,
+            shares_text(&a.top_features),
+            html_escape(&a.route),
+            html_escape(&a.rule),
+            html_escape(&a.labels.join(", ")),
+            html_escape(a.fault.as_deref().unwrap_or("–")),
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn fleet_table(h: &mut String, ev: &Evaluation) {
+    h.push_str(
+        "<h2>Fleet</h2><table><tr><th>device</th><th>alerts</th><th>info</th><th>warning</th>\
+         <th>critical</th><th>severity p95 (−log10 tail)</th><th>dominant families</th></tr>",
+    );
+    for d in &ev.fleet {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td style=\"text-align:left\">{}</td></tr>",
+            html_escape(&d.device),
+            d.alerts,
+            d.info,
+            d.warning,
+            d.critical,
+            fmt_opt(d.severity_p95, 2),
+            shares_text(&d.dominant_families),
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn severity_css(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "#fff3b0",
+        Severity::Warning => "#ffc98a",
+        Severity::Critical => "#ff9a9a",
+    }
+}
+
+fn severity_colour(s: Severity) -> RGBColor {
+    match s {
+        Severity::Info => RGBColor(230, 190, 0),
+        Severity::Warning => RGBColor(245, 130, 0),
+        Severity::Critical => RGBColor(220, 0, 0),
+    }
 }
 
 fn threshold_words(t: &Threshold) -> String {
@@ -333,6 +412,12 @@ fn threshold_words(t: &Threshold) -> String {
             format!(
                 "a {:.2}% alert rate on {} training rows",
                 r * 100.0,
+                t.training_rows
+            )
+        }
+        crate::params::ThresholdRule::TargetFalseAlerts(f) => {
+            format!(
+                "at most {f} alerts per device-day on the calibration rows (sketch of {} training scores)",
                 t.training_rows
             )
         }
@@ -362,7 +447,12 @@ fn breakdown_table(rows: &[crate::evaluate::Breakdown]) -> String {
 }
 
 /// One SVG per device (those with the most events first) over the evaluated span.
-fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<String>> {
+fn timelines(
+    rows: &ScoredRows<'_>,
+    ev: &Evaluation,
+    als: &[Alert],
+    max: usize,
+) -> Result<Vec<String>> {
     let cut = itap_telemetry::parse_timestamp(&ev.split.cut, itap_telemetry::TimeZone::UTC)?;
     let keep: Vec<bool> = rows.timestamps.iter().map(|&t| t >= cut).collect();
     let mut by_device: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
@@ -375,8 +465,6 @@ fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<S
         v.sort_by_key(|&r| rows.timestamps[r]);
     }
     let evs = events(rows, &by_device);
-    let gap_us = (ev.events.alert_gap_s * 1e6) as i64;
-    let als = alerts(rows, &by_device, ev.threshold.value, gap_us);
     let mut order: Vec<(usize, u32)> = by_device
         .keys()
         .map(|&d| (evs.iter().filter(|e| e.device == d).count(), d))
@@ -470,15 +558,20 @@ fn timelines(rows: &ScoredRows<'_>, ev: &Evaluation, max: usize) -> Result<Vec<S
                     BLACK.stroke_width(1),
                 ))
                 .map_err(plot_err("timeline"))?;
-            for a in als.iter().filter(|a| a.device == d) {
+            for a in als.iter().filter(|a| a.device == *name) {
+                let colour = severity_colour(a.severity);
+                let (x0, x1) = (
+                    hours(a.start_us),
+                    hours(a.end_us).max(hours(a.start_us) + x_max / 300.0),
+                );
                 chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [
-                            (hours(a.start), y_max - (y_max - y_min) * 0.04),
-                            (hours(a.end).max(hours(a.start) + x_max / 300.0), y_max),
-                        ],
-                        RED.filled(),
-                    )))
+                    .draw_series([
+                        Rectangle::new([(x0, y_min), (x1, y_max)], colour.mix(0.12).filled()),
+                        Rectangle::new(
+                            [(x0, y_max - (y_max - y_min) * 0.05), (x1, y_max)],
+                            colour.filled(),
+                        ),
+                    ])
                     .map_err(plot_err("timeline"))?;
             }
             root.present().map_err(plot_err("timeline"))?;

@@ -2,8 +2,9 @@
 
 use itap_eval::ParamGuard;
 use itap_eval::{
-    EvalParams, InputDigest, METRICS_FORMAT_VERSION, MetricsFile, ScoredRows, ThresholdRule,
-    evaluate, report_html, scores_csv, threshold_from_training,
+    AlertParams, EvalContext, EvalParams, InputDigest, METRICS_FORMAT_VERSION, MetricsFile,
+    ScoreSketch, ScoredRows, Severity, ThresholdRule, evaluate, evaluate_with, report_html,
+    scores_csv, threshold_from_training,
 };
 use itap_telemetry::State;
 
@@ -69,14 +70,15 @@ fn rows<'a>(d: &'a Data, scores: &'a [f64]) -> ScoredRows<'a> {
 }
 
 /// Scores: 0.1 everywhere, 0.9 on the overheat rows from 820 s on (a 20 s delay),
-/// 0.9 on one normal row of B at 950 s (a false alert), nothing on spike or dropout.
+/// 0.9 on three normal rows of B at 950–970 s (an alert), nothing on spike or
+/// dropout.
 fn scores(d: &Data) -> Vec<f64> {
     (0..d.ts.len())
         .map(|r| {
             let t = d.ts[r] / S;
             match (d.dev[r], t) {
                 (0, 820..=850) => 0.9,
-                (1, 950) => 0.9,
+                (1, 950..=970) => 0.9,
                 _ => 0.1,
             }
         })
@@ -117,15 +119,25 @@ fn per_fault_recall_events_delays_and_false_alerts() {
     assert_eq!(oh.delay_median_s, Some(20.0));
     assert_eq!(by("spike").recall, 0.0);
     assert_eq!(by("dropout").event_recall, 0.0);
-    assert_eq!(ev.events.events, 3);
-    assert_eq!(ev.events.detected, 1);
-    assert_eq!(ev.events.alerts, 2);
-    assert_eq!(ev.events.false_alerts, 1, "B at 950 s overlaps no event");
+    let e = &ev.events;
+    assert_eq!(e.events, 3);
+    assert_eq!(e.detected, 1);
+    assert_eq!((e.alerts, e.true_alerts, e.false_alerts), (2, 1, 1));
+    assert_eq!(e.alert_precision, Some(0.5), "B at 950 s overlaps no event");
+    assert_eq!(e.delay_median_s, Some(20.0));
+    // Two devices, 700–1000 s each.
+    let days = 600.0 / 86_400.0;
+    assert!((e.device_days - days).abs() < 1e-12);
+    assert!((e.alerts_per_device_day - 2.0 / days).abs() < 1e-9);
+    assert!((e.false_alerts_per_device_day - 1.0 / days).abs() < 1e-9);
     assert_eq!(ev.at_threshold.confusion.tp, 4);
-    assert_eq!(ev.at_threshold.confusion.fp, 1);
+    assert_eq!(ev.at_threshold.confusion.fp, 3);
     assert_eq!(ev.per_state.len(), 1, "MAINT is not evaluated");
-    assert_eq!(ev.top_alerts[0].fault_tag.as_deref(), Some("overheat"));
+    assert_eq!(ev.top_alerts[0].fault.as_deref(), Some("overheat"));
     assert_eq!(ev.top_alerts[0].device, "A");
+    assert_eq!(ev.fleet.len(), 2);
+    assert_eq!(ev.fleet[0].device, "A");
+    assert_eq!(ev.fleet[0].alerts, 1);
 
     // With the default 300 s grace, B's alert at 950 s comes within the grace period
     // of B's dropout (750 s) and detects it, 200 s late; it is no longer false.
@@ -134,6 +146,55 @@ fn per_fault_recall_events_delays_and_false_alerts() {
     assert_eq!(by_tag(&ev, "dropout").detected, 1);
     assert_eq!(by_tag(&ev, "dropout").delay_median_s, Some(200.0));
     assert_eq!(ev.events.false_alerts, 0);
+    assert_eq!(ev.events.alert_precision, Some(1.0));
+    assert_eq!(
+        ev.events.detected, 2,
+        "the spike at 900 s is after A's alert ended"
+    );
+}
+
+#[test]
+fn an_alert_open_at_the_events_start_detects_it_with_no_delay() {
+    let d = data();
+    // A's alert runs from 820 s through the spike at 900 s.
+    let s: Vec<f64> = (0..d.ts.len())
+        .map(|r| match (d.dev[r], d.ts[r] / S) {
+            (0, 820..=910) => 0.9,
+            _ => 0.1,
+        })
+        .collect();
+    let params = EvalParams::default().check().unwrap();
+    let split = params.split(0, 1000 * S).unwrap();
+    let th = threshold_from_training(&[0.1, 0.2], params.rule()).unwrap();
+    let alerts = AlertParams::default().check().unwrap();
+    let sketch = ScoreSketch::from_scores(&[0.1, 0.2]);
+    let ctx = EvalContext {
+        split: &split,
+        threshold: th,
+        params: &params,
+        alerts: &alerts,
+        calibration: &sketch,
+        attribution: None,
+    };
+    let out = evaluate_with(&rows(&d, &s), &ctx).unwrap();
+    assert_eq!(out.alerts.len(), 1);
+    let a = &out.alerts[0];
+    assert_eq!(
+        a.fault.as_deref(),
+        Some("overheat"),
+        "overlaps overheat longest"
+    );
+    assert!(a.open, "still open at the last row");
+    assert_eq!(by_tag(&out.evaluation, "spike").delay_median_s, Some(0.0));
+    assert_eq!(
+        by_tag(&out.evaluation, "overheat").delay_median_s,
+        Some(20.0)
+    );
+    assert_eq!(out.evaluation.events.alert_precision, Some(1.0));
+    assert_eq!(out.evaluation.top_alerts[0], *a);
+    // Two calibration scores: the largest is a 1-in-2 tail, the peak beyond it.
+    assert!(a.peak_tail_log10 > 2f64.log10());
+    assert_eq!(a.severity, Severity::Info);
 }
 
 fn by_tag(ev: &itap_eval::Evaluation, tag: &str) -> itap_eval::FaultMetrics {
@@ -204,6 +265,7 @@ fn unlabelled_and_stateless_data_still_evaluates() {
     assert_eq!(ev.eval_states, ["all"]);
     assert!(!ev.labelled && ev.roc_auc.is_none() && ev.per_fault.is_empty());
     assert_eq!(ev.events.alerts, 2);
+    assert_eq!(ev.events.alert_precision, None, "no labels, no precision");
 }
 
 #[test]
@@ -230,18 +292,34 @@ fn attribution_shares_and_artifacts() {
         families: &families,
         contributions: &contrib,
     };
-    let r = rows(&d, &s);
-    let ev = evaluate(&r, &split, th, &params, Some(&att)).unwrap();
+    let mut names = d.devices.clone();
+    names[1] = "<B&>".into();
+    let mut r = rows(&d, &s);
+    r.device_names = &names;
+    let alert_params = AlertParams::default().check().unwrap();
+    let sketch = ScoreSketch::from_scores(&[0.1, 0.2]);
+    let ctx = EvalContext {
+        split: &split,
+        threshold: th,
+        params: &params,
+        alerts: &alert_params,
+        calibration: &sketch,
+        attribution: Some(&att),
+    };
+    let out = evaluate_with(&r, &ctx).unwrap();
+    let (ev, alerts) = (out.evaluation, out.alerts);
     let top = &ev.top_alerts[0];
     assert_eq!(top.top_features[0].name, "temp__z");
     assert!((top.top_features[0].share - 0.75).abs() < 1e-12);
-    assert_eq!(top.top_families[0].name, "Temperature");
+    assert_eq!(top.families[0].name, "Temperature");
+    assert_eq!(top.family.as_deref(), Some("Temperature"));
+    assert_eq!(top.route, "thermal");
 
     let csv = scores_csv(&r, th.value);
     assert_eq!(csv.lines().count(), d.ts.len() + 1);
     assert!(csv.starts_with("timestamp,device_id,state,score,flagged,anomaly_tag\n"));
     assert!(
-        csv.contains("1970-01-01T00:13:40Z,A,RUN,0.9,1,overheat\n"),
+        csv.contains("1970-01-01T00:13:40Z,A,RUN,0.9,1,overheat\n") && csv.contains("<B&>"),
         "{}",
         &csv[..400]
     );
@@ -256,7 +334,12 @@ fn attribution_shares_and_artifacts() {
         detector: "stand-in".into(),
         evaluation: ev,
     };
-    let html = report_html("ITAP report", &m, &r, 6).unwrap();
+    let html = report_html("ITAP report", &m, &r, &alerts, 6).unwrap();
+    assert!(html.contains("<h2>Alerts</h2>") && html.contains("<h2>Fleet</h2>"));
+    assert!(html.contains("A@1970-01-01T00:13:40Z"), "the alert's id");
+    assert!(html.contains("&lt;B&amp;&gt;@1970-01-01T00:15:50Z"));
+    assert!(!html.contains("<B&>"), "names are escaped");
+    assert!(html.contains(">thermal<") && html.contains(">overheat<"));
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert_eq!(
         html.matches("<svg").count(),
