@@ -40,6 +40,9 @@ fn run_params(sim: &CheckedSimParams, dir: &Path, i: usize) -> RunParams {
         detector: default_detector().check().expect("defaults"),
         training: TrainingSet::default(),
         eval: EvalParams::default().check().expect("defaults"),
+        alerts: itap::eval::AlertParams::default()
+            .check()
+            .expect("defaults"),
         out_dir: dir.join(format!("artifacts-{rows}")),
         config_json: serde_json::json!({"bench": "pipeline"}),
     }

@@ -13,13 +13,13 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use itap::ParamGuard;
-use itap::eval::{EvalParams, InputDigest};
+use itap::eval::{AlertParams, EvalParams, InputDigest};
 use itap::features::FeatureParams;
 use itap::telemetry::ReadOptions;
 use itap::validate::ValidationParams;
 use itap::{
-    RunContext, TrainingSet, default_detector, evaluate_and_write, read_validated, split_by_time,
-    train,
+    Reported, RunContext, TrainingSet, default_detector, evaluate_and_write, read_validated,
+    split_by_time, train,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -85,9 +85,14 @@ fn main() -> Result<(), Box<dyn Error>> {
             sha256: report.input.sha256.clone(),
         },
         config: serde_json::json!({"example": "own_csv"}),
+        alerts: AlertParams::default().check()?,
     };
     let out = Path::new("artifacts/own_csv");
-    let (ev, files) = evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, out)?;
+    let Reported {
+        evaluation: ev,
+        alerts,
+        files,
+    } = evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, out)?;
     let fmt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.3}"));
     println!(
         "evaluated {} rows: ROC-AUC {}, PR-AUC {}, event recall {:.3}, {} alerts",
@@ -95,13 +100,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         fmt(ev.roc_auc),
         fmt(ev.pr_auc),
         ev.events.event_recall,
-        ev.events.alerts
+        alerts.len()
     );
-    for a in ev.top_alerts.iter().take(3) {
+    for a in alerts.iter().take(3) {
         let top: Vec<&str> = a.top_features.iter().map(|s| s.name.as_str()).collect();
         println!(
-            "  alert {} {} – {}: peak {:.3}, fault {:?}, features {:?}",
-            a.device, a.start, a.end, a.peak_score, a.fault_tag, top
+            "  alert {} ({}, to {}): {} – {}, peak {:.3}, fault {:?}, features {:?}",
+            a.id,
+            a.severity.as_str(),
+            a.route,
+            a.start,
+            a.end,
+            a.peak_score,
+            a.fault,
+            top
         );
     }
     for f in files {

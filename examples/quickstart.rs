@@ -46,8 +46,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             sha256: None,
         },
         config: serde_json::json!({"example": "quickstart"}),
+        alerts: itap::eval::AlertParams::default().check()?,
     };
-    let (ev, files) = evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, &out)?;
+    let itap::Reported {
+        evaluation: ev,
+        alerts,
+        files,
+    } = evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, &out)?;
     let fmt = |v: Option<f64>| v.map_or("–".to_owned(), |v| format!("{v:.3}"));
     println!(
         "evaluated {} rows after {}: ROC-AUC {}, PR-AUC {}, precision {:.3}, recall {:.3}, event recall {:.3}",
@@ -58,6 +63,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ev.at_threshold.precision,
         ev.at_threshold.recall,
         ev.events.event_recall
+    );
+    println!(
+        "{} alerts, {} of them false: {:.2} false alerts per device-day",
+        alerts.len(),
+        ev.events.false_alerts,
+        ev.events.false_alerts_per_device_day
     );
     for f in &ev.per_fault {
         println!(

@@ -31,6 +31,10 @@ pub struct TrainingInfo {
     /// they give the sketch the threshold is set from (0: the fitted rows did).
     #[serde(default)]
     pub calibration_rows: u64,
+    /// Where the held-back slice starts (RFC 3339; rows after it, before `until`);
+    /// none when nothing was held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration_from: Option<String>,
     /// Rows left out for their state.
     pub excluded_by_state: u64,
     /// Rows left out for a fault tag.

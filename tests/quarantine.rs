@@ -39,6 +39,7 @@ fn params(policy: Policy, db: &Path, out: &Path) -> RunParams {
         detector: itap::default_detector().check().unwrap(),
         training: TrainingSet::default(),
         eval: EvalParams::default().check().unwrap(),
+        alerts: itap::eval::AlertParams::default().check().unwrap(),
         out_dir: out.to_path_buf(),
         config_json: serde_json::json!({"test": "quarantine"}),
     }

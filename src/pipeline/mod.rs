@@ -21,7 +21,10 @@ pub use ingest::{
     StoreSettings, ingest_file, load_dataset, read_validated, store_batch, store_runtime,
     store_validated, validate_in_memory,
 };
-pub use report::{RunContext, evaluate_and_write};
+pub use report::{
+    Reported, RunContext, alert_record, calibration_rows, evaluate_and_write, operating_threshold,
+    store_alerts,
+};
 pub use run::{QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run};
 pub use score::{ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, ScaledFeatures, Scored};
 pub use split::{split_at_model_cut, split_by_time};

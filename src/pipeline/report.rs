@@ -1,30 +1,108 @@
-//! Evaluation and the artifacts a run leaves: metrics.json, scores.csv and
-//! report.html.
+//! Evaluation and the artifacts a run leaves: metrics.json, alerts.json,
+//! scores.csv and report.html.
 
 use std::path::{Path, PathBuf};
 
 use itap_eval::{
-    Attribution, CheckedEval, Evaluation, InputDigest, METRICS_FORMAT_VERSION, MetricsFile,
-    ScoredRows, Split,
+    ALERTS_FORMAT_VERSION, Alert, AlertsFile, Attribution, CheckedAlerts, CheckedEval, EvalContext,
+    Evaluation, InputDigest, METRICS_FORMAT_VERSION, MetricsFile, ScoredRows, Split, Threshold,
+    ThresholdRule,
 };
-use itap_telemetry::Batch;
+use itap_store::{AlertRecord, AlertsWritten};
+use itap_telemetry::{Batch, TimeZone, parse_timestamp};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::ModelFile;
+use crate::pipeline::ingest::{StoreSettings, store_runtime};
 use crate::pipeline::score::Scored;
 
-/// What metrics.json records besides the evaluation.
+/// What a run's evaluation is told besides the scores: what metrics.json records
+/// about the input and configuration, and the `[alerts]` settings.
 #[derive(Debug, Clone)]
 pub struct RunContext {
     /// The input.
     pub input: InputDigest,
     /// The configuration.
     pub config: serde_json::Value,
+    /// How alerts open, close and are routed.
+    pub alerts: CheckedAlerts,
+}
+
+/// What [`evaluate_and_write`] measured and wrote.
+#[derive(Debug, Clone)]
+pub struct Reported {
+    /// The evaluation (metrics.json).
+    pub evaluation: Evaluation,
+    /// The alerts over the evaluated rows (alerts.json).
+    pub alerts: Vec<Alert>,
+    /// The files written.
+    pub files: Vec<PathBuf>,
+}
+
+/// The rows the model held back to set its threshold on: those of the batch in
+/// the held-back last slice of the training span (or the whole span when none
+/// was held back), in the evaluated states, and, unless the model was trained
+/// unsupervised, without a fault tag, as in training.
+///
+/// # Errors
+/// [`Error::NoData`] when the model file's training span does not parse.
+pub fn calibration_rows(batch: &Batch, model: &ModelFile, eval: &CheckedEval) -> Result<Vec<bool>> {
+    let t = &model.training;
+    let bad = |e: itap_telemetry::Error| Error::NoData(format!("the model's training span: {e}"));
+    let from = match &t.calibration_from {
+        Some(s) => parse_timestamp(s, TimeZone::default()).map_err(bad)?,
+        None => parse_timestamp(&t.first, TimeZone::default()).map_err(bad)? - 1,
+    };
+    let until = parse_timestamp(&t.until, TimeZone::default()).map_err(bad)?;
+    let states = &eval.params().states;
+    let ts = batch.timestamps();
+    Ok((0..batch.len())
+        .map(|r| {
+            ts[r] > from
+                && ts[r] < until
+                && batch.states().is_none_or(|s| states.contains(&s[r]))
+                && (t.unsupervised || batch.tag_codes().is_none_or(|g| g[r] == 0))
+        })
+        .collect())
+}
+
+/// The operating threshold, by the evaluation's rule: from the model's sketch of
+/// held-back training scores, or, for a target of false alerts per device-day,
+/// from replaying the alert tracker over the held-back rows of `batch` (which
+/// must then hold the model's training span).
+///
+/// # Errors
+/// [`Error::Eval`] when the sketch is empty; [`Error::NoData`] when, for the
+/// target rule, the batch has none of the held-back rows.
+pub fn operating_threshold(
+    batch: &Batch,
+    scored: &Scored,
+    model: &ModelFile,
+    eval: &CheckedEval,
+    alerts: &CheckedAlerts,
+) -> Result<Threshold> {
+    if !matches!(eval.rule(), ThresholdRule::TargetFalseAlerts(_)) {
+        return Ok(eval.threshold(&model.training_scores)?);
+    }
+    let select = calibration_rows(batch, model, eval)?;
+    if !select.contains(&true) {
+        return Err(Error::NoData(format!(
+            "eval.target_false_alerts_per_device_day sets the threshold on the rows the model held back ({} – {}), and this data has none of them; score the data the model was trained on, or use eval.threshold_quantile",
+            model
+                .training
+                .calibration_from
+                .as_deref()
+                .unwrap_or(&model.training.first),
+            model.training.until
+        )));
+    }
+    let rows = ScoredRows::from_batch(batch, &scored.scores)?;
+    Ok(eval.threshold_calibrated(&model.training_scores, &rows, &select, alerts)?)
 }
 
 /// Evaluates scores after the split, at the threshold itap-eval decides from the
-/// model's training scores, and writes metrics.json, scores.csv and report.html
-/// into `out`.
+/// model's held-back training scores, builds the alerts, and writes
+/// metrics.json, alerts.json, scores.csv and report.html into `out`.
 ///
 /// # Errors
 /// [`crate::Error::Eval`] when evaluating or writing fails.
@@ -36,8 +114,8 @@ pub fn evaluate_and_write(
     eval: &CheckedEval,
     ctx: &RunContext,
     out: &Path,
-) -> Result<(Evaluation, Vec<PathBuf>)> {
-    let threshold = eval.threshold(&model.training_scores)?;
+) -> Result<Reported> {
+    let threshold = operating_threshold(batch, scored, model, eval, &ctx.alerts)?;
     let rows = ScoredRows::from_batch(batch, &scored.scores)?;
     let contributions = |r: usize| model.contributions(scored, r);
     let attribution = Attribution {
@@ -46,23 +124,100 @@ pub fn evaluate_and_write(
         families: &model.feature_families,
         contributions: &contributions,
     };
-    let evaluation = itap_eval::evaluate(&rows, split, threshold, eval, Some(&attribution))?;
+    let evaluated = itap_eval::evaluate_with(
+        &rows,
+        &EvalContext {
+            split,
+            threshold,
+            params: eval,
+            alerts: &ctx.alerts,
+            calibration: &model.training_scores,
+            attribution: Some(&attribution),
+        },
+    )?;
     let metrics = MetricsFile {
         format_version: METRICS_FORMAT_VERSION,
         input: ctx.input.clone(),
         config: ctx.config.clone(),
         detector: model.describe(),
-        evaluation: evaluation.clone(),
+        evaluation: evaluated.evaluation,
+    };
+    let alerts_file = AlertsFile {
+        format_version: ALERTS_FORMAT_VERSION,
+        threshold,
+        params: ctx.alerts.params().clone(),
+        alerts: evaluated.alerts,
     };
     let metrics_path = out.join("metrics.json");
+    let alerts_path = out.join("alerts.json");
     let scores_path = out.join("scores.csv");
     let report_path = out.join("report.html");
     itap_eval::write_json(&metrics, &metrics_path)?;
+    itap_eval::write_json(&alerts_file, &alerts_path)?;
     itap_telemetry::write_atomic(
         &scores_path,
         itap_eval::scores_csv(&rows, threshold.value).as_bytes(),
     )?;
-    let html = itap_eval::report_html("ITAP evaluation report", &metrics, &rows, 6)?;
+    let html = itap_eval::report_html(
+        "ITAP evaluation report",
+        &metrics,
+        &rows,
+        &alerts_file.alerts,
+        6,
+    )?;
     itap_telemetry::write_atomic(&report_path, html.as_bytes())?;
-    Ok((evaluation, vec![metrics_path, scores_path, report_path]))
+    Ok(Reported {
+        evaluation: metrics.evaluation,
+        alerts: alerts_file.alerts,
+        files: vec![metrics_path, alerts_path, scores_path, report_path],
+    })
+}
+
+/// The store's record of an alert: its figures as columns, its family shares,
+/// top features, labels and fault (if labelled) as JSON in `detail`.
+pub fn alert_record(alert: &Alert, model: &str) -> AlertRecord {
+    let detail = serde_json::json!({
+        "families": alert.families,
+        "top_features": alert.top_features,
+        "labels": alert.labels,
+        "fault": alert.fault,
+        "open": alert.open,
+        "peak_tail_log10": alert.peak_tail_log10,
+    });
+    AlertRecord {
+        id: alert.id.clone(),
+        device: alert.device.clone(),
+        start_us: alert.start_us,
+        end_us: alert.end_us,
+        peak_us: alert.peak_us,
+        rows: alert.rows,
+        peak_score: alert.peak_score,
+        mean_score: alert.mean_score,
+        severity: alert.severity.as_str().to_owned(),
+        family: alert.family.clone().unwrap_or_default(),
+        route: alert.route.clone(),
+        rule: alert.rule.clone(),
+        detail: detail.to_string(),
+        model: model.to_owned(),
+    }
+}
+
+/// Stores alerts in the `itap_alerts` table of the settings' dataset: an alert
+/// stored before (same id) is replaced when it changed (an alert that was still
+/// open, now longer), else left as it is.
+///
+/// # Errors
+/// [`Error::Store`] when the store cannot be reached or refuses an alert.
+pub fn store_alerts(
+    settings: &StoreSettings,
+    alerts: &[Alert],
+    model: &str,
+) -> Result<AlertsWritten> {
+    let records: Vec<AlertRecord> = alerts.iter().map(|a| alert_record(a, model)).collect();
+    store_runtime()?.block_on(async {
+        let store = settings.connect().await?;
+        let done = store.put_alerts(&settings.dataset, &records).await;
+        store.close().await;
+        Ok(done?)
+    })
 }

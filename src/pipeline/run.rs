@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use itap_anomaly::CheckedDetector;
-use itap_eval::{CheckedEval, Evaluation, InputDigest};
+use itap_eval::{Alert, CheckedAlerts, CheckedEval, Evaluation, InputDigest};
 use itap_features::CheckedFeatures;
+use itap_store::AlertsWritten;
 use itap_telemetry::{AtomicFile, Batch, CheckedSimParams, ReadOptions, simulate, write_csv_to};
 use itap_validate::{CheckedValidation, Policy, Report, Validated};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::error::Result;
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
 };
-use crate::pipeline::report::{RunContext, evaluate_and_write};
+use crate::pipeline::report::{Reported, RunContext, evaluate_and_write, store_alerts};
 use crate::pipeline::split::split_by_time;
 use crate::pipeline::train::{TrainingSet, train};
 
@@ -92,6 +93,8 @@ pub struct RunParams {
     pub training: TrainingSet,
     /// Split, threshold and evaluation.
     pub eval: CheckedEval,
+    /// How alerts open, close and are routed.
+    pub alerts: CheckedAlerts,
     /// Folder for model.json, metrics.json, scores.csv, report.html.
     pub out_dir: PathBuf,
     /// The configuration, recorded in metrics.json.
@@ -105,6 +108,10 @@ pub struct RunSummary {
     pub timings: Vec<StageTiming>,
     /// The evaluation.
     pub evaluation: Evaluation,
+    /// The alerts over the evaluated rows (also in alerts.json and the store).
+    pub alerts: Vec<Alert>,
+    /// What storing the alerts did.
+    pub alerts_stored: AlertsWritten,
     /// The files written.
     pub artifacts: Vec<PathBuf>,
     /// Rows of the input validation set aside under the quarantine policy (and
@@ -320,17 +327,24 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
             sha256: report.input.sha256.clone(),
         },
         config: p.config_json.clone(),
+        alerts: p.alerts.clone(),
     };
-    let (evaluation, mut artifacts) =
-        evaluate_and_write(&batch, &scored, &model, &split, &p.eval, &ctx, &p.out_dir)?;
+    let Reported {
+        evaluation,
+        alerts,
+        files: mut artifacts,
+    } = evaluate_and_write(&batch, &scored, &model, &split, &p.eval, &ctx, &p.out_dir)?;
+    let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
     sw.record(
         "evaluate",
         evaluation.rows_evaluated,
         t,
         format!(
-            "ROC-AUC {}, PR-AUC {}",
+            "ROC-AUC {}, PR-AUC {}, {} alerts ({} new in the store)",
             evaluation.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
-            evaluation.pr_auc.map_or("–".into(), |v| format!("{v:.3}"))
+            evaluation.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
+            alerts.len(),
+            alerts_stored.inserted
         ),
     );
     artifacts.insert(0, model_path);
@@ -340,6 +354,8 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
     Ok(RunSummary {
         timings: sw.timings,
         evaluation,
+        alerts,
+        alerts_stored,
         artifacts,
         rows_quarantined,
     })

@@ -131,9 +131,14 @@ struct TrainingRows {
 const MIN_CALIBRATION_ROWS: usize = 100;
 
 /// Moves the rows of `used` after the held-back cut into a calibration slice.
-fn hold_back(batch: &Batch, split: &Split, fraction: f64, used: &mut [bool]) -> Vec<usize> {
+fn hold_back(
+    batch: &Batch,
+    split: &Split,
+    fraction: f64,
+    used: &mut [bool],
+) -> (Vec<usize>, Option<i64>) {
     if fraction <= 0.0 {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let ts = batch.timestamps();
     let span = (split.cut_us - split.first_us) as f64;
@@ -143,12 +148,12 @@ fn hold_back(batch: &Batch, split: &Split, fraction: f64, used: &mut [bool]) -> 
         .collect();
     let fitted = used.iter().filter(|&&u| u).count() - calibration.len();
     if calibration.len() < MIN_CALIBRATION_ROWS || fitted < 2 {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     for &r in &calibration {
         used[r] = false;
     }
-    calibration
+    (calibration, Some(cut))
 }
 
 /// Chooses the training rows: the span before the cut, less the excluded states
@@ -189,7 +194,8 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
         }
     }
     let mut used = used;
-    let calibration = hold_back(batch, split, set.calibration_fraction, &mut used);
+    let (calibration, calibration_from) =
+        hold_back(batch, split, set.calibration_fraction, &mut used);
     if !calibration.is_empty() {
         exclusions.push(format!(
             "the last {}% of the training span ({} rows), held back to set the threshold on",
@@ -202,6 +208,7 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
         used,
         info: TrainingInfo {
             calibration_rows: calibration.len() as u64,
+            calibration_from: calibration_from.map(format_timestamp),
             first: format_timestamp(split.first_us),
             until: format_timestamp(split.cut_us),
             rows_in_span: in_span,

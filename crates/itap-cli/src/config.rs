@@ -13,7 +13,7 @@ use serde::Deserialize;
 use itap::anomaly::{
     CheckedDetector, DetectorKind, DetectorParams, IsolationForestParams, PcaParams, ResidualParams,
 };
-use itap::eval::{CheckedEval, EvalParams};
+use itap::eval::{AlertParams, CheckedAlerts, CheckedEval, EvalParams};
 use itap::features::{CheckedFeatures, FeatureKind, FeatureParams};
 use itap::store::OnConflict;
 use itap::telemetry::{
@@ -35,6 +35,7 @@ pub(crate) struct Config {
     pub(crate) features: FeatureParams,
     pub(crate) model: ModelSection,
     pub(crate) eval: EvalParams,
+    pub(crate) alerts: AlertParams,
     pub(crate) output: OutputSection,
 }
 
@@ -374,6 +375,15 @@ impl Config {
         Ok(p.check().map_err(|e| e.in_section("eval"))?)
     }
 
+    /// How alerts open, close and are routed: `[alerts]`.
+    pub(crate) fn alert_params(&self) -> Result<CheckedAlerts> {
+        Ok(self
+            .alerts
+            .clone()
+            .check()
+            .map_err(|e| e.in_section("alerts"))?)
+    }
+
     /// The whole configuration as JSON, for metrics.json.
     pub(crate) fn to_json(&self, flags: &TrainFlags) -> serde_json::Value {
         serde_json::json!({
@@ -389,6 +399,7 @@ impl Config {
                 "residual": self.model.residual,
             },
             "eval": self.eval,
+            "alerts": self.alerts,
             "flags": {
                 "train_fraction": flags.train_fraction,
                 "train_until": flags.train_until,

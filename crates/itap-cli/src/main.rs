@@ -1,6 +1,7 @@
 //! `itap`: the ITAP command line. A thin layer over the `itap` library: it reads the
 //! config and flags, calls the pipeline, shows progress and prints results.
 
+mod alerts;
 mod config;
 mod data;
 mod db;
@@ -69,6 +70,9 @@ enum Command {
     /// The whole pipeline: generate (or read), validate, ingest, train, score,
     /// evaluate, report — with each stage's rows and wall time.
     Run(run::RunArgs),
+    /// List the alerts stored by `itap run`, in time order: device, time span,
+    /// severity, dominant family, route and the rule that opened each.
+    Alerts(alerts::AlertsArgs),
 }
 
 /// The config file flag, shared by commands.
@@ -148,6 +152,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args, out),
         Command::Score(args) => score::run(args, out),
         Command::Run(args) => run::run(args, out),
+        Command::Alerts(args) => alerts::run(args, out),
     };
     match result {
         Ok(code) => code,

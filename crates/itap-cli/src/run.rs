@@ -116,6 +116,7 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         features,
         detector: config.detector_params(&args.flags)?,
         eval: config.eval_params(&args.flags)?,
+        alerts: config.alert_params()?,
         out_dir: dir,
         config_json: config.to_json(&args.flags),
     };
@@ -160,31 +161,33 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         println!("{:<16} {:>11} {:>9.2}", "total", "", total);
         println!();
         println!(
-            "evaluated {} rows after {} (states {}), threshold {:.4} from the training scores",
+            "evaluated {} rows after {} (states {}), threshold {:.4} ({})",
             thousands(ev.rows_evaluated),
             ev.split.cut,
             ev.eval_states.join(", "),
-            ev.threshold.value
+            ev.threshold.value,
+            crate::fmt::threshold_rule(&ev.threshold)
+        );
+        crate::fmt::print_alerts(&summary.alerts, ev);
+        println!(
+            "stored {} alerts in {} dataset `{}` ({} new, {} updated, {} unchanged)",
+            summary.alerts.len(),
+            params.store.url,
+            params.store.dataset,
+            summary.alerts_stored.inserted,
+            summary.alerts_stored.updated,
+            summary.alerts_stored.unchanged
         );
         if ev.labelled {
             println!(
-                "ROC-AUC {}  PR-AUC {}  precision {:.3}  recall {:.3}  F1 {:.3}  event recall {:.3} ({} of {} events)  false alerts per device-day {:.2}",
+                "ROC-AUC {}  PR-AUC {}  rows: precision {:.3} recall {:.3} F1 {:.3}",
                 metric(ev.roc_auc),
                 metric(ev.pr_auc),
                 ev.at_threshold.precision,
                 ev.at_threshold.recall,
                 ev.at_threshold.f1,
-                ev.events.event_recall,
-                ev.events.detected,
-                ev.events.events,
-                ev.events.false_alerts_per_device_day
             );
-            for f in &ev.per_fault {
-                println!(
-                    "  {:<16} row recall {:.3}  event recall {:.3}",
-                    f.tag, f.recall, f.event_recall
-                );
-            }
+            crate::fmt::print_alert_metrics(ev);
         } else {
             println!("the data carries no fault tags: scores and alerts only, no metrics");
         }

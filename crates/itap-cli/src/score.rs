@@ -79,11 +79,16 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
         config: serde_json::json!({
             "model": model_path.display().to_string(),
             "eval": config.eval,
+            "alerts": config.alerts,
         }),
+        alerts: config.alert_params()?,
     };
-    let (ev, files) =
-        itap::evaluate_and_write(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)
-            .map_err(in_config)?;
+    let itap::Reported {
+        evaluation: ev,
+        alerts,
+        files,
+    } = itap::evaluate_and_write(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)
+        .map_err(in_config)?;
     if !out.quiet {
         let n = loaded.batch.len() as u64;
         println!(
@@ -102,19 +107,19 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
             ev.threshold.value
         );
         println!(
-            "  flagged        {} rows, {} alerts",
+            "  flagged        {} rows",
             thousands(ev.at_threshold.confusion.tp + ev.at_threshold.confusion.fp),
-            thousands(ev.events.alerts)
         );
+        crate::fmt::print_alerts(&alerts, &ev);
         if ev.labelled {
             println!(
-                "  metrics        ROC-AUC {}, PR-AUC {}, precision {:.3}, recall {:.3}, event recall {:.3}",
+                "  metrics        ROC-AUC {}, PR-AUC {}, rows: precision {:.3}, recall {:.3}",
                 metric(ev.roc_auc),
                 metric(ev.pr_auc),
                 ev.at_threshold.precision,
                 ev.at_threshold.recall,
-                ev.events.event_recall
             );
+            crate::fmt::print_alert_metrics(&ev);
         }
         for f in files {
             println!("  wrote          {}", f.display());

@@ -92,13 +92,19 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let split = itap::split_by_time(&loaded.batch, &eval)?;
-    let model = itap::train(&loaded.batch, &split, &training, &features, &detector)
+    let trained = itap::train(&loaded.batch, &split, &training, &features, &detector)
         .map_err(in_config)
-        .context("cannot train")?
-        .model;
-    let threshold = eval
-        .threshold(&model.training_scores)
-        .map_err(|e| in_config(e.into()))?;
+        .context("cannot train")?;
+    let model = trained.model;
+    let scored = model.score_features(trained.features)?;
+    let threshold = itap::operating_threshold(
+        &loaded.batch,
+        &scored,
+        &model,
+        &eval,
+        &config.alert_params()?,
+    )
+    .map_err(in_config)?;
     model.save(&path)?;
     let seconds = started.elapsed().as_secs_f64();
     let t = &model.training;
@@ -151,12 +157,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         println!(
             "  threshold      {:.4} ({})",
             threshold.value,
-            match threshold.rule {
-                itap::eval::ThresholdRule::TrainingQuantile(q) =>
-                    format!("{q} quantile of the training scores"),
-                itap::eval::ThresholdRule::TargetAlertRate(r) =>
-                    format!("{r} of the training rows above it"),
-            }
+            crate::fmt::threshold_rule(&threshold)
         );
         println!("  wrote          {} in {seconds:.2} s", path.display());
     }

@@ -44,7 +44,13 @@ fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
     assert_eq!(stages[0]["rows"], 2880);
     assert!(timings["total_seconds"].as_f64().unwrap() > 0.0);
 
-    for f in ["model.json", "metrics.json", "scores.csv", "report.html"] {
+    for f in [
+        "model.json",
+        "metrics.json",
+        "alerts.json",
+        "scores.csv",
+        "report.html",
+    ] {
         assert!(dir.path().join("artifacts").join(f).is_file(), "{f}");
     }
     let metrics = json(&dir.path().join("artifacts/metrics.json"));
@@ -61,6 +67,56 @@ fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
     assert!(text.contains("inserted 0, duplicates 2880"), "{text}");
     let metrics2 = json(&dir.path().join("artifacts/metrics.json"));
     assert_eq!(metrics2["evaluation"], metrics["evaluation"]);
+    assert!(
+        text.contains("(0 new, 0 updated,"),
+        "alerts stored once:\n{text}"
+    );
+
+    // The stored alerts are those of alerts.json, each once.
+    let file = json(&dir.path().join("artifacts/alerts.json"));
+    let in_file = file["alerts"].as_array().unwrap();
+    assert!(!in_file.is_empty(), "the fleet has faults: some alerts");
+    assert_eq!(
+        ev["events"]["alerts"].as_u64().unwrap() as usize,
+        in_file.len()
+    );
+    let listed = itap(&dir)
+        .args(["alerts", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let listed: serde_json::Value = serde_json::from_slice(&listed).unwrap();
+    let ids = |v: &[serde_json::Value]| {
+        let mut ids: Vec<String> = v
+            .iter()
+            .map(|a| a["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(listed.as_array().unwrap()), ids(in_file));
+    let device = in_file[0]["device"].as_str().unwrap();
+    let one = itap(&dir)
+        .args(["alerts", "--json", "--device", device])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let one: serde_json::Value = serde_json::from_slice(&one).unwrap();
+    assert!(
+        one.as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["device"] == device)
+    );
+    itap(&dir)
+        .args(["alerts", "--since", "yesterday"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--since"));
 }
 
 #[test]

@@ -94,13 +94,14 @@ impl AlertRule {
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
-/// | `open_k` | 3 | an alert opens when `open_k` of a device's last `open_m` rows score above the threshold | 1 ≤ k ≤ m |
+/// | `open_k` | 2 | an alert opens when `open_k` of a device's last `open_m` rows score above the threshold | 1 ≤ k ≤ m |
 /// | `open_m` | 6 | the window of that rule, rows | 1–1000 |
 /// | `min_duration_seconds` | 0 (off) | also opens when rows have stayed above the threshold this long | ≥ 0 |
+/// | `single_row_at` | 4 | also opens on one row whose score's −log10 training tail probability reaches this (a spike too extreme to wait for) | 0 or 1–30 |
 /// | `quiet_seconds` | 300 | an open alert closes once more than this has passed since its last row above the close level | ≥ 0 |
 /// | `close_fraction` | 1.0 | the close level as a fraction of the threshold (hysteresis) | 0–1 |
 /// | `merge_gap_seconds` | 600 | a new alert starting at most this long after the device's previous alert ended is merged into it | ≥ 0 |
-/// | `cooldown_seconds` | 900 | after an alert closes the device opens no separate alert for this long | ≥ 0 |
+/// | `cooldown_seconds` | 0 (off) | after an alert closes the device opens no separate alert for this long | ≥ 0 |
 /// | `warning_at` | 4.0 | severity warning from this −log10 training tail probability of the peak score | > 0 |
 /// | `critical_at` | 6.0 | severity critical from this | ≥ `warning_at` |
 /// | `default_route` | `operations` | the team of alerts no route rule matches | not empty |
@@ -117,6 +118,9 @@ pub struct AlertParams {
     pub open_m: u32,
     /// Rows staying above the threshold this long open an alert, seconds; 0 = off.
     pub min_duration_seconds: f64,
+    /// One row whose score's −log10 training tail probability reaches this opens
+    /// an alert by itself; 0 = off.
+    pub single_row_at: f64,
     /// Quiet time that closes an open alert, seconds.
     pub quiet_seconds: f64,
     /// The close level as a fraction of the threshold.
@@ -138,13 +142,14 @@ pub struct AlertParams {
 impl Default for AlertParams {
     fn default() -> Self {
         AlertParams {
-            open_k: 3,
+            open_k: 2,
             open_m: 6,
             min_duration_seconds: 0.0,
+            single_row_at: 4.0,
             quiet_seconds: 300.0,
             close_fraction: 1.0,
             merge_gap_seconds: 600.0,
-            cooldown_seconds: 900.0,
+            cooldown_seconds: 0.0,
             warning_at: 4.0,
             critical_at: 6.0,
             default_route: "operations".to_owned(),
@@ -161,7 +166,13 @@ impl AlertParams {
         self
     }
 
-    /// Sets the duration opening rule (0 = off).
+    /// Sets the tail (−log10) at which one row opens an alert (0 = off).
+    pub fn single_row_at(mut self, v: f64) -> Self {
+        self.single_row_at = v;
+        self
+    }
+
+    /// Sets the duration that opens an alert, seconds (0 = off).
     pub fn min_duration_seconds(mut self, s: f64) -> Self {
         self.min_duration_seconds = s;
         self
@@ -225,6 +236,12 @@ impl AlertParams {
                     "must be between 1 and open_m ({}), got {}",
                     p.open_m, p.open_k
                 ),
+            ));
+        }
+        if !(p.single_row_at == 0.0 || (1.0..=30.0).contains(&p.single_row_at)) {
+            return Err(Error::param(
+                "single_row_at",
+                format!("must be 0 (off) or from 1 to 30, got {}", p.single_row_at),
             ));
         }
         for (name, v) in [

@@ -179,7 +179,8 @@ struct Burst {
 ///
 /// - **Open**: when `open_k` of the device's last `open_m` rows are above the
 ///   threshold, or (if set) its rows have stayed above it for
-///   `min_duration_seconds`, or a `burst` rule's rows fall within its window. The
+///   `min_duration_seconds`, or a `burst` rule's rows fall within its window, or
+///   (if `single_row_at` is set) one row is that extreme by itself. The
 ///   alert starts at the first row above the threshold of that window; it holds
 ///   every row of the window above the threshold and every later one until it
 ///   closes. Rules are tried in that order; the first met names the alert.
@@ -287,6 +288,8 @@ impl AlertTracker {
             duration_us: self.duration_us,
             bursts: &self.bursts,
             max_burst_us: self.max_burst_us,
+            single_row_at: self.params.params().single_row_at,
+            sketch: &self.sketch,
             k: self.params.params().open_k as usize,
             m: self.params.params().open_m as usize,
             n_features: self.features.len(),
@@ -416,6 +419,8 @@ struct Cfg<'a> {
     duration_us: i64,
     bursts: &'a [Burst],
     max_burst_us: i64,
+    single_row_at: f64,
+    sketch: &'a ScoreSketch,
     k: usize,
     m: usize,
     n_features: usize,
@@ -485,7 +490,11 @@ impl Cfg<'_> {
             st.above.pop_front();
         }
         let mut suppressed = 0;
-        if let Some((start, rule)) = self.opening(st, ts) {
+        let single = (above
+            && self.single_row_at > 0.0
+            && self.sketch.tail_log10(row.score) >= self.single_row_at)
+            .then(|| (ts, format!("single row at {}", self.single_row_at)));
+        if let Some((start, rule)) = self.opening(st, ts).or(single) {
             let merge = st
                 .pending
                 .as_ref()

@@ -56,7 +56,7 @@ fn series(until: i64, above: &[i64], hi: f64) -> Vec<(i64, f64)> {
 
 #[test]
 fn opens_on_k_of_m_and_not_on_k_minus_1() {
-    let p = || AlertParams::default().open(3, 6);
+    let p = || AlertParams::default().open(3, 6).single_row_at(0.0);
     assert!(all(p(), &series(600, &[100, 120], 2.0)).is_empty());
     let a = all(p(), &series(600, &[100, 120, 140], 2.0));
     assert_eq!(a.len(), 1);
@@ -165,6 +165,37 @@ fn merge_gap_joins_alerts() {
 }
 
 #[test]
+fn one_row_beyond_the_single_row_tail_opens_at_once() {
+    // The sketch is uniform 0..1 (10,000 rows): 0.9995 has a tail of about
+    // 10^-3.3, 2.0 lies far beyond every training score.
+    let p = || AlertParams::default().open(3, 6).single_row_at(4.0);
+    let a = all(p(), &series(600, &[100], 2.0));
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0].rule, "single row at 4");
+    assert_eq!((a[0].start_us, a[0].rows), (100 * S, 1));
+    // Above the threshold, but not that extreme: no alert from one row.
+    let mut tracker = AlertTracker::new(&p().check().unwrap(), 0.5, &sketch(), &[], &[]);
+    for (s, score) in series(600, &[100], 0.9995) {
+        assert!(
+            tracker
+                .push(AlertRow {
+                    device: "D",
+                    ts_us: s * S,
+                    score,
+                    contributions: None,
+                })
+                .is_empty()
+        );
+    }
+    assert!(tracker.finish().is_empty());
+    // Off: the same extreme row alone opens nothing.
+    assert!(all(p().single_row_at(0.0), &series(600, &[100], 2.0)).is_empty());
+    // Out of range is refused, naming the key.
+    let e = p().single_row_at(0.5).check().unwrap_err().to_string();
+    assert!(e.contains("single_row_at"), "{e}");
+}
+
+#[test]
 fn cooldown_suppresses_separate_alerts() {
     let rows = series(1500, &[0, 10, 20, 300, 310, 320, 1000, 1010, 1020], 2.0);
     let p = AlertParams::default()
@@ -188,7 +219,7 @@ fn cooldown_suppresses_separate_alerts() {
 #[test]
 fn burst_and_duration_rules_open() {
     let rows = series(600, &[100, 120, 140], 2.0);
-    let strict = || AlertParams::default().open(6, 6);
+    let strict = || AlertParams::default().open(6, 6).single_row_at(0.0);
     assert!(all(strict(), &rows).is_empty());
     let burst = strict().rules(vec![AlertRule::Burst {
         rows: 3,
