@@ -91,10 +91,16 @@ fn a_run_stores_trains_scores_and_writes_every_artifact_and_a_rerun_changes_noth
     // The CSV is written for the user, and is what was stored.
     let back = itap::telemetry::read_csv(&csv, &ReadOptions::default()).unwrap();
     assert_eq!(back.len(), rows);
-    let names: Vec<PathBuf> = ["model.json", "metrics.json", "scores.csv", "report.html"]
-        .iter()
-        .map(|f| out.join(f))
-        .collect();
+    let names: Vec<PathBuf> = [
+        "model.json",
+        "metrics.json",
+        "alerts.json",
+        "scores.csv",
+        "report.html",
+    ]
+    .iter()
+    .map(|f| out.join(f))
+    .collect();
     assert_eq!(first.artifacts, names);
     for f in &names {
         assert!(std::fs::metadata(f).unwrap().len() > 0, "{}", f.display());
