@@ -157,9 +157,15 @@ pub(crate) fn plan(params: &CheckedFeatures, signals: &[String]) -> Plan {
                         source: sig.clone(),
                         kind: FeatureKind::ChartEwma,
                         window: Some(label.clone()),
-                        meaning: format!(
-                            "control chart of {sig}: exponentially weighted mean (half-life {label} of elapsed time) of its standardised residual: (value - the device's training level in its state - the seasonal profile) / the residual's training spread"
-                        ),
+                        meaning: if us == 0 {
+                            format!(
+                                "control chart of {sig} (Shewhart): its standardised residual in this row: (value - the device's training level in its state - the seasonal profile) / the residual's training spread"
+                            )
+                        } else {
+                            format!(
+                                "control chart of {sig}: exponentially weighted mean (half-life {label} of elapsed time) of its standardised residual: (value - the device's training level in its state - the seasonal profile) / the residual's training spread"
+                            )
+                        },
                     },
                     ColSpec::Chart { sig: si, hl },
                 ));
@@ -347,12 +353,21 @@ mod tests {
     use itap_telemetry::ParamGuard;
 
     #[test]
-    fn the_default_catalogue_has_16_features_per_signal_and_4_per_device() {
+    fn the_default_catalogue_has_17_features_per_signal_and_4_per_device() {
         let params = FeatureParams::default().check().unwrap();
         let schema = Schema::default();
         let cat = catalogue(&params, &schema).unwrap();
-        assert_eq!(cat.len(), 16 * 5 + 4);
+        assert_eq!(cat.len(), 17 * 5 + 4);
         assert!(cat.iter().any(|f| f.name == "temp_c__chart_ewma__45s"));
+        let shewhart = cat
+            .iter()
+            .find(|f| f.name == "temp_c__chart_ewma__0s")
+            .unwrap();
+        assert!(
+            shewhart.meaning.contains("Shewhart"),
+            "{}",
+            shewhart.meaning
+        );
         assert_eq!(cat[0].name, "rpm__mean__5m");
         assert!(cat.iter().any(|f| f.name == "temp_c__z__5m"));
         assert!(

@@ -328,7 +328,7 @@ fn a_control_chart_sees_a_small_sustained_shift_the_rows_hide() {
     let b = batch(&["x"], &rows);
     let p = FeatureParams::default()
         .kinds([FeatureKind::ChartEwma, FeatureKind::ChartCusum])
-        .chart_halflives(["30s", "2m"])
+        .chart_halflives(["0s", "30s", "2m"])
         .check()
         .unwrap();
     let m = transform(&b, &fit(&b, TrainSpan::Fraction(0.5), &p).unwrap()).unwrap();
@@ -356,6 +356,16 @@ fn a_control_chart_sees_a_small_sustained_shift_the_rows_hide() {
         spread(slow),
         spread(fast)
     );
+    // Half-life 0 is the Shewhart chart: the residual itself, about unit spread in
+    // control (the training spread standardises it), the widest of the three.
+    let point = m.column_by_name("x__chart_ewma__0s").unwrap();
+    assert!(
+        spread(fast) < spread(point),
+        "{} {}",
+        spread(fast),
+        spread(point)
+    );
+    assert!((0.7..1.3).contains(&spread(point)), "{}", spread(point));
     // The upper CUSUM accumulates the shift.
     assert!(cusum[shift_at + 120] > 5.0, "{}", cusum[shift_at + 120]);
     assert!(cusum[shift_at - 1] < cusum[shift_at + 120]);
@@ -502,7 +512,7 @@ fn default_features_on_simulated_telemetry_are_mostly_defined() {
     let b = simulate(&SimParams::default().devices(4).hours(2.0).check().unwrap());
     let p = FeatureParams::default().check().unwrap();
     let m = transform(&b, &fit(&b, TrainSpan::Fraction(0.7), &p).unwrap()).unwrap();
-    assert_eq!(m.n_features(), 84);
+    assert_eq!(m.n_features(), 89);
     assert_eq!(m.len(), b.len());
     assert_eq!(m.timestamps(), b.timestamps());
     assert_eq!(m.device_codes(), b.device_codes());
@@ -517,8 +527,8 @@ fn default_features_on_simulated_telemetry_are_mostly_defined() {
         assert!(col.iter().all(|v| !v.is_infinite()), "{}", info.name);
     }
     let row_major = m.to_row_major();
-    assert_eq!(row_major.len(), m.len() * 84);
-    assert!(same(row_major[5 * 84 + 7], m.column(7)[5]));
+    assert_eq!(row_major.len(), m.len() * 89);
+    assert!(same(row_major[5 * 89 + 7], m.column(7)[5]));
 }
 
 #[test]
@@ -558,7 +568,7 @@ fn an_empty_batch_gives_an_empty_matrix_with_every_column() {
     let empty = b.take(&[]);
     let m = transform(&empty, &fitted).unwrap();
     assert!(m.is_empty());
-    assert_eq!(m.n_features(), 16 + 4);
+    assert_eq!(m.n_features(), 17 + 4);
 }
 
 #[test]
@@ -576,7 +586,7 @@ fn exports_csv_and_parquet_with_keys_and_catalogue() {
         header.starts_with("timestamp,device_id,rpm__mean__5m,"),
         "{header}"
     );
-    assert_eq!(header.split(',').count(), 2 + 84);
+    assert_eq!(header.split(',').count(), 2 + 89);
     let first = lines.next().unwrap();
     assert!(
         first.starts_with("2026-01-01T00:00:00Z,DEV-0000,"),
@@ -595,7 +605,7 @@ fn exports_csv_and_parquet_with_keys_and_catalogue() {
     let meta = reader.get_metadata().unwrap().clone();
     let df = reader.finish().unwrap();
     assert_eq!(df.height(), b.len());
-    assert_eq!(df.width(), 2 + 84);
+    assert_eq!(df.width(), 2 + 89);
     let col = df.column("temp_c__z__5m").unwrap().f64().unwrap();
     let ours = m.column_by_name("temp_c__z__5m").unwrap();
     assert!(

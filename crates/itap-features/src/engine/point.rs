@@ -128,7 +128,8 @@ impl Ew {
     }
 
     pub(super) fn update(&mut self, t: i64, x: f64) {
-        if self.mean.is_nan() {
+        // Half-life 0: no memory, the mean is the latest value.
+        if self.mean.is_nan() || self.halflife <= 0.0 {
             self.mean = x;
         } else {
             let dt = t.saturating_sub(self.last_t).max(0);
