@@ -1,10 +1,11 @@
 //! The detectors on the matrices the pipeline really makes: the simulated default
 //! fleet at 54,000 rows and 100 devices × 24 h (864,000 rows), its default feature
-//! set (all 69 features, and the pipeline's 11 detector inputs), standardised as
-//! training does. Isolation Forest (200 trees, ψ 256) and PCA fit and scoring.
+//! set (all 89 features, and the pipeline's 26 detector inputs), standardised as
+//! training does. Isolation Forest (200 trees, ψ 256), PCA and the calibrated
+//! detector (`residual`, on the detector inputs): fit and scoring.
 //!
 //! Run: `cargo bench --bench detectors`. With `ITAP_BENCH_DUMP=DIR` set, each
-//! 69-column matrix is also written to `DIR/features-ROWSxCOLS.f64` (row-major
+//! 89-column matrix is also written to `DIR/features-ROWSxCOLS.f64` (row-major
 //! little-endian f64) for `scripts/sklearn_iforest_timing.py --matrix`, so that
 //! scikit-learn is timed on the very same numbers.
 
@@ -14,7 +15,7 @@ use std::io::Write as _;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use itap::ParamGuard;
 use itap::anomaly::ndarray::Array2;
-use itap::anomaly::{Detector, IsolationForestParams, PcaParams, StandardScaler};
+use itap::anomaly::{Detector, IsolationForestParams, PcaParams, ResidualParams, StandardScaler};
 use itap::features::{FeatureParams, TrainSpan};
 use itap::telemetry::{SimParams, simulate};
 
@@ -60,8 +61,9 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     let forest = IsolationForestParams::default().check().expect("valid");
     let pca = PcaParams::default().check().expect("valid");
+    let residual = ResidualParams::default().check().expect("valid");
     for (devices, hours) in [(25, 6.0), (100, 24.0)] {
-        for (label, inputs) in [("69_features", false), ("11_inputs", true)] {
+        for (label, inputs) in [("89_features", false), ("26_inputs", true)] {
             let x = matrix(devices, hours, inputs);
             if !inputs {
                 dump(&x);
@@ -83,6 +85,15 @@ fn bench(c: &mut Criterion) {
             g.bench_with_input(id("pca_score"), &x, |b, x| {
                 b.iter(|| black_box(p.score(x.view()).expect("score")))
             });
+            if inputs {
+                g.bench_with_input(id("residual_fit"), &x, |b, x| {
+                    b.iter(|| black_box(residual.fit(x.view()).expect("fit")))
+                });
+                let r = residual.fit(x.view()).expect("fit");
+                g.bench_with_input(id("residual_score"), &x, |b, x| {
+                    b.iter(|| black_box(r.score(x.view()).expect("score")))
+                });
+            }
         }
     }
     g.finish();
