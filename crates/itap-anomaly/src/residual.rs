@@ -155,7 +155,9 @@ impl CheckedResidual {
             .into_par_iter()
             .map(|c| {
                 let dir = self.directions.get(c).copied().unwrap_or_default();
-                let values: Vec<f64> = rows.iter().map(|&r| x[[r, c]]).collect();
+                let mut values: Vec<f64> = rows.iter().map(|&r| x[[r, c]]).collect();
+                // One sort serves both sides: the lower tail reads it backwards.
+                values.sort_unstable_by(f64::total_cmp);
                 let upper = (dir != Direction::Down).then(|| Tail::fit(&values, res, 1.0));
                 let lower = (dir != Direction::Up).then(|| Tail::fit(&values, res, -1.0));
                 ColumnTails {
@@ -189,9 +191,13 @@ struct Tail {
 }
 
 impl Tail {
-    fn fit(values: &[f64], resolution: usize, sign: f64) -> Tail {
-        let mut v: Vec<f64> = values.iter().map(|x| sign * x).collect();
-        v.sort_by(f64::total_cmp);
+    /// `sorted`: the training values in ascending order.
+    fn fit(sorted: &[f64], resolution: usize, sign: f64) -> Tail {
+        let v: Vec<f64> = if sign > 0.0 {
+            sorted.to_vec()
+        } else {
+            sorted.iter().rev().map(|x| -x).collect()
+        };
         let n = v.len();
         let decades = (n as f64).log10();
         let points = (resolution as f64 * decades).floor() as usize;
@@ -259,8 +265,12 @@ impl ColumnTails {
         match (&self.upper, &self.lower) {
             (Some(u), Some(l)) => {
                 // Two-sided: twice the smaller tail probability, so a value
-                // as far out on either side counts the same.
-                let a = u.score(x).max(l.score(x));
+                // as far out on either side counts the same. The shares at or
+                // above and at or below a value add up to at least 1, so once
+                // one side's share is below 10^-0.5 (about 0.32) the other's is
+                // above 0.68 and cannot be the smaller: it is not looked up.
+                let a = u.score(x);
+                let a = if a > 0.5 { a } else { a.max(l.score(x)) };
                 (a - std::f64::consts::LOG10_2).max(0.0)
             }
             (Some(u), None) => u.score(x),
