@@ -1,11 +1,11 @@
 //! The detectors on the matrices the pipeline really makes: the simulated default
 //! fleet at 54,000 rows and 100 devices × 24 h (864,000 rows), its default feature
-//! set (all 89 features, and the pipeline's 26 detector inputs), standardised as
+//! set (all 84 features, and the pipeline's 21 detector inputs), standardised as
 //! training does. Isolation Forest (200 trees, ψ 256), PCA and the calibrated
 //! detector (`residual`, on the detector inputs): fit and scoring.
 //!
 //! Run: `cargo bench --bench detectors`. With `ITAP_BENCH_DUMP=DIR` set, each
-//! 89-column matrix is also written to `DIR/features-ROWSxCOLS.f64` (row-major
+//! 84-column matrix is also written to `DIR/features-ROWSxCOLS.f64` (row-major
 //! little-endian f64) for `scripts/sklearn_iforest_timing.py --matrix`, so that
 //! scikit-learn is timed on the very same numbers.
 
@@ -63,7 +63,7 @@ fn bench(c: &mut Criterion) {
     let pca = PcaParams::default().check().expect("valid");
     let residual = ResidualParams::default().check().expect("valid");
     for (devices, hours) in [(25, 6.0), (100, 24.0)] {
-        for (label, inputs) in [("89_features", false), ("26_inputs", true)] {
+        for (label, inputs) in [("84_features", false), ("21_inputs", true)] {
             let x = matrix(devices, hours, inputs);
             if !inputs {
                 dump(&x);

@@ -77,7 +77,7 @@ fn the_detector_reads_only_its_input_kinds() {
     let kinds = ["__chart_ewma__", "__missing_run", "error_code__streak"];
     assert_eq!(
         model.feature_names.len(),
-        5 * 4 + 5 + 1,
+        5 * 3 + 5 + 1,
         "{:?}",
         model.feature_names
     );
@@ -92,7 +92,7 @@ fn the_detector_reads_only_its_input_kinds() {
     let all = train(&batch, &split, &every, &features, &detector)
         .unwrap()
         .model;
-    assert_eq!(all.feature_names.len(), 89);
+    assert_eq!(all.feature_names.len(), 84);
 
     let only_mean = FeatureParams::default()
         .kinds([FeatureKind::Mean])

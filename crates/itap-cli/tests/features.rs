@@ -33,12 +33,12 @@ fn list_prints_the_default_catalogue() {
     let out = itap(&dir).args(["features", "--list"]).assert().success();
     let text = String::from_utf8(out.get_output().stdout.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 1 + 89 + 1, "header, 89 features, summary");
+    assert_eq!(lines.len(), 1 + 84 + 1, "header, 84 features, summary");
     assert!(lines[0].starts_with("name"));
     assert!(text.contains("temp_c__z__5m"));
     assert!(text.contains("error_code__since_s"));
     assert!(
-        lines[90].starts_with("89 features from 5 signals"),
+        lines[85].starts_with("84 features from 5 signals"),
         "{}",
         lines[70]
     );
@@ -48,7 +48,7 @@ fn list_prints_the_default_catalogue() {
         .assert()
         .success();
     let json: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
-    assert_eq!(json["features"], 89);
+    assert_eq!(json["features"], 84);
     assert_eq!(json["catalogue"][0]["name"], "rpm__mean__5m");
     assert_eq!(json["catalogue"][0]["source"], "rpm");
 }
@@ -95,7 +95,7 @@ fn computes_features_into_csv_and_parquet_and_reuses_a_saved_fit() {
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("1,080 rows × 89 features")
+            predicate::str::contains("1,080 rows × 84 features")
                 .and(predicate::str::contains(
                     "fitted on the first 70% of the time span",
                 ))
@@ -108,7 +108,7 @@ fn computes_features_into_csv_and_parquet_and_reuses_a_saved_fit() {
         header.starts_with("timestamp,device_id,rpm__mean__5m,"),
         "{header}"
     );
-    assert_eq!(header.split(',').count(), 91);
+    assert_eq!(header.split(',').count(), 86);
 
     // The saved fit gives the same features.
     itap(&dir)

@@ -370,7 +370,7 @@ fn a_users_csv_with_its_own_column_names_runs_when_they_are_named() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    assert!(names.contains(&"oil_temp_c__chart_ewma__2m"), "{names:?}");
+    assert!(names.contains(&"oil_temp_c__chart_ewma__45s"), "{names:?}");
 
     // The column flags only make sense with --input.
     itap(&dir)

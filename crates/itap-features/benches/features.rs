@@ -1,5 +1,5 @@
 //! Feature engine throughput at 54k and 864k rows (the seed's default size and 16
-//! times it) with the default feature set (89 features), with polars (the default)
+//! times it) with the default feature set (84 features), with polars (the default)
 //! and the native kernel computing the windowed statistics, and the fit. Inputs are
 //! simulated and fitted outside the timed closures.
 //!

@@ -353,11 +353,11 @@ mod tests {
     use itap_telemetry::ParamGuard;
 
     #[test]
-    fn the_default_catalogue_has_17_features_per_signal_and_4_per_device() {
+    fn the_default_catalogue_has_16_features_per_signal_and_4_per_device() {
         let params = FeatureParams::default().check().unwrap();
         let schema = Schema::default();
         let cat = catalogue(&params, &schema).unwrap();
-        assert_eq!(cat.len(), 17 * 5 + 4);
+        assert_eq!(cat.len(), 16 * 5 + 4);
         assert!(cat.iter().any(|f| f.name == "temp_c__chart_ewma__45s"));
         let shewhart = cat
             .iter()

@@ -343,7 +343,7 @@ pub enum Period {
 /// | `period` | `"auto"` | seasonal period: `auto` (detected on the training span), `off`, or a duration | `auto`, `off`, > 0 and ≤ 366 d |
 /// | `seasonal_bins` | 24 | phase bins of the seasonal profile | 2 – 1440 |
 /// | `period_min_strength` | 0.2 | `auto` keeps a period only if its profile explains at least this share of the variance | 0 – 1 |
-/// | `chart_halflives` | `["0s", "15s", "45s", "2m"]` | half-lives of the control-chart EWMAs (`chart_ewma`), several time scales at once; `0s` is the Shewhart chart (the row's own standardised residual) | 0 – 366 d, no repeats, ≥ 1 when `chart_ewma` is made |
+/// | `chart_halflives` | `["0s", "15s", "45s"]` | half-lives of the control-chart EWMAs (`chart_ewma`), several time scales at once; `0s` is the Shewhart chart (the row's own standardised residual) | 0 – 366 d, no repeats, ≥ 1 when `chart_ewma` is made |
 /// | `chart_cusum_k` | 0.5 | allowance of the CUSUM (`chart_cusum`), in residual spreads: shifts smaller than this do not accumulate | 0 – 10 |
 /// | `elapsed_cap` | `"1h"` | cap of the seconds-since features (and their value before any event) | > 0 |
 /// | `train_fraction` | 0.7 | with no training span given (`itap features`), fit on this first share of the time span | 0 – 1 (0 excluded) |
@@ -402,12 +402,7 @@ impl Default for FeatureParams {
             period: "auto".to_owned(),
             seasonal_bins: 24,
             period_min_strength: 0.2,
-            chart_halflives: vec![
-                "0s".to_owned(),
-                "15s".to_owned(),
-                "45s".to_owned(),
-                "2m".to_owned(),
-            ],
+            chart_halflives: vec!["0s".to_owned(), "15s".to_owned(), "45s".to_owned()],
             chart_cusum_k: 0.5,
             elapsed_cap: "1h".to_owned(),
             train_fraction: 0.7,

@@ -512,7 +512,7 @@ fn default_features_on_simulated_telemetry_are_mostly_defined() {
     let b = simulate(&SimParams::default().devices(4).hours(2.0).check().unwrap());
     let p = FeatureParams::default().check().unwrap();
     let m = transform(&b, &fit(&b, TrainSpan::Fraction(0.7), &p).unwrap()).unwrap();
-    assert_eq!(m.n_features(), 89);
+    assert_eq!(m.n_features(), 84);
     assert_eq!(m.len(), b.len());
     assert_eq!(m.timestamps(), b.timestamps());
     assert_eq!(m.device_codes(), b.device_codes());
@@ -527,8 +527,8 @@ fn default_features_on_simulated_telemetry_are_mostly_defined() {
         assert!(col.iter().all(|v| !v.is_infinite()), "{}", info.name);
     }
     let row_major = m.to_row_major();
-    assert_eq!(row_major.len(), m.len() * 89);
-    assert!(same(row_major[5 * 89 + 7], m.column(7)[5]));
+    assert_eq!(row_major.len(), m.len() * 84);
+    assert!(same(row_major[5 * 84 + 7], m.column(7)[5]));
 }
 
 #[test]
@@ -568,7 +568,7 @@ fn an_empty_batch_gives_an_empty_matrix_with_every_column() {
     let empty = b.take(&[]);
     let m = transform(&empty, &fitted).unwrap();
     assert!(m.is_empty());
-    assert_eq!(m.n_features(), 17 + 4);
+    assert_eq!(m.n_features(), 16 + 4);
 }
 
 #[test]
@@ -586,7 +586,7 @@ fn exports_csv_and_parquet_with_keys_and_catalogue() {
         header.starts_with("timestamp,device_id,rpm__mean__5m,"),
         "{header}"
     );
-    assert_eq!(header.split(',').count(), 2 + 89);
+    assert_eq!(header.split(',').count(), 2 + 84);
     let first = lines.next().unwrap();
     assert!(
         first.starts_with("2026-01-01T00:00:00Z,DEV-0000,"),
@@ -605,7 +605,7 @@ fn exports_csv_and_parquet_with_keys_and_catalogue() {
     let meta = reader.get_metadata().unwrap().clone();
     let df = reader.finish().unwrap();
     assert_eq!(df.height(), b.len());
-    assert_eq!(df.width(), 2 + 89);
+    assert_eq!(df.width(), 2 + 84);
     let col = df.column("temp_c__z__5m").unwrap().f64().unwrap();
     let ours = m.column_by_name("temp_c__z__5m").unwrap();
     assert!(
