@@ -95,7 +95,7 @@ impl AlertRule {
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
 /// | `open_k` | 2 | an alert opens when `open_k` of a device's last `open_m` rows score above the threshold | 1 ≤ k ≤ m |
-/// | `open_m` | 6 | the window of that rule, rows | 1–1000 |
+/// | `open_m` | 30 | the window of that rule, rows (30 = 5 min at 10 s) | 1–1000 |
 /// | `min_duration_seconds` | 0 (off) | also opens when rows have stayed above the threshold this long | ≥ 0 |
 /// | `single_row_at` | 4 | also opens on one row whose score's −log10 training tail probability reaches this (a spike too extreme to wait for) | 0 or 1–30 |
 /// | `quiet_seconds` | 300 | an open alert closes once more than this has passed since its last row above the close level | ≥ 0 |
@@ -143,7 +143,7 @@ impl Default for AlertParams {
     fn default() -> Self {
         AlertParams {
             open_k: 2,
-            open_m: 6,
+            open_m: 30,
             min_duration_seconds: 0.0,
             single_row_at: 4.0,
             quiet_seconds: 300.0,
@@ -498,7 +498,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.open_k, 2);
-        assert_eq!(p.open_m, 6, "defaults fill the rest");
+        assert_eq!(p.open_m, 30, "defaults fill the rest");
         assert_eq!(p.rules.len(), 3, "given rules replace the defaults");
         let d: AlertParams = serde_json::from_str("{}").unwrap();
         assert_eq!(d.rules, AlertRule::defaults());
