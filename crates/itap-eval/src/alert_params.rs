@@ -94,7 +94,7 @@ impl AlertRule {
 ///
 /// | Name | Default | Meaning | Range |
 /// |---|---|---|---|
-/// | `open_k` | 2 | an alert opens when `open_k` of a device's last `open_m` rows score above the threshold | 1 ≤ k ≤ m |
+/// | `open_k` | 5 | an alert opens when `open_k` of a device's last `open_m` rows score above the threshold | 1 ≤ k ≤ m |
 /// | `open_m` | 30 | the window of that rule, rows (30 = 5 min at 10 s) | 1–1000 |
 /// | `min_duration_seconds` | 0 (off) | also opens when rows have stayed above the threshold this long | ≥ 0 |
 /// | `single_row_at` | 4 | also opens on one row whose score's −log10 training tail probability reaches this (a spike too extreme to wait for) | 0 or 1–30 |
@@ -142,7 +142,7 @@ pub struct AlertParams {
 impl Default for AlertParams {
     fn default() -> Self {
         AlertParams {
-            open_k: 2,
+            open_k: 5,
             open_m: 30,
             min_duration_seconds: 0.0,
             single_row_at: 4.0,

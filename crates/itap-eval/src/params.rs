@@ -11,7 +11,7 @@ use crate::threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE};
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThresholdRule {
-    /// The given quantile of the training span's scores (default 0.99).
+    /// The given quantile of the training span's scores (default 0.95).
     TrainingQuantile(f64),
     /// The score above which the given share of training rows would alert.
     TargetAlertRate(f64),
@@ -28,7 +28,7 @@ pub enum ThresholdRule {
 /// | `train_fraction` | 0.7 | share of the time span used for training | 0 < f < 1 |
 /// | `train_until` | none | RFC 3339 cut; overrides `train_fraction` | inside the data |
 /// | `states` | RUN, IDLE | states of the rows evaluated (all rows when the data has no state) | ≥ 1 |
-/// | `threshold_quantile` | 0.99 | operating threshold: this quantile of training scores | 0.5–0.9999 |
+/// | `threshold_quantile` | 0.95 | operating threshold: this quantile of training scores (the `[alerts]` opening rules then decide what pages) | 0.5–0.9999 |
 /// | `target_alert_rate` | none | alternatively: the share of training rows allowed to alert | 0.0001–0.5 |
 /// | `target_false_alerts_per_device_day` | none | alternatively: alerts per device-day allowed on the calibration rows (not with `target_alert_rate`) | 0.01–100 |
 /// | `grace_seconds` | 300 | an alert overlapping this long after an event's start still detects it | ≥ 0 |
@@ -64,7 +64,7 @@ impl Default for EvalParams {
             train_fraction: 0.7,
             train_until: None,
             states: vec![State::Run, State::Idle],
-            threshold_quantile: 0.99,
+            threshold_quantile: 0.95,
             target_alert_rate: None,
             target_false_alerts_per_device_day: None,
             grace_seconds: 300.0,

@@ -56,7 +56,12 @@ fn series(until: i64, above: &[i64], hi: f64) -> Vec<(i64, f64)> {
 
 #[test]
 fn opens_on_k_of_m_and_not_on_k_minus_1() {
-    let p = || AlertParams::default().open(3, 6).single_row_at(0.0);
+    let p = || {
+        AlertParams::default()
+            .open(2, 30)
+            .open(3, 6)
+            .single_row_at(0.0)
+    };
     assert!(all(p(), &series(600, &[100, 120], 2.0)).is_empty());
     let a = all(p(), &series(600, &[100, 120, 140], 2.0));
     assert_eq!(a.len(), 1);
@@ -79,6 +84,7 @@ fn opens_on_k_of_m_and_not_on_k_minus_1() {
 #[test]
 fn quiet_close_and_hysteresis() {
     let p = AlertParams::default()
+        .open(2, 30)
         .quiet_seconds(60.0)
         .merge_gap_seconds(0.0)
         .cooldown_seconds(0.0);
@@ -109,7 +115,10 @@ fn quiet_close_and_hysteresis() {
     assert_eq!(pushed[0].0, 90, "without hysteresis 0.7 is quiet");
 
     // Still open at the end: reported by finish with open = true.
-    let (pushed, rest, _) = run_at(AlertParams::default(), &series(100, &[70, 80, 90], 2.0));
+    let (pushed, rest, _) = run_at(
+        AlertParams::default().open(2, 30),
+        &series(100, &[70, 80, 90], 2.0),
+    );
     assert!(pushed.is_empty());
     assert!(rest[0].open);
 }
@@ -117,6 +126,7 @@ fn quiet_close_and_hysteresis() {
 #[test]
 fn advance_closes_quiet_alerts() {
     let p = AlertParams::default()
+        .open(2, 30)
         .quiet_seconds(60.0)
         .merge_gap_seconds(0.0)
         .check()
@@ -147,6 +157,7 @@ fn merge_gap_joins_alerts() {
     let bursts = series(1200, &[0, 10, 20, 300, 310, 320], 2.0);
     let p = || {
         AlertParams::default()
+            .open(2, 30)
             .quiet_seconds(30.0)
             .cooldown_seconds(0.0)
     };
@@ -168,7 +179,12 @@ fn merge_gap_joins_alerts() {
 fn one_row_beyond_the_single_row_tail_opens_at_once() {
     // The sketch is uniform 0..1 (10,000 rows): 0.9995 has a tail of about
     // 10^-3.3, 2.0 lies far beyond every training score.
-    let p = || AlertParams::default().open(3, 6).single_row_at(4.0);
+    let p = || {
+        AlertParams::default()
+            .open(2, 30)
+            .open(3, 6)
+            .single_row_at(4.0)
+    };
     let a = all(p(), &series(600, &[100], 2.0));
     assert_eq!(a.len(), 1, "{a:#?}");
     assert_eq!(a[0].rule, "single row at 4");
@@ -199,6 +215,7 @@ fn one_row_beyond_the_single_row_tail_opens_at_once() {
 fn cooldown_suppresses_separate_alerts() {
     let rows = series(1500, &[0, 10, 20, 300, 310, 320, 1000, 1010, 1020], 2.0);
     let p = AlertParams::default()
+        .open(2, 30)
         .quiet_seconds(30.0)
         .merge_gap_seconds(0.0)
         .cooldown_seconds(900.0);
@@ -219,7 +236,12 @@ fn cooldown_suppresses_separate_alerts() {
 #[test]
 fn burst_and_duration_rules_open() {
     let rows = series(600, &[100, 120, 140], 2.0);
-    let strict = || AlertParams::default().open(6, 6).single_row_at(0.0);
+    let strict = || {
+        AlertParams::default()
+            .open(2, 30)
+            .open(6, 6)
+            .single_row_at(0.0)
+    };
     assert!(all(strict(), &rows).is_empty());
     let burst = strict().rules(vec![AlertRule::Burst {
         rows: 3,
@@ -272,7 +294,7 @@ fn with_contrib(params: AlertParams, contrib: &[f64]) -> Alert {
 
 #[test]
 fn families_labels_severity_and_routes() {
-    let a = with_contrib(AlertParams::default(), &[3.0, -1.0, 0.0]);
+    let a = with_contrib(AlertParams::default().open(2, 30), &[3.0, -1.0, 0.0]);
     assert_eq!(a.family.as_deref(), Some("Temperature"));
     assert!((a.families[0].share - 0.75).abs() < 1e-12);
     assert_eq!(a.families.len(), 2, "no zero shares");
@@ -287,7 +309,9 @@ fn families_labels_severity_and_routes() {
         severity,
     };
     let a = with_contrib(
-        AlertParams::default().rules(vec![rule(0.7, Some(Severity::Critical))]),
+        AlertParams::default()
+            .open(2, 30)
+            .rules(vec![rule(0.7, Some(Severity::Critical))]),
         &[3.0, 1.0, 0.0],
     );
     assert_eq!(a.labels, ["dominant_temperature"]);
@@ -297,18 +321,23 @@ fn families_labels_severity_and_routes() {
         "given rules replace the default routes"
     );
     let a = with_contrib(
-        AlertParams::default().rules(vec![rule(0.8, Some(Severity::Critical))]),
+        AlertParams::default()
+            .open(2, 30)
+            .rules(vec![rule(0.8, Some(Severity::Critical))]),
         &[3.0, 1.0, 0.0],
     );
     assert!(a.labels.is_empty());
     assert_eq!(a.severity, Severity::Info);
 
     // Routes: the first match wins; else the default route.
-    let routes = AlertParams::default().default_route("ops").rules(vec![
-        AlertRule::route_family("Vibration", "maintenance"),
-        AlertRule::route_family("Electrical", "electrical"),
-        AlertRule::route_family("Electrical", "never"),
-    ]);
+    let routes = AlertParams::default()
+        .open(2, 30)
+        .default_route("ops")
+        .rules(vec![
+            AlertRule::route_family("Vibration", "maintenance"),
+            AlertRule::route_family("Electrical", "electrical"),
+            AlertRule::route_family("Electrical", "never"),
+        ]);
     assert_eq!(
         with_contrib(routes.clone(), &[0.0, 0.0, 1.0]).route,
         "electrical"
@@ -319,7 +348,7 @@ fn families_labels_severity_and_routes() {
 
 #[test]
 fn severity_from_the_peaks_tail() {
-    let levels = || AlertParams::default().severity_levels(1.0, 3.0);
+    let levels = || AlertParams::default().open(2, 30).severity_levels(1.0, 3.0);
     let peak = |score: f64| {
         let p = levels().check().unwrap();
         let mut t = AlertTracker::new(&p, 0.4, &sketch(), &[], &[]);
@@ -342,7 +371,11 @@ fn severity_from_the_peaks_tail() {
 }
 
 fn two_devices(order: &[(usize, i64)]) -> Vec<Alert> {
-    let p = AlertParams::default().quiet_seconds(60.0).check().unwrap();
+    let p = AlertParams::default()
+        .open(2, 30)
+        .quiet_seconds(60.0)
+        .check()
+        .unwrap();
     let mut t = AlertTracker::new(&p, TH, &sketch(), &[], &[]);
     let mut out = Vec::new();
     for &(d, s) in order {
@@ -429,6 +462,7 @@ fn threshold_calibrated_meets_the_target_and_is_monotone() {
     let rows = scored(&cal);
     let select = vec![true; cal.ts.len()];
     let alerts = AlertParams::default()
+        .open(2, 30)
         .quiet_seconds(120.0)
         .merge_gap_seconds(120.0)
         .cooldown_seconds(0.0)
@@ -483,7 +517,7 @@ proptest! {
         fraction in 0.5f64..1.0,
     ) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let p = AlertParams::default()
+        let p = AlertParams::default().open(2, 30)
             .open(k, k + extra)
             .quiet_seconds(quiet)
             .merge_gap_seconds(merge)

@@ -3,10 +3,39 @@
 use itap_eval::ParamGuard;
 use itap_eval::{
     AlertParams, EvalContext, EvalParams, InputDigest, METRICS_FORMAT_VERSION, MetricsFile,
-    ScoreSketch, ScoredRows, Severity, ThresholdRule, evaluate, evaluate_with, report_html,
-    scores_csv, threshold_from_training,
+    ScoreSketch, ScoredRows, Severity, ThresholdRule, evaluate_with, report_html, scores_csv,
+    threshold_from_training,
 };
 use itap_telemetry::State;
+
+/// `itap_eval::evaluate` with alerts opening on 2 of 30 rows: the hand-made series
+/// here have a few rows above the threshold, fewer than the default `open_k`.
+fn evaluate(
+    rows: &ScoredRows<'_>,
+    split: &itap_eval::Split,
+    threshold: itap_eval::Threshold,
+    params: &itap_eval::CheckedEval,
+    attribution: Option<&itap_eval::Attribution<'_>>,
+) -> itap_eval::Result<itap_eval::Evaluation> {
+    let train: Vec<f64> = (0..rows.timestamps.len())
+        .filter(|&r| split.is_train(rows.timestamps[r]))
+        .map(|r| rows.scores[r])
+        .collect();
+    let sketch = ScoreSketch::from_scores(&train);
+    let alerts = AlertParams::default().open(2, 30).check()?;
+    Ok(evaluate_with(
+        rows,
+        &EvalContext {
+            split,
+            threshold,
+            params,
+            alerts: &alerts,
+            calibration: &sketch,
+            attribution,
+        },
+    )?
+    .evaluation)
+}
 
 const S: i64 = 1_000_000; // one second in µs
 
@@ -166,7 +195,7 @@ fn an_alert_open_at_the_events_start_detects_it_with_no_delay() {
     let params = EvalParams::default().check().unwrap();
     let split = params.split(0, 1000 * S).unwrap();
     let th = threshold_from_training(&[0.1, 0.2], params.rule()).unwrap();
-    let alerts = AlertParams::default().check().unwrap();
+    let alerts = AlertParams::default().open(2, 30).check().unwrap();
     let sketch = ScoreSketch::from_scores(&[0.1, 0.2]);
     let ctx = EvalContext {
         split: &split,
@@ -296,7 +325,7 @@ fn attribution_shares_and_artifacts() {
     names[1] = "<B&>".into();
     let mut r = rows(&d, &s);
     r.device_names = &names;
-    let alert_params = AlertParams::default().check().unwrap();
+    let alert_params = AlertParams::default().open(2, 30).check().unwrap();
     let sketch = ScoreSketch::from_scores(&[0.1, 0.2]);
     let ctx = EvalContext {
         split: &split,
