@@ -214,7 +214,7 @@ pub(crate) fn state_key(s: State) -> usize {
     1 + State::ALL.iter().position(|&x| x == s).unwrap_or(0)
 }
 
-fn key_state(k: usize) -> Option<State> {
+pub(crate) fn key_state(k: usize) -> Option<State> {
     k.checked_sub(1).and_then(|i| State::ALL.get(i).copied())
 }
 

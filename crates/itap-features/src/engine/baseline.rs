@@ -3,12 +3,12 @@
 //! baseline for its current state, and the control charts of the standardised
 //! residual.
 
-use itap_telemetry::{Batch, State};
+use itap_telemetry::Batch;
 
 use super::Ctx;
 use super::point::Ew;
 use super::rows::{DeviceRows, SignalRows};
-use crate::fit::{Baseline, FeaturesFit, KEYS};
+use crate::fit::{Baseline, FeaturesFit, KEYS, key_state};
 use crate::params::FeatureKind;
 
 /// The kinds computed here, in the order of their slots.
@@ -45,60 +45,47 @@ fn chart_of(b: &Baseline, s: usize) -> Option<(f64, f64)> {
 
 impl Tables {
     pub(super) fn new(batch: &Batch, fit: &FeaturesFit, nsig: usize) -> Tables {
-        let pooled = |key: usize, s: usize| -> Option<(f64, f64)> {
-            let state = key.checked_sub(1).and_then(|i| State::ALL.get(i).copied());
-            let b = fit.pooled().iter().find(|b| b.state == state)?;
+        let pooled_of = |key: usize| fit.pooled().iter().find(|b| b.state == key_state(key));
+        let level = |b: &Baseline, s: usize| {
             Some((b.location.get(s).copied()??, b.scale.get(s).copied()??))
         };
-        let state_of = |key: usize| key.checked_sub(1).and_then(|i| State::ALL.get(i).copied());
-        let charts = batch
-            .device_names()
-            .iter()
-            .map(|name| {
-                let dev = fit
-                    .devices()
-                    .binary_search_by(|d| d.device.as_str().cmp(name))
-                    .ok()
-                    .map(|i| &fit.devices()[i]);
+        let mut baselines = Vec::with_capacity(batch.device_names().len());
+        let mut charts = Vec::with_capacity(batch.device_names().len());
+        for name in batch.device_names() {
+            let dev = fit
+                .devices()
+                .binary_search_by(|d| d.device.as_str().cmp(name))
+                .ok()
+                .map(|i| &fit.devices()[i]);
+            let own_of = |key: usize| dev?.baselines.iter().find(|b| b.state == key_state(key));
+            // The level of a state: the device's own, then the pooled one of that
+            // state, then the device's and the pooled one over all states.
+            baselines.push(
                 (0..KEYS * nsig)
                     .map(|ks| {
                         let (key, s) = (ks / nsig, ks % nsig);
-                        let state = state_of(key);
-                        dev.and_then(|d| d.baselines.iter().find(|b| b.state == state))
+                        let own = |k| own_of(k).and_then(|b| level(b, s));
+                        let pooled = |k| pooled_of(k).and_then(|b| level(b, s));
+                        own(key)
+                            .or_else(|| pooled(key))
+                            .or_else(|| own(0))
+                            .or_else(|| pooled(0))
+                    })
+                    .collect(),
+            );
+            // A chart's centre and unit: the device's own in that state, else the
+            // pooled one of that state; never another state's.
+            charts.push(
+                (0..KEYS * nsig)
+                    .map(|ks| {
+                        let (key, s) = (ks / nsig, ks % nsig);
+                        own_of(key)
                             .and_then(|b| chart_of(b, s))
-                            .or_else(|| {
-                                let b = fit.pooled().iter().find(|b| b.state == state)?;
-                                chart_of(b, s)
-                            })
+                            .or_else(|| pooled_of(key).and_then(|b| chart_of(b, s)))
                     })
-                    .collect()
-            })
-            .collect();
-        let baselines = batch
-            .device_names()
-            .iter()
-            .map(|name| {
-                let dev = fit
-                    .devices()
-                    .binary_search_by(|d| d.device.as_str().cmp(name))
-                    .ok()
-                    .map(|i| &fit.devices()[i]);
-                let own = |key: usize, s: usize| -> Option<(f64, f64)> {
-                    let state = key.checked_sub(1).and_then(|i| State::ALL.get(i).copied());
-                    let b = dev?.baselines.iter().find(|b| b.state == state)?;
-                    Some((b.location.get(s).copied()??, b.scale.get(s).copied()??))
-                };
-                (0..KEYS * nsig)
-                    .map(|ks| {
-                        let (key, s) = (ks / nsig, ks % nsig);
-                        own(key, s)
-                            .or_else(|| pooled(key, s))
-                            .or_else(|| own(0, s))
-                            .or_else(|| pooled(0, s))
-                    })
-                    .collect()
-            })
-            .collect();
+                    .collect(),
+            );
+        }
         Tables { baselines, charts }
     }
 }
