@@ -79,6 +79,26 @@ pub enum Error {
         /// That device's rows.
         rows: usize,
     },
+
+    /// A feature that needs a window of rows was asked of the row-by-row engine.
+    #[error(
+        "feature `{feature}` needs a window of rows and cannot be computed row by row (live scoring computes {supported}); train the model with detector inputs among those kinds"
+    )]
+    NotOnline {
+        /// The first such feature.
+        feature: String,
+        /// The kinds that can be computed row by row.
+        supported: &'static str,
+    },
+
+    /// A row the row-by-row engine cannot take, or a saved state it cannot resume.
+    #[error("device `{device}`: {reason}")]
+    OnlineRow {
+        /// The device.
+        device: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// The crate's result type.

@@ -11,7 +11,7 @@ mod spectral;
 mod window;
 
 pub use catalogue::{FeatureInfo, catalogue};
-pub use engine::transform;
+pub use engine::{DeviceState, OnlineFeatures, OnlineRow, transform};
 pub use error::{Error, Result};
 pub use fit::{
     Baseline, DeviceBaselines, FeaturesFit, SeasonalProfile, TrainSpan, describe_period, fit,

@@ -28,9 +28,10 @@ pub(super) const KINDS: [FeatureKind; 5] = [
 /// the device's own baseline for the state, else all devices' for the state; no
 /// fallback to other states (a row in a state training never saw leaves the
 /// charts where they were).
+#[derive(Debug, Clone)]
 pub(super) struct Tables {
-    baselines: Vec<Vec<Option<(f64, f64)>>>,
-    charts: Vec<Vec<Option<(f64, f64)>>>,
+    pub(super) baselines: Vec<Vec<Option<(f64, f64)>>>,
+    pub(super) charts: Vec<Vec<Option<(f64, f64)>>>,
 }
 
 /// The control charts' centre (location + residual level) and unit (residual
@@ -45,13 +46,19 @@ fn chart_of(b: &Baseline, s: usize) -> Option<(f64, f64)> {
 
 impl Tables {
     pub(super) fn new(batch: &Batch, fit: &FeaturesFit, nsig: usize) -> Tables {
+        Tables::for_devices(batch.device_names(), fit, nsig)
+    }
+
+    /// The tables of the devices `names`, in that order (a device training never
+    /// saw gets the pooled baselines).
+    pub(super) fn for_devices(names: &[String], fit: &FeaturesFit, nsig: usize) -> Tables {
         let pooled_of = |key: usize| fit.pooled().iter().find(|b| b.state == key_state(key));
         let level = |b: &Baseline, s: usize| {
             Some((b.location.get(s).copied()??, b.scale.get(s).copied()??))
         };
-        let mut baselines = Vec::with_capacity(batch.device_names().len());
-        let mut charts = Vec::with_capacity(batch.device_names().len());
-        for name in batch.device_names() {
+        let mut baselines = Vec::with_capacity(names.len());
+        let mut charts = Vec::with_capacity(names.len());
+        for name in names {
             let dev = fit
                 .devices()
                 .binary_search_by(|d| d.device.as_str().cmp(name))

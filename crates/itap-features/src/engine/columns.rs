@@ -11,6 +11,7 @@ use super::{baseline, device, point, spectral, window};
 type Slots<const N: usize> = [Option<usize>; N];
 
 /// The output column of each computed quantity.
+#[derive(Debug, Clone)]
 pub(super) struct Idx {
     /// `[signal][window]`.
     pub(super) win: Vec<Vec<Slots<{ window::KINDS.len() }>>>,

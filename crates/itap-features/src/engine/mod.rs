@@ -24,6 +24,7 @@
 mod baseline;
 mod columns;
 mod device;
+mod online;
 mod point;
 mod rows;
 mod spectral;
@@ -47,6 +48,8 @@ use crate::window::NativeWindows;
 use baseline::Tables;
 use columns::Idx;
 use rows::{Chunk, SignalRows, Sorted, chunks};
+
+pub use online::{DeviceState, OnlineFeatures, OnlineRow};
 
 /// Computes the features of every row of `batch` with what `fit` learned.
 ///

@@ -108,6 +108,7 @@ fn impute(ts: &[i64], x: &[f64], limit_us: i64, out: &mut [f64]) {
 
 /// A time-aware exponentially weighted mean: weight `1 − 2^(−Δt / half-life)` for
 /// a new observation `Δt` after the previous one.
+#[derive(Debug, Clone)]
 pub(super) struct Ew {
     pub(super) mean: f64,
     last_t: i64,
@@ -125,6 +126,25 @@ impl Ew {
             cached_dt: -1,
             cached_alpha: 0.0,
         }
+    }
+
+    /// Resumes a mean saved as (mean, time of its last update).
+    pub(super) fn resume(halflife_us: f64, mean: f64, last_t: i64) -> Ew {
+        Ew {
+            mean,
+            last_t,
+            ..Ew::new(halflife_us)
+        }
+    }
+
+    /// The half-life, µs.
+    pub(super) fn halflife(&self) -> f64 {
+        self.halflife
+    }
+
+    /// The time of the last update (0 before the first).
+    pub(super) fn last_t(&self) -> i64 {
+        self.last_t
     }
 
     pub(super) fn update(&mut self, t: i64, x: f64) {
