@@ -20,10 +20,12 @@
 //! ```
 
 mod error;
+mod live;
 mod model;
 mod pipeline;
 
 pub use error::{Error, Result};
+pub use live::{LiveRow, LiveScorer, RowScore};
 pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo};
 pub use pipeline::{
