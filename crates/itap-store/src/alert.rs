@@ -318,7 +318,7 @@ where
 }
 
 /// Checks every alert of a call before any is written.
-fn check_alerts(dataset: &str, alerts: &[AlertRecord]) -> Result<()> {
+pub(crate) fn check_alerts(dataset: &str, alerts: &[AlertRecord]) -> Result<()> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(alerts.len());
     for (index, a) in alerts.iter().enumerate() {
         let bad = |field: &'static str, reason: String| {

@@ -82,6 +82,19 @@ pub enum Error {
         reason: String,
     },
 
+    /// A live commit holds a score that cannot be stored.
+    #[error(
+        "cannot store scores[{index}] in dataset `{dataset}`: {reason}; nothing of the commit was stored"
+    )]
+    InvalidScore {
+        /// The dataset.
+        dataset: String,
+        /// The score's position in the commit.
+        index: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// Validation failed below the store (reading or re-checking the input).
     #[error(transparent)]
     Validate(#[from] itap_validate::Error),

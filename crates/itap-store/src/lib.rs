@@ -5,6 +5,7 @@ mod backend;
 mod error;
 mod ingest;
 mod ledger;
+mod live;
 mod query;
 mod store;
 
@@ -13,6 +14,9 @@ pub use error::{Error, Result};
 pub use ingest::{Ingest, IngestCounts, IngestReport, IngestSource, OnConflict};
 pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use ledger::LedgerEntry;
+pub use live::{
+    DeviceStateRecord, LiveCommit, REJECT_PAYLOAD_BYTES, RejectRecord, ScoreQuery, ScoreRecord,
+};
 pub use query::{DatasetStats, RangeQuery};
 pub use store::{
     Backend, DEFAULT_DATASET, DEFAULT_DB_URL, Dataset, Store, StoreOptions, check_name,
