@@ -11,6 +11,7 @@ mod generate;
 mod hint;
 mod ingest;
 mod inspect;
+mod replay;
 mod run;
 mod score;
 mod train;
@@ -73,6 +74,9 @@ enum Command {
     /// List the alerts stored by `itap run`, in time order: device, time span,
     /// severity, dominant family, route and the rule that opened each.
     Alerts(alerts::AlertsArgs),
+    /// Play a telemetry CSV into an MQTT broker: one JSON message per row, QoS 1,
+    /// in time order, at the data's own pace sped up or at a fixed rate.
+    Replay(replay::ReplayArgs),
 }
 
 /// The config file flag, shared by commands.
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Score(args) => score::run(args, out),
         Command::Run(args) => run::run(args, out),
         Command::Alerts(args) => alerts::run(args, out),
+        Command::Replay(args) => replay::run(args, out),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+
+mod broker;
+mod error;
+mod message;
+mod replay;
+
+pub use broker::{BrokerUrl, DEFAULT_MQTT_PORT};
+pub use error::{Error, Result};
+pub use message::{
+    CheckedDecode, DecodeParams, Decoder, ECHO_CHARS, Reading, Reject, RejectReason, encode,
+    encode_into,
+};
+pub use replay::{
+    CheckedReplay, DEFAULT_TOPIC_PREFIX, Pace, ReplayParams, ReplayProgress, ReplaySummary, replay,
+};
+
+/// The system clock as UTC microseconds, the `now` a receiver passes to
+/// [`Decoder::decode`] (0 if the clock is before 1970).
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
