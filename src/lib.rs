@@ -25,8 +25,8 @@ mod model;
 mod pipeline;
 
 pub use error::{Error, Result};
-pub use live::{LiveRow, LiveScorer, RowScore};
 pub use itap_telemetry::{InvalidParam, ParamGuard};
+pub use live::{LiveRow, LiveScorer, RowScore};
 pub use model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo};
 pub use pipeline::{
     ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, DEFAULT_CALIBRATION_FRACTION,

@@ -119,6 +119,11 @@ impl LiveScorer {
         self.devices.get(device).and_then(DeviceState::last_ts)
     }
 
+    /// Rows of a device scored so far (counting those before a resume).
+    pub fn rows(&self, device: &str) -> u64 {
+        self.devices.get(device).map_or(0, DeviceState::rows)
+    }
+
     /// A device's feature state, saved (for [`LiveScorer::resume`]).
     pub fn saved_state(&self, device: &str) -> Option<Vec<u8>> {
         self.devices.get(device).map(DeviceState::to_bytes)

@@ -14,6 +14,7 @@ mod inspect;
 mod replay;
 mod run;
 mod score;
+mod serve;
 mod train;
 mod validate;
 
@@ -77,6 +78,9 @@ enum Command {
     /// Play a telemetry CSV into an MQTT broker: one JSON message per row, QoS 1,
     /// in time order, at the data's own pace sped up or at a fixed rate.
     Replay(replay::ReplayArgs),
+    /// Live: subscribe to MQTT telemetry and validate, store, score and alert on
+    /// each message as it arrives, until SIGINT/SIGTERM.
+    Serve(serve::ServeArgs),
 }
 
 /// The config file flag, shared by commands.
@@ -158,6 +162,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args, out),
         Command::Alerts(args) => alerts::run(args, out),
         Command::Replay(args) => replay::run(args, out),
+        Command::Serve(args) => serve::run(args, out),
     };
     match result {
         Ok(code) => code,

@@ -75,6 +75,18 @@ pub enum Error {
         source: Box<rumqttc::ConnectionError>,
     },
 
+    /// The store failed (the server stops; nothing uncommitted was acknowledged).
+    #[error(transparent)]
+    Store(#[from] itap::store::Error),
+
+    /// The pipeline failed (scoring, the model).
+    #[error(transparent)]
+    Pipeline(#[from] itap::Error),
+
+    /// The server cannot go on.
+    #[error("itap serve: {0}")]
+    Serve(String),
+
     /// The MQTT client's request queue refused a request (its event loop ended).
     #[error("the MQTT client stopped taking requests: {0}")]
     Client(#[source] Box<rumqttc::ClientError>),

@@ -4,6 +4,7 @@ mod broker;
 mod error;
 mod message;
 mod replay;
+mod serve;
 
 pub use broker::{BrokerUrl, DEFAULT_MQTT_PORT};
 pub use error::{Error, Result};
@@ -13,6 +14,10 @@ pub use message::{
 };
 pub use replay::{
     CheckedReplay, DEFAULT_TOPIC_PREFIX, Pace, ReplayParams, ReplayProgress, ReplaySummary, replay,
+};
+pub use serve::{
+    CheckedServe, DEFAULT_TOPIC_FILTER, ServeParams, ServeStats, ServeSummary, Shard, serve,
+    shard_of,
 };
 
 /// The system clock as UTC microseconds, the `now` a receiver passes to
