@@ -99,6 +99,11 @@ pub(crate) fn run(cmd: &DbCommand, out: Output) -> Result<ExitCode> {
                     for (c, n) in &s.errors {
                         println!("    {c:<20} {n:>10}");
                     }
+                    // Filled by `itap serve`.
+                    let (rejects, scores) = store.live_counts(&cfg.dataset).await?;
+                    if rejects + scores > 0 {
+                        println!("  live        {scores} rows scored, {rejects} messages refused");
+                    }
                 }
             }
             DbSub::Ledger(_) => {
