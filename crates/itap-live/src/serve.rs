@@ -380,7 +380,7 @@ async fn connect(
     params: &CheckedServe,
 ) -> Result<(
     AsyncClient,
-    mpsc::Receiver<Publish>,
+    mpsc::UnboundedReceiver<Publish>,
     tokio::task::JoinHandle<()>,
 )> {
     let p = &params.params;
@@ -410,14 +410,19 @@ async fn connect(
         .subscribe(p.topic.clone(), QoS::AtLeastOnce)
         .await
         .map_err(Error::client)?;
-    let (tx, rx) = mpsc::channel(4 * p.batch_rows);
+    // Unbounded, so that the connection task never waits for the steps: were it
+    // to wait while a step waits for room for its acknowledgements (which only
+    // this task sends), both would wait forever. The broker bounds what is
+    // queued here: it sends at most `max_inflight_messages` unacknowledged
+    // messages (docs/live.md, "The broker's settings").
+    let (tx, rx) = mpsc::unbounded_channel();
     let topic = p.topic.clone();
     let resubscribe = client.clone();
     let driver = tokio::spawn(async move {
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(m))) => {
-                    if tx.send(m).await.is_err() {
+                    if tx.send(m).is_err() {
                         return;
                     }
                 }
