@@ -13,6 +13,9 @@ use itap_telemetry::State;
 use crate::error::{Error, Result};
 use crate::model::ModelFile;
 
+/// The start of a state saved by [`LiveScorer::saved_state`].
+const SAVED_MAGIC: &[u8; 4] = b"ILS1";
+
 /// One row to score: a device's reading, its values in the model's schema order
 /// (NaN for a missing value).
 #[derive(Debug, Clone, Copy)]
@@ -124,17 +127,52 @@ impl LiveScorer {
         self.devices.get(device).map_or(0, DeviceState::rows)
     }
 
-    /// A device's feature state, saved (for [`LiveScorer::resume`]).
+    /// A device's state, saved (for [`LiveScorer::resume`]): its feature state
+    /// (exact bytes) and its alert engine state (JSON), one after the other.
     pub fn saved_state(&self, device: &str) -> Option<Vec<u8>> {
-        self.devices.get(device).map(DeviceState::to_bytes)
+        let features = self.devices.get(device)?.to_bytes();
+        let alerts = self.tracker.device_state(device).unwrap_or_default();
+        let mut out = Vec::with_capacity(12 + features.len() + alerts.len());
+        out.extend_from_slice(SAVED_MAGIC);
+        out.extend_from_slice(&(features.len() as u64).to_le_bytes());
+        out.extend_from_slice(&features);
+        out.extend_from_slice(alerts.as_bytes());
+        Some(out)
     }
 
-    /// Resumes a device's feature state saved by [`LiveScorer::saved_state`].
+    /// Resumes a device's state saved by [`LiveScorer::saved_state`]: its
+    /// features and its alerts go on as in the scorer that saved it.
     ///
     /// # Errors
-    /// [`Error::Features`] when the bytes are not a state of this model's features.
+    /// [`Error::Features`] when the bytes are not a state of this model's
+    /// features, or their alert part is damaged (nothing changes then).
     pub fn resume(&mut self, device: &str, bytes: &[u8]) -> Result<()> {
-        let st = self.online.resume(device, bytes)?;
+        let bad = |reason: String| {
+            Error::from(itap_features::Error::OnlineRow {
+                device: device.to_owned(),
+                reason,
+            })
+        };
+        let rest = bytes
+            .strip_prefix(SAVED_MAGIC.as_slice())
+            .ok_or_else(|| bad("not a saved live state".into()))?;
+        let (len, rest) = rest
+            .split_first_chunk::<8>()
+            .ok_or_else(|| bad("a saved live state cut short".into()))?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).unwrap_or(usize::MAX);
+        if len > rest.len() {
+            return Err(bad("a saved live state cut short".into()));
+        }
+        let (features, alerts) = rest.split_at(len);
+        let st = self.online.resume(device, features)?;
+        let alerts =
+            std::str::from_utf8(alerts).map_err(|e| bad(format!("its alert state: {e}")))?;
+        if !alerts.is_empty() {
+            // Parsed whole before anything changes.
+            self.tracker
+                .resume_device(device, alerts)
+                .map_err(|e| bad(format!("its alert state: {e}")))?;
+        }
         self.devices.insert(device.to_owned(), st);
         Ok(())
     }

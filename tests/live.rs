@@ -38,6 +38,9 @@ fn assert_live_equals_batch(
     let alerts = AlertParams::default().check().unwrap();
     let want = model.score(batch).unwrap().scores;
     let mut live = LiveScorer::new(model.clone(), &eval, &alerts).unwrap();
+    // The same rows without restarts, for the alerts.
+    let mut plain = LiveScorer::new(model.clone(), &eval, &alerts).unwrap();
+    let (mut got_alerts, mut want_alerts) = (Vec::new(), Vec::new());
     let threshold = live.threshold().value;
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by_key(|&r| (batch.timestamps()[r], batch.device_codes()[r]));
@@ -61,6 +64,9 @@ fn assert_live_equals_batch(
             })
             .collect();
         let got = live.score(&rows).unwrap();
+        plain.score(&rows).unwrap();
+        got_alerts.extend(live.alerts(None).0);
+        want_alerts.extend(plain.alerts(None).0);
         for (s, &r) in got.iter().zip(chunk) {
             let w = want[r];
             assert!(
@@ -87,6 +93,17 @@ fn assert_live_equals_batch(
     assert!(
         flagged > 0,
         "some rows are flagged, so the comparison means something"
+    );
+    let (done, open) = live.alerts(None);
+    got_alerts.extend(done);
+    got_alerts.extend(open);
+    let (done, open) = plain.alerts(None);
+    want_alerts.extend(done);
+    want_alerts.extend(open);
+    assert!(!want_alerts.is_empty());
+    assert_eq!(
+        got_alerts, want_alerts,
+        "alerts go on across saves and resumes"
     );
 }
 

@@ -49,7 +49,7 @@ pub(crate) struct ReplayArgs {
     /// The telemetry CSV to play.
     input: PathBuf,
 
-    /// The broker: mqtt://[USER[:PASSWORD]@]HOST[:PORT] (plain TCP; port 1883 by
+    /// The broker: `mqtt://[USER[:PASSWORD]@]HOST[:PORT]` (plain TCP; port 1883 by
     /// default).
     #[arg(long, value_name = "URL")]
     mqtt: String,

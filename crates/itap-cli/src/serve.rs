@@ -50,7 +50,7 @@ Examples:
   itap serve --mqtt mqtt://127.0.0.1:1883 --model artifacts/model.json --db sqlite://data/live.db
   itap serve --mqtt mqtt://broker:1883 --db postgres://itap@db/plant --shard 0/2")]
 pub(crate) struct ServeArgs {
-    /// The broker: mqtt://[USER[:PASSWORD]@]HOST[:PORT].
+    /// The broker: `mqtt://[USER[:PASSWORD]@]HOST[:PORT]`.
     #[arg(long, value_name = "URL")]
     mqtt: String,
 

@@ -96,7 +96,7 @@ pub struct AlertRow<'a> {
 }
 
 /// An alert being built.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Acc {
     start_us: i64,
     end_us: i64,
@@ -131,14 +131,14 @@ impl Acc {
 }
 
 /// A row above the threshold that may still belong to an opening window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Candidate {
     ts: i64,
     score: f64,
     contrib: Option<Vec<f64>>,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct DeviceState {
     /// The last `open_m` rows while no alert is open: (ts, above).
     ring: VecDeque<(i64, bool)>,
@@ -260,6 +260,28 @@ impl AlertTracker {
             devices: BTreeMap::new(),
             suppressed: 0,
         }
+    }
+
+    /// A device's state (its recent rows above the threshold, its open or
+    /// pending alert, its cooldown) as JSON, to resume it in another tracker
+    /// with [`resume_device`](Self::resume_device); none for a device not seen.
+    pub fn device_state(&self, device: &str) -> Option<String> {
+        self.devices
+            .get(device)
+            .and_then(|st| serde_json::to_string(st).ok())
+    }
+
+    /// Resumes a device's state saved by [`device_state`](Self::device_state):
+    /// the tracker then goes on with that device's next rows as the saving one
+    /// would have.
+    ///
+    /// # Errors
+    /// The JSON error when `json` is not such a state (nothing changes then).
+    pub fn resume_device(&mut self, device: &str, json: &str) -> serde_json::Result<()> {
+        let st: DeviceState = serde_json::from_str(json)?;
+        self.suppressed += st.suppressed;
+        self.devices.insert(device.to_owned(), st);
+        Ok(())
     }
 
     /// Openings suppressed by cooldown so far (rows at which an alert would
