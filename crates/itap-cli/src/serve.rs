@@ -122,7 +122,7 @@ pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
         let store = settings.connect().await?;
         if !out.quiet {
             eprintln!(
-                "serving {} on {} as {} into `{}` at {} (threshold {threshold:.4}); Ctrl-C stops",
+                "serving {} on {} as {} into `{}` at {} (threshold {threshold:.4}); connecting; Ctrl-C stops",
                 params.params().topic,
                 args.mqtt,
                 params.client_id(),

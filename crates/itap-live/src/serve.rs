@@ -303,7 +303,14 @@ where
         .begin_ingest(&p.dataset, &schema, source.clone(), OnConflict::Keep)
         .await?;
 
-    let (client, mut rx, driver) = connect(params).await?;
+    let (client, mut rx, driver) = match connect(params).await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ingest.fail(&e.to_string()).await;
+            return Err(e);
+        }
+    };
+    tracing::info!(url = %params.broker, client_id = params.client_id, "subscribed");
     let mut step = Step {
         store,
         scorer: &mut scorer,

@@ -401,3 +401,36 @@ async fn two_shards_score_every_row_exactly_once() {
     );
     assert_eq!(store.row_count("live").await.unwrap(), n);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_that_cannot_be_reached_is_named_and_the_ledger_says_failed() {
+    // No broker needed: port 1 on loopback refuses the connection.
+    let batch = simulate(&SimParams::default().devices(2).hours(1.0).check().unwrap());
+    let model = trained(&batch);
+    let dir = tempfile::tempdir().unwrap();
+    let store = sqlite(dir.path()).await;
+    let params = ServeParams {
+        url: "mqtt://127.0.0.1:1".into(),
+        dataset: "live".into(),
+        ..ServeParams::default()
+    }
+    .check()
+    .unwrap();
+    let validation = ValidationParams::default().check().unwrap();
+    let err = serve(
+        &store,
+        scorer(&model),
+        decoder(&model),
+        &validation,
+        &params,
+        Arc::new(ServeStats::default()),
+        std::future::pending(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, itap_live::Error::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+    let ledger = store.ledger(Some("live")).await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].status, "failed");
+}
