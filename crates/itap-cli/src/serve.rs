@@ -1,16 +1,18 @@
 //! `itap serve`: validate, store, score and raise alerts on MQTT telemetry as it
 //! arrives, until SIGINT or SIGTERM.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
 
+use itap::store::Store;
 use itap::validate::Policy;
 use itap::{LiveScorer, ModelFile, ParamGuard};
+use itap_live::http::{Api, Mode, load_artifacts};
 use itap_live::{DecodeParams, Decoder, ServeParams, ServeStats, Shard};
 
 use crate::config::{Config, SignalsFlag, TrainFlags};
@@ -44,15 +46,34 @@ max_queued_messages for restarts after long stops (docs/live.md).
 SIGINT (Ctrl-C) or SIGTERM: the messages in hand are committed and acknowledged,
 then the server disconnects and prints its counts.
 
+--http ADDR also serves the operator's view: the dashboard at http://ADDR/, a
+read-only JSON API under /api (health, devices, alerts, scores, readings; the
+OpenAPI description at /api/openapi.json) and Prometheus metrics at /metrics
+(docs/api.md). Give 127.0.0.1 (the default host) unless others must reach it.
+
+--artifacts DIR (instead of --mqtt) serves the same pages over a batch run's
+folder (model.json, alerts.json, scores.csv written by `itap run --out DIR`) and
+the rows of --db, without a broker, on --http (default 127.0.0.1:8080).
+
 Exit status: 0 stopped by a signal, 2 usage, broker, database or model error.
 
 Examples:
   itap serve --mqtt mqtt://127.0.0.1:1883 --model artifacts/model.json --db sqlite://data/live.db
-  itap serve --mqtt mqtt://broker:1883 --db postgres://itap@db/plant --shard 0/2")]
+  itap serve --mqtt mqtt://broker:1883 --db postgres://itap@db/plant --shard 0/2
+  itap serve --mqtt mqtt://127.0.0.1:1883 --model artifacts/model.json --http 127.0.0.1:8080
+  itap serve --artifacts artifacts --db sqlite://data/itap.db")]
 pub(crate) struct ServeArgs {
     /// The broker: `mqtt://[USER[:PASSWORD]@]HOST[:PORT]`.
-    #[arg(long, value_name = "URL")]
-    mqtt: String,
+    #[arg(long, value_name = "URL", required_unless_present = "artifacts")]
+    mqtt: Option<String>,
+
+    /// Serve the dashboard, JSON API and metrics on this address, e.g. 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+
+    /// Serve a batch run's folder (no broker) instead of live telemetry.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["mqtt", "shard", "client_id"])]
+    artifacts: Option<PathBuf>,
 
     /// Topic filter to subscribe to.
     #[arg(long, value_name = "FILTER", default_value = itap_live::DEFAULT_TOPIC_FILTER)]
@@ -90,6 +111,9 @@ pub(crate) struct ServeArgs {
 }
 
 pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
+    if let Some(dir) = &args.artifacts {
+        return run_artifacts(args, dir, out);
+    }
     let config = Config::load(args.config.config.as_deref())?;
     let eval = config.eval_params(&TrainFlags::default())?;
     let alerts = config.alert_params()?;
@@ -100,13 +124,15 @@ pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| config.model.path.clone());
     let model = ModelFile::load(&model_path)?;
+    let signal_names: Vec<String> = model.schema.names().map(str::to_owned).collect();
     let decoder =
         Decoder::new(&model.schema, DecodeParams::default().check()?).with_validation(&validation);
     let scorer = LiveScorer::new(model, &eval, &alerts)
         .with_context(|| format!("cannot score live with {}", model_path.display()))?;
     let threshold = scorer.threshold().value;
+    let mqtt = args.mqtt.clone().unwrap_or_default();
     let params = ServeParams {
-        url: args.mqtt.clone(),
+        url: mqtt.clone(),
         topic: args.topic.clone(),
         dataset: settings.dataset.clone(),
         client_id: args.client_id.clone(),
@@ -119,17 +145,37 @@ pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
     let runtime = crate::data::runtime()?;
     let stats = Arc::new(ServeStats::default());
     let summary = runtime.block_on(async {
+        let listener = match &args.http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let store = settings.connect().await?;
         if !out.quiet {
             eprintln!(
-                "serving {} on {} as {} into `{}` at {} (threshold {threshold:.4}); connecting; Ctrl-C stops",
+                "serving {} on {mqtt} as {} into `{}` at {} (threshold {threshold:.4}); connecting; Ctrl-C stops",
                 params.params().topic,
-                args.mqtt,
                 params.client_id(),
                 settings.dataset,
                 store.url()
             );
         }
+        let (http_stop, http_task) = match listener {
+            Some(listener) => {
+                let api = Arc::new(Api {
+                    mode: Mode::Live,
+                    dataset: settings.dataset.clone(),
+                    store: store.clone(),
+                    readings: Some(store.clone()),
+                    stats: stats.clone(),
+                    threshold,
+                    signals: signal_names,
+                    started: Instant::now(),
+                });
+                let (stop, task) = spawn_http(listener, api, out);
+                (Some(stop), Some(task))
+            }
+            None => (None, None),
+        };
         let ticker = (!out.quiet).then(|| tokio::spawn(report_every(stats.clone(), 10)));
         let result = itap_live::serve(
             &store,
@@ -143,6 +189,12 @@ pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
         .await;
         if let Some(t) = ticker {
             t.abort();
+        }
+        if let Some(stop) = http_stop {
+            let _ = stop.send(());
+        }
+        if let Some(task) = http_task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
         store.close().await;
         anyhow::Ok(result?)
@@ -161,6 +213,113 @@ pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `itap serve --artifacts DIR`: the operator's view over a batch run.
+fn run_artifacts(args: &ServeArgs, dir: &Path, out: Output) -> Result<ExitCode> {
+    let config = Config::load(args.config.config.as_deref())?;
+    let settings = config.store_settings(&args.db, None, None)?;
+    let addr = args.http.clone().unwrap_or_else(|| "127.0.0.1:8080".into());
+    let runtime = crate::data::runtime()?;
+    runtime.block_on(async {
+        let listener = bind(&addr).await?;
+        let memory = Store::connect("sqlite::memory:").await?;
+        let stats = Arc::new(ServeStats::default());
+        let t0 = Instant::now();
+        let loaded = load_artifacts(dir, &memory, &settings.dataset, &stats, |n| {
+            if !out.quiet && n > 0 && n % 200_000 < 50_000 {
+                eprintln!("loading {}: {} scored rows", dir.display(), thousands(n));
+            }
+        })
+        .await?;
+        // The rows behind the scores, read from the run's database when it is
+        // there: a SQLite file is not created by looking for it.
+        let readings = match sqlite_path(&settings.url) {
+            Some(p) if !p.exists() => {
+                if !out.quiet {
+                    eprintln!(
+                        "note: {} does not exist; the dashboard shows no signal values (give --db)",
+                        p.display()
+                    );
+                }
+                None
+            }
+            _ => Some(settings.connect().await?),
+        };
+        if !out.quiet {
+            eprintln!(
+                "loaded {}: {} scored rows of {} devices, {} alerts in {:.1} s",
+                dir.display(),
+                thousands(loaded.rows),
+                loaded.devices,
+                loaded.alerts,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        let api = Arc::new(Api {
+            mode: Mode::Artifacts,
+            dataset: settings.dataset.clone(),
+            store: memory.clone(),
+            readings: readings.clone(),
+            stats,
+            threshold: loaded.threshold,
+            signals: loaded.schema.names().map(str::to_owned).collect(),
+            started: Instant::now(),
+        });
+        let (stop, task) = spawn_http(listener, api, out);
+        stop_signal().await;
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        memory.close().await;
+        if let Some(r) = readings {
+            r.close().await;
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The file of a `sqlite://PATH` URL.
+fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
+}
+
+/// Binds the HTTP address, or says why not.
+async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "cannot listen on --http {addr} (give HOST:PORT, e.g. 127.0.0.1:8080, with a free port)"
+        )
+    })
+}
+
+/// Serves the API until the returned sender fires (or is dropped).
+fn spawn_http(
+    listener: tokio::net::TcpListener,
+    api: Arc<Api>,
+    out: Output,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Ok(a) = listener.local_addr() {
+        if !out.quiet {
+            eprintln!("dashboard on http://{a}/ (API under /api, metrics at /metrics)");
+        }
+        tracing::info!(addr = %a, "HTTP listening");
+    }
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        if let Err(e) = itap_live::http::serve_http(listener, api, shutdown).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    });
+    (stop, task)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -87,6 +87,19 @@ pub enum Error {
     #[error("itap serve: {0}")]
     Serve(String),
 
+    /// The HTTP server failed (its address is taken, or it stopped).
+    #[error("itap serve --http: {0}")]
+    Http(String),
+
+    /// A batch run's files cannot be served.
+    #[error("cannot serve the run in {}: {reason}", path.display())]
+    Artifacts {
+        /// The file (or folder) at fault.
+        path: std::path::PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
     /// The MQTT client's request queue refused a request (its event loop ended).
     #[error("the MQTT client stopped taking requests: {0}")]
     Client(#[source] Box<rumqttc::ClientError>),

@@ -2,12 +2,15 @@
 
 mod broker;
 mod error;
+mod fleet;
+pub mod http;
 mod message;
 mod replay;
 mod serve;
 
 pub use broker::{BrokerUrl, DEFAULT_MQTT_PORT};
 pub use error::{Error, Result};
+pub use fleet::{DeviceView, Fleet};
 pub use message::{
     CheckedDecode, DecodeParams, Decoder, ECHO_CHARS, Reading, Reject, RejectReason, encode,
     encode_into,

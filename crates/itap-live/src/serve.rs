@@ -30,8 +30,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use itap::store::{
-    DeviceStateRecord, Ingest, IngestSource, LiveCommit, OnConflict, RangeQuery, RejectRecord,
-    ScoreRecord, Store,
+    AlertQuery, DeviceStateRecord, Ingest, IngestSource, LiveCommit, OnConflict, RangeQuery,
+    RejectRecord, ScoreQuery, ScoreRecord, Store,
 };
 use itap::telemetry::{Batch, BatchBuilder, State};
 use itap::validate::CheckedValidation;
@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 
 use crate::broker::BrokerUrl;
 use crate::error::{Error, Result};
+use crate::fleet::{DeviceView, Fleet};
 use crate::message::{Decoder, Reading};
 use crate::now_micros;
 
@@ -213,6 +214,8 @@ pub struct ServeStats {
     pub alerts: AtomicU64,
     /// Wall time of the last commit, UTC µs (0 before the first).
     pub last_commit_us: AtomicI64,
+    /// Each device's last row, score and alerts, as of the last commit.
+    pub fleet: Fleet,
 }
 
 impl ServeStats {
@@ -292,6 +295,45 @@ where
         if mine(&st.device) {
             scorer.resume(&st.device, &st.state)?;
             resumed += 1;
+            let last = store
+                .scores(
+                    &p.dataset,
+                    &ScoreQuery {
+                        device: Some(st.device.clone()),
+                        since_us: Some(st.ts_us),
+                        until_us: None,
+                        limit: Some(1),
+                    },
+                )
+                .await?;
+            let closed = store
+                .alerts(&p.dataset, &AlertQuery::all().device(st.device.clone()))
+                .await?
+                .len() as u64;
+            stats.fleet.set(
+                &st.device,
+                DeviceView {
+                    last_us: Some(st.ts_us),
+                    last_score: last.first().map(|s| s.score),
+                    flagged: last.first().is_some_and(|s| s.flagged),
+                    family: last.first().and_then(|s| s.family.clone()),
+                    rows: st.rows,
+                    closed_alerts: closed,
+                    ..DeviceView::default()
+                },
+            );
+        }
+    }
+    if resumed > 0 {
+        // Alerts still open at the last commit are open again; the stored count
+        // above included them.
+        let (_, open) = scorer.alerts(None);
+        for a in &open {
+            if let Some(mut v) = stats.fleet.device(&a.device) {
+                v.closed_alerts = v.closed_alerts.saturating_sub(1);
+                v.open_alerts.push(a.id.clone());
+                stats.fleet.set(&a.device, v);
+            }
         }
     }
     tracing::info!(dataset = p.dataset, resumed, "device states resumed");
@@ -553,7 +595,7 @@ impl Step<'_> {
             in_step.insert((reading.device.clone(), reading.ts), accepted.len());
             accepted.push(Accepted { reading });
         }
-        let scored = self
+        let (scored, machine) = self
             .store_and_score(&accepted, ingest, now, &mut rejects)
             .await?;
         ServeStats::add(&self.stats.rejected, rejects.len() as u64);
@@ -589,6 +631,8 @@ impl Step<'_> {
             )
             .await?;
         ServeStats::add(&self.stats.alerts, alerts.len() as u64);
+        let machine: Vec<Option<&str>> = machine.iter().map(|s| s.map(State::as_str)).collect();
+        self.stats.fleet.record(&scored, &machine, &finished, &open);
         ServeStats::add(&self.stats.commits, 1);
         self.stats
             .last_commit_us
@@ -603,9 +647,9 @@ impl Step<'_> {
         ingest: &mut Ingest<'_>,
         now: i64,
         rejects: &mut Vec<RejectRecord>,
-    ) -> Result<Vec<ScoreRecord>> {
+    ) -> Result<(Vec<ScoreRecord>, Vec<Option<State>>)> {
         if accepted.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         // Rows with and without a state or an error code go in separate batches,
         // so that nothing is made up for a field a message did not send.
@@ -662,7 +706,8 @@ impl Step<'_> {
             &self.stats.flagged,
             scores.iter().filter(|s| s.flagged).count() as u64,
         );
-        Ok(ok
+        let machine = ok.iter().map(|r| r.state).collect();
+        let records = ok
             .iter()
             .zip(scores)
             .map(|(r, s)| ScoreRecord {
@@ -672,7 +717,8 @@ impl Step<'_> {
                 flagged: s.flagged,
                 family: s.family,
             })
-            .collect())
+            .collect();
+        Ok((records, machine))
     }
 
     /// Whether the row at the reading's key is stored, with its values or others.

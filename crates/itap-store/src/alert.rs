@@ -114,6 +114,7 @@ impl AlertsWritten {
 /// | `until_us` | to the end | only alerts that start before it (UTC µs) |
 /// | `severity_at_least` | every severity | `info`, `warning` or `critical`: that severity and those above it |
 /// | `limit` | none | at most this many alerts, the first in order |
+/// | `newest_first` | false | order by start, device and id descending instead |
 ///
 /// `since_us` and `until_us` together select the alerts that overlap the
 /// half-open window `[since_us, until_us)`, including one that began before it.
@@ -130,6 +131,9 @@ pub struct AlertQuery {
     pub severity_at_least: Option<String>,
     /// At most this many alerts.
     pub limit: Option<u32>,
+    /// Latest start first (then device and id descending), so that `limit`
+    /// keeps the most recent alerts.
+    pub newest_first: bool,
 }
 
 impl AlertQuery {
@@ -162,7 +166,13 @@ impl AlertQuery {
         self
     }
 
-    /// At most `n` alerts.
+    /// The most recent alerts first.
+    pub fn newest_first(mut self) -> Self {
+        self.newest_first = true;
+        self
+    }
+
+    /// At most `n` alerts, the first in order.
     pub fn limit(mut self, n: u32) -> Self {
         self.limit = Some(n);
         self
@@ -205,7 +215,8 @@ impl Store {
     }
 
     /// The alerts of `dataset` that `q` selects, ordered by start, then device, then
-    /// id (text compared byte by byte on both backends).
+    /// id (text compared byte by byte on both backends), or the reverse with
+    /// [`AlertQuery::newest_first`].
     ///
     /// # Errors
     /// [`Error::InvalidParam`] for an unknown `severity_at_least`;
@@ -228,8 +239,9 @@ impl Store {
             conds.push(format!("severity IN ({})", vec!["?"; s.len()].join(", ")));
         }
         let c = d.binary_collation;
+        let dir = if q.newest_first { " DESC" } else { "" };
         let sql = d.params(&format!(
-            "{} WHERE {} ORDER BY start_ts, device COLLATE {c}, id COLLATE {c}{}",
+            "{} WHERE {} ORDER BY start_ts{dir}, device COLLATE {c}{dir}, id COLLATE {c}{dir}{}",
             select_sql(d),
             conds.join(" AND "),
             if q.limit.is_some() { " LIMIT ?" } else { "" }

@@ -238,6 +238,39 @@ impl Store {
             .await
     }
 
+    /// At most `limit` rows of one device with `from <= ts < to` (either bound
+    /// optional), the first in time order: a page of its readings.
+    ///
+    /// # Errors
+    /// As [`Store::stream_range`].
+    pub async fn device_page(
+        &self,
+        dataset: &str,
+        device: &str,
+        from: Option<i64>,
+        to: Option<i64>,
+        limit: u32,
+    ) -> Result<Batch> {
+        let ds = self.require_dataset(dataset).await?;
+        let q = RangeQuery {
+            from,
+            to,
+            devices: vec![device.to_owned()],
+        };
+        // `limit` is a number, written into the statement; everything else is bound.
+        let sql = format!(
+            "{} LIMIT {limit}",
+            self.select_sql(&ds, &quote(&ds.name), &q)
+        );
+        let mut out = None;
+        self.stream_sql(&ds, sql, None, &q, usize::MAX, |b| {
+            out = Some(b);
+            Ok(())
+        })
+        .await?;
+        Ok(out.unwrap_or_else(|| BatchBuilder::new(ds.schema.clone(), true, true, true).finish()))
+    }
+
     /// The latest `n` rows of every device, in time order (then device id).
     ///
     /// # Errors
