@@ -1,0 +1,146 @@
+// Drives ITAP's dashboard in headless Chromium for the end-to-end test.
+//
+//   node dashboard.mjs --url http://127.0.0.1:PORT/ --family Temperature \
+//     --screenshot OUT.png [--timeout-ms 60000] [--chromium /usr/bin/chromium]
+//
+// It opens the page at 1366x768, records the first contentful paint, waits for an
+// alert row of the family, chooses it, checks that the explanation's largest family
+// is that family, opens the alert's device view, waits for the score chart to be
+// drawn, takes a full-page screenshot and prints ONE line of JSON on stdout:
+//   {"ok":true,"first_contentful_paint_ms":…,"alert_id":…,"family":…,"device":…,"screenshot":…}
+// or {"ok":false,"error":"…"} with exit status 1. Console errors and uncaught page
+// errors fail the run. The DOM contract it relies on is in src/http/dashboard.html:
+// data-testid = alert-row (data-alert-id, data-family, data-device), alert-explanation
+// (data-state, data-alert-id), family-share (data-family), device-tile (data-device),
+// device-view (data-device, data-state), score-chart.
+
+import { chromium } from 'playwright-core';
+
+function parseArgs(argv) {
+  const opts = { timeoutMs: 60000, chromium: process.env.ITAP_TEST_CHROMIUM || '/usr/bin/chromium' };
+  const names = { '--url': 'url', '--family': 'family', '--screenshot': 'screenshot', '--timeout-ms': 'timeoutMs', '--chromium': 'chromium' };
+  for (let i = 0; i < argv.length; i++) {
+    const key = names[argv[i]];
+    if (!key) throw new Error(`unknown argument ${JSON.stringify(argv[i])}; expected ${Object.keys(names).join(', ')}`);
+    if (i + 1 >= argv.length) throw new Error(`${argv[i]} needs a value`);
+    opts[key] = argv[++i];
+  }
+  for (const k of ['url', 'family', 'screenshot']) if (!opts[k]) throw new Error(`--${k} is required`);
+  opts.timeoutMs = Number(opts.timeoutMs);
+  if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) throw new Error('--timeout-ms must be a positive number of milliseconds');
+  return opts;
+}
+
+// A CSS string literal for an attribute selector (ids come from the data).
+const cssString = (s) => '"' + String(s).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\a ') + '"';
+
+function fail(message) {
+  process.stdout.write(JSON.stringify({ ok: false, error: message }) + '\n');
+  process.exit(1);
+}
+
+async function main() {
+  let opts;
+  try { opts = parseArgs(process.argv.slice(2)); } catch (e) { fail(e.message); }
+  const deadline = Date.now() + opts.timeoutMs;
+  const left = () => Math.max(1000, deadline - Date.now());
+  // A hung browser must not hang the test: give up a little after the budget.
+  const guard = setTimeout(() => fail(`gave up after ${opts.timeoutMs} ms (browser did not answer)`), opts.timeoutMs + 30000);
+  guard.unref();
+
+  const problems = [];
+  let browser;
+  try {
+    browser = await chromium.launch({
+      executablePath: opts.chromium,
+      headless: true,
+      args: ['--no-sandbox', '--disable-dev-shm-usage'],
+      timeout: left(),
+    });
+    const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    const page = await context.newPage();
+    page.on('console', (msg) => {
+      if (msg.type() !== 'error') return;
+      // A server without stored telemetry answers the readings route 404 (docs/api.md);
+      // the page shows that, and Chromium logs the failed load. Nothing else is excused.
+      const url = (msg.location() && msg.location().url) || '';
+      if (/status of 404/.test(msg.text()) && /\/api\/devices\/[^/?]+\/readings(\?|$)/.test(url)) return;
+      problems.push(`console error: ${msg.text()}${url ? ` (${url})` : ''}`);
+    });
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+
+    await page.goto(opts.url, { waitUntil: 'load', timeout: left() });
+    const fcp = await page.waitForFunction(() => {
+      const e = performance.getEntriesByType('paint').find((p) => p.name === 'first-contentful-paint');
+      return e ? e.startTime : false;
+    }, null, { timeout: Math.min(left(), 10000), polling: 100 }).then((h) => h.jsonValue(), () => null);
+    if (fcp == null) throw new Error('no first-contentful-paint entry was recorded');
+
+    // An alert row of the family.
+    let row;
+    try {
+      row = await page.waitForFunction((family) => {
+        const r = [...document.querySelectorAll('[data-testid="alert-row"]')].find((el) => el.dataset.family === family);
+        return r ? { id: r.dataset.alertId, device: r.dataset.device } : false;
+      }, opts.family, { timeout: left(), polling: 200 }).then((h) => h.jsonValue());
+    } catch (e) {
+      const seen = await page.$$eval('[data-testid="alert-row"]', (rs) => rs.map((r) => r.dataset.family)).catch(() => []);
+      const families = [...new Set(seen)].sort();
+      const status = await page.$eval('#status', (el) => el.innerText).catch(() => '');
+      throw new Error(`no alert row of family ${JSON.stringify(opts.family)} within ${opts.timeoutMs} ms; `
+        + `${seen.length} rows seen, families: ${JSON.stringify(families)}; status line: ${JSON.stringify(status)}`);
+    }
+    if (!row.id) throw new Error('the alert row has no data-alert-id');
+
+    await page.locator(`[data-testid="alert-row"][data-alert-id=${cssString(row.id)}]`).click({ timeout: left() });
+    try {
+      await page.waitForFunction(({ id, family }) => {
+        const p = document.querySelector('[data-testid="alert-explanation"]');
+        return !!p && p.dataset.state === 'ready' && p.dataset.alertId === id && p.textContent.includes(family);
+      }, { id: row.id, family: opts.family }, { timeout: left(), polling: 100 });
+    } catch (e) {
+      const text = await page.$eval('[data-testid="alert-explanation"]', (el) => el.textContent.slice(0, 300)).catch(() => '(no explanation panel)');
+      throw new Error(`the explanation of ${row.id} did not show ${JSON.stringify(opts.family)}: ${JSON.stringify(text)}`);
+    }
+    const families = await page.$$eval('[data-testid="alert-explanation"] [data-testid="family-share"]', (els) => els.map((el) => el.dataset.family));
+    if (families[0] !== opts.family) {
+      throw new Error(`the explanation's largest family is ${JSON.stringify(families[0] ?? null)}, not ${JSON.stringify(opts.family)} (all: ${JSON.stringify(families)})`);
+    }
+
+    // The alert's device view: its tile, then the score chart drawn for that device.
+    const device = row.device || await page.$eval('[data-testid="alert-explanation"]', (el) => el.dataset.device);
+    await page.locator(`[data-testid="device-tile"][data-device=${cssString(device)}]`).click({ timeout: left() });
+    try {
+      await page.waitForFunction((dev) => {
+        const v = document.querySelector('[data-testid="device-view"]');
+        if (!v || v.dataset.device !== dev || v.dataset.state !== 'ready') return false;
+        const svg = v.querySelector('[data-testid="score-chart"]');
+        if (!svg) return false;
+        return [...svg.querySelectorAll('path, polyline')].some((el) => (el.getAttribute('d') || el.getAttribute('points') || '').length > 0);
+      }, device, { timeout: left(), polling: 100 });
+    } catch (e) {
+      const label = await page.$eval('[data-testid="score-chart"]', (el) => el.getAttribute('aria-label')).catch(() => '(no score chart)');
+      throw new Error(`the score chart of ${device} was not drawn: ${JSON.stringify(label)}`);
+    }
+    await page.screenshot({ path: opts.screenshot, fullPage: true, timeout: left() });
+
+    if (problems.length) throw new Error(`the page reported errors: ${problems.join(' | ')}`);
+    await browser.close();
+    browser = null;
+    process.stdout.write(JSON.stringify({
+      ok: true,
+      first_contentful_paint_ms: Math.round(fcp * 10) / 10,
+      alert_id: row.id,
+      family: opts.family,
+      device,
+      screenshot: opts.screenshot,
+    }) + '\n');
+    process.exit(0);
+  } catch (e) {
+    if (browser) await browser.close().catch(() => {});
+    const more = problems.length && !String(e.message).includes('the page reported errors') ? ` (page errors: ${problems.join(' | ')})` : '';
+    fail(String(e && e.message ? e.message : e).split('\n')[0] + more);
+  }
+}
+
+main();
