@@ -11,64 +11,11 @@ use std::path::Path;
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use assert_cmd::cargo::cargo_bin;
 
-struct Guard(Child);
+mod common;
 
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn broker(dir: &Path) -> Option<(Guard, u16)> {
-    if std::env::var("ITAP_TEST_MQTT_URL").map_or(true, |v| v.is_empty()) {
-        eprintln!("serve kill test skipped: ITAP_TEST_MQTT_URL is not set");
-        return None;
-    }
-    let Some(exe) = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-    else {
-        eprintln!("serve kill test skipped: mosquitto is not installed");
-        return None;
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-             max_queued_messages 0\nmax_inflight_messages 1000\n"
-        ),
-    )
-    .unwrap();
-    let child = Process::new(exe)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t0.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some((Guard(child), port))
-}
-
-fn itap(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("itap").unwrap();
-    c.current_dir(dir);
-    c
-}
+use common::{Guard, broker, itap};
 
 fn serve(dir: &Path, port: u16) -> Child {
     Process::new(cargo_bin("itap"))
