@@ -243,3 +243,76 @@ fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
     }
     drop(serve);
 }
+
+/// `itap serve --artifacts`: the same API over a batch run's folder and
+/// database, no broker; a folder that is not a run's is refused by name.
+#[test]
+fn a_batch_run_is_served_from_its_artifacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    itap(d)
+        .args([
+            "run", "--devices", "3", "--hours", "4", "--out", "art", "--db",
+            "sqlite://run.db", "-q",
+        ])
+        .assert()
+        .success();
+    let http = free_port();
+    let _serve = Guard(
+        Process::new(cargo_bin("itap"))
+            .current_dir(d)
+            .args([
+                "serve",
+                "--artifacts",
+                "art",
+                "--db",
+                "sqlite://run.db",
+                "--http",
+                &format!("127.0.0.1:{http}"),
+                "-q",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(http);
+    let rows = 3 * 4 * 360;
+    let h = get_json(http, "/api/health");
+    assert_eq!(h["mode"], "artifacts");
+    assert_eq!(h["scored"], rows);
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("art/alerts.json")).unwrap())
+            .unwrap();
+    let want = file["alerts"].as_array().unwrap();
+    assert!(!want.is_empty());
+    assert_eq!(h["threshold"], file["threshold"]["value"]);
+    let got = get_json(http, "/api/alerts?limit=1000");
+    let got = got["alerts"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    // Newest first: the file's last alert comes first.
+    assert_eq!(got[0]["id"], want[want.len() - 1]["id"]);
+    let devices = get_json(http, "/api/devices");
+    let devices = devices["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 3);
+    assert!(devices.iter().all(|v| v["rows"] == 4 * 360));
+    let id = devices[0]["device"].as_str().unwrap();
+    let scores = get_json(http, &format!("/api/devices/{id}/scores?limit=10000"));
+    assert_eq!(scores["scores"].as_array().unwrap().len(), 4 * 360);
+    // The rows come from the run's database.
+    let readings = get_json(http, &format!("/api/devices/{id}/readings?limit=5"));
+    assert_eq!(readings["readings"].as_array().unwrap().len(), 5);
+    let (status, page) = get(http, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("data-testid"));
+
+    let out = itap(d)
+        .args(["serve", "--artifacts", "nowhere", "--http", "127.0.0.1:0"])
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("model.json") && err.contains("nowhere"), "{err}");
+}
