@@ -4,6 +4,7 @@ mod broker;
 mod error;
 mod fleet;
 pub mod http;
+mod lag;
 mod message;
 mod replay;
 mod serve;
@@ -11,6 +12,7 @@ mod serve;
 pub use broker::{BrokerUrl, DEFAULT_MQTT_PORT};
 pub use error::{Error, Result};
 pub use fleet::{DeviceView, Fleet};
+pub use lag::{LagHistogram, LagSummary};
 pub use message::{
     CheckedDecode, DecodeParams, Decoder, ECHO_CHARS, Reading, Reject, RejectReason, encode,
     encode_into,

@@ -42,6 +42,7 @@ use tokio::sync::mpsc;
 use crate::broker::BrokerUrl;
 use crate::error::{Error, Result};
 use crate::fleet::{DeviceView, Fleet};
+use crate::lag::LagHistogram;
 use crate::message::{Decoder, Reading};
 use crate::now_micros;
 
@@ -216,6 +217,8 @@ pub struct ServeStats {
     pub last_commit_us: AtomicI64,
     /// Each device's last row, score and alerts, as of the last commit.
     pub fleet: Fleet,
+    /// How old each scored row was when its step committed.
+    pub lag: LagHistogram,
 }
 
 impl ServeStats {
@@ -634,9 +637,13 @@ impl Step<'_> {
         let machine: Vec<Option<&str>> = machine.iter().map(|s| s.map(State::as_str)).collect();
         self.stats.fleet.record(&scored, &machine, &finished, &open);
         ServeStats::add(&self.stats.commits, 1);
+        let committed = now_micros();
         self.stats
             .last_commit_us
-            .store(now_micros(), Ordering::Relaxed);
+            .store(committed, Ordering::Relaxed);
+        self.stats
+            .lag
+            .record(scored.iter().map(|s| committed - s.ts_us));
         Ok(())
     }
 

@@ -215,6 +215,9 @@ fn conforms(doc: &Value, s: &Value, v: &Value, at: &str) {
         });
         assert!(ok, "{at}: {v} is not {types:?}");
     }
+    if v.is_null() {
+        return; // allowed by the type check above
+    }
     if let Some(e) = s.get("enum").and_then(Value::as_array) {
         assert!(v.is_null() || e.contains(v), "{at}: {v} not in {e:?}");
     }
@@ -280,6 +283,12 @@ async fn every_documented_route_answers_with_its_documented_shape() {
 async fn answers_carry_the_stored_values() {
     let api = api().await;
     let h = json(&api, "/api/health").await;
+    assert!(h["lag"].is_null(), "no row committed yet");
+    api.stats.lag.record([4_000, 6_000, 90_000]);
+    let h = json(&api, "/api/health").await;
+    assert_eq!(h["lag"]["rows"], 3);
+    assert_eq!(h["lag"]["p50_ms"], 6.3);
+    assert_eq!(h["lag"]["p99_ms"], 100.0);
     assert_eq!(h["mode"], "live");
     assert_eq!(h["dataset"], "plant");
     assert_eq!(h["threshold"], 7.5);
@@ -410,7 +419,21 @@ async fn metrics_are_prometheus_text() {
     api.stats
         .received
         .store(42, std::sync::atomic::Ordering::Relaxed);
+    api.stats.lag.record([4_000, 6_000, 90_000]);
     let (status, ctype, body) = call(&api, "/metrics").await;
+    assert!(
+        body.contains("\nitap_row_lag_seconds_bucket{le=\"0.005\"} 1\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nitap_row_lag_seconds_bucket{le=\"0.1\"} 3\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("\nitap_row_lag_seconds_bucket{le=\"+Inf\"} 3\n"),
+        "{body}"
+    );
+    assert!(body.contains("\nitap_row_lag_seconds_count 3\n"), "{body}");
     assert_eq!(status, StatusCode::OK);
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
     assert!(

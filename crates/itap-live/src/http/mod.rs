@@ -246,6 +246,7 @@ async fn health(
         "last_commit": opt_ts(last_commit),
         "since_last_commit_s": last_commit.map(|t| (now_micros() - t) as f64 / 1e6),
         "newest_row": opt_ts(newest(&devices)),
+        "lag": api.stats.lag.summary(),
         "devices": devices.iter().map(|(id, v)| json!({
             "device": id,
             "last_seen": opt_ts(v.last_us),
@@ -574,6 +575,32 @@ async fn metrics(
         "gauge",
         "Alerts open now.",
         devices.values().map(|v| v.open_alerts.len()).sum::<usize>() as f64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP itap_row_lag_seconds How old a row was when its score was committed.\n# TYPE itap_row_lag_seconds histogram"
+    );
+    let mut cumulative = 0u64;
+    for (i, (bound, n)) in api.stats.lag.buckets().into_iter().enumerate() {
+        cumulative += n;
+        // 1, 2.5 and 5 per decade of the finer buckets kept, and the open one.
+        if bound == u64::MAX {
+            let _ = writeln!(
+                out,
+                "itap_row_lag_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+            );
+        } else if matches!(i % 10, 0 | 4 | 7) {
+            let _ = writeln!(
+                out,
+                "itap_row_lag_seconds_bucket{{le=\"{}\"}} {cumulative}",
+                bound as f64 / 1e6
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "itap_row_lag_seconds_sum {}\nitap_row_lag_seconds_count {cumulative}",
+        api.stats.lag.sum_us() as f64 / 1e6
     );
     let _ = writeln!(
         out,
