@@ -70,7 +70,7 @@ doc = {
         **{k: {"type": "integer", "minimum": 0} for k in ["received", "stored", "duplicates", "scored", "flagged", "rejected", "foreign", "commits", "alert_writes", "pending"]},
         "last_commit": ntime, "since_last_commit_s": num, "newest_row": ntime,
         "lag": {"type": ["object", "null"], "required": ["rows", "p50_ms", "p90_ms", "p99_ms", "mean_ms"], "properties": {
-            "rows": {"type": "integer"}, "p50_ms": {"type": "number"}, "p90_ms": {"type": "number"}, "p99_ms": {"type": "number"}, "mean_ms": {"type": "number"}}},
+            "rows": {"type": "integer"}, "p50_ms": num, "p90_ms": num, "p99_ms": num, "mean_ms": {"type": "number"}}},
         "devices": {"type": "array", "items": {"type": "object", "required": ["device", "last_seen"], "properties": {"device": {"type": "string"}, "last_seen": ntime}}}}},
     "Device": {"type": "object", "required": ["device", "last_seen", "state", "last_score", "flagged", "family", "rows", "open_alerts", "alerts", "health"],
       "properties": {"device": {"type": "string"}, "last_seen": ntime, "state": {"type": ["string", "null"]}, "last_score": num,

@@ -67,7 +67,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "URL", required_unless_present = "artifacts")]
     mqtt: Option<String>,
 
-    /// Serve the dashboard, JSON API and metrics on this address, e.g. 127.0.0.1:8080.
+    /// Serve the dashboard, JSON API and metrics on this address: HOST:PORT, or a
+    /// port alone for 127.0.0.1:PORT.
     #[arg(long, value_name = "ADDR")]
     http: Option<String>,
 
@@ -100,7 +101,7 @@ pub(crate) struct ServeArgs {
     batch_rows: usize,
 
     /// Longest wait for more messages after a step's first, milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 20)]
+    #[arg(long, value_name = "MS", default_value_t = 5)]
     batch_wait_ms: u64,
 
     #[command(flatten)]
@@ -288,7 +289,12 @@ fn sqlite_path(url: &str) -> Option<PathBuf> {
 
 /// Binds the HTTP address, or says why not.
 async fn bind(addr: &str) -> Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await.with_context(|| {
+    // A port alone is a port on loopback.
+    let addr = match addr.parse::<u16>() {
+        Ok(port) => format!("127.0.0.1:{port}"),
+        Err(_) => addr.to_owned(),
+    };
+    tokio::net::TcpListener::bind(&addr).await.with_context(|| {
         format!(
             "cannot listen on --http {addr} (give HOST:PORT, e.g. 127.0.0.1:8080, with a free port)"
         )

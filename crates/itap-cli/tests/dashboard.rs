@@ -1,8 +1,9 @@
 //! The operator's view as an operator meets it: `itap serve --http` beside a
 //! live worker, a replay of a file with faults, and the dashboard opened in
 //! Debian's Chromium (headless, driven by playwright-core): the test waits for a
-//! Temperature alert to appear, opens it, checks the explanation names the
-//! family, and saves a screenshot.
+//! Temperature alert to appear (the page must not move as data arrives:
+//! cumulative layout shift at most 0.02), opens it, checks the explanation names
+//! the family, and saves a screenshot.
 //!
 //! Runs when `ITAP_TEST_MQTT_URL` and `ITAP_TEST_CHROMIUM` (the browser's path)
 //! are set and the driver's node modules are installed (`.ci/run` does all
@@ -157,6 +158,10 @@ fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
             &chromium,
             "--timeout-ms",
             "120000",
+            // The page keeps its place as data arrives (0.1 is "good" for
+            // Chromium's cumulative layout shift; this page measures 0.002).
+            "--max-layout-shift",
+            "0.02",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -181,8 +186,8 @@ fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
         .unwrap_or_else(|e| panic!("the driver printed no result ({e}): {line}"));
     assert!(out.status.success() && result["ok"] == true, "{result}");
     eprintln!(
-        "dashboard: first contentful paint {} ms; alert {}",
-        result["first_contentful_paint_ms"], result["alert_id"]
+        "dashboard: first contentful paint {} ms; layout shift while data arrived {}; alert {}",
+        result["first_contentful_paint_ms"], result["layout_shift"], result["alert_id"]
     );
 
     // The alert the browser opened is a Temperature alert over an overheat
@@ -252,8 +257,16 @@ fn a_batch_run_is_served_from_its_artifacts() {
     let d = dir.path();
     itap(d)
         .args([
-            "run", "--devices", "3", "--hours", "4", "--out", "art", "--db",
-            "sqlite://run.db", "-q",
+            "run",
+            "--devices",
+            "3",
+            "--hours",
+            "4",
+            "--out",
+            "art",
+            "--db",
+            "sqlite://run.db",
+            "-q",
         ])
         .assert()
         .success();
@@ -282,8 +295,7 @@ fn a_batch_run_is_served_from_its_artifacts() {
     assert_eq!(h["mode"], "artifacts");
     assert_eq!(h["scored"], rows);
     let file: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(d.join("art/alerts.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(d.join("art/alerts.json")).unwrap()).unwrap();
     let want = file["alerts"].as_array().unwrap();
     assert!(!want.is_empty());
     assert_eq!(h["threshold"], file["threshold"]["value"]);
@@ -314,5 +326,8 @@ fn a_batch_run_is_served_from_its_artifacts() {
         .stderr
         .clone();
     let err = String::from_utf8_lossy(&out);
-    assert!(err.contains("model.json") && err.contains("nowhere"), "{err}");
+    assert!(
+        err.contains("model.json") && err.contains("nowhere"),
+        "{err}"
+    );
 }

@@ -3,6 +3,7 @@
 //! is the time from publish to stored score; for a replay of an old file it is
 //! the file's age.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Bucket upper bounds, µs: 1, 1.25, 1.6, 2, 2.5, 3.2, 4, 5, 6.3, 8 per decade
@@ -29,30 +30,32 @@ const fn bounds() -> [u64; 71] {
 #[derive(Debug)]
 pub struct LagHistogram {
     counts: [AtomicU64; 71],
-    sum_us: AtomicU64,
+    // A float: a replay of a year-old file sums beyond u64 microseconds.
+    sum_us: Mutex<f64>,
 }
 
 impl Default for LagHistogram {
     fn default() -> Self {
         LagHistogram {
             counts: std::array::from_fn(|_| AtomicU64::new(0)),
-            sum_us: AtomicU64::new(0),
+            sum_us: Mutex::new(0.0),
         }
     }
 }
 
 /// Quantiles of [`LagHistogram`], each the upper bound of its bucket (so at most
-/// 28 % above the true value), ms.
+/// 28 % above the true value), ms; `None` when it falls above the last bound
+/// (1,000 s: a replay of an old file).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LagSummary {
     /// Rows counted.
     pub rows: u64,
     /// Median, ms.
-    pub p50_ms: f64,
+    pub p50_ms: Option<f64>,
     /// 90th percentile, ms.
-    pub p90_ms: f64,
+    pub p90_ms: Option<f64>,
     /// 99th percentile, ms.
-    pub p99_ms: f64,
+    pub p99_ms: Option<f64>,
     /// Mean, ms.
     pub mean_ms: f64,
 }
@@ -62,19 +65,22 @@ impl LagHistogram {
     /// this clock, counts as 0).
     pub fn record(&self, ages_us: impl IntoIterator<Item = i64>) {
         let mut local = [0u64; 71];
-        let mut sum = 0u64;
+        let mut sum = 0.0;
         for a in ages_us {
             let a = a.max(0) as u64;
             let i = BOUNDS_US.partition_point(|&b| b < a);
             local[i] += 1;
-            sum = sum.saturating_add(a);
+            sum += a as f64;
         }
         for (c, n) in self.counts.iter().zip(local) {
             if n > 0 {
                 c.fetch_add(n, Ordering::Relaxed);
             }
         }
-        self.sum_us.fetch_add(sum, Ordering::Relaxed);
+        *self
+            .sum_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) += sum;
     }
 
     /// The counts per bucket, with each bucket's upper bound in µs (`u64::MAX`
@@ -88,8 +94,11 @@ impl LagHistogram {
     }
 
     /// Sum of the ages counted, µs.
-    pub fn sum_us(&self) -> u64 {
-        self.sum_us.load(Ordering::Relaxed)
+    pub fn sum_us(&self) -> f64 {
+        *self
+            .sum_us
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Quantiles, or `None` before the first row.
@@ -105,18 +114,18 @@ impl LagHistogram {
             for &(bound, n) in &b {
                 seen += n;
                 if seen >= rank {
-                    // The open bucket has no bound: report the last finite one.
-                    return bound.min(BOUNDS_US[69]) as f64 / 1e3;
+                    // The open bucket has no bound to report.
+                    return (bound != u64::MAX).then(|| bound as f64 / 1e3);
                 }
             }
-            f64::INFINITY
+            None
         };
         Some(LagSummary {
             rows,
             p50_ms: q(0.5),
             p90_ms: q(0.9),
             p99_ms: q(0.99),
-            mean_ms: self.sum_us() as f64 / rows as f64 / 1e3,
+            mean_ms: self.sum_us() / rows as f64 / 1e3,
         })
     }
 }
@@ -146,11 +155,17 @@ mod tests {
         h.record((1..=1000).map(|ms| ms * 1000));
         let s = h.summary().unwrap();
         assert_eq!(s.rows, 1000);
-        assert!((500.0..=500.0 * 1.28).contains(&s.p50_ms), "{s:?}");
-        assert!((990.0..=990.0 * 1.28).contains(&s.p99_ms), "{s:?}");
+        assert!((500.0..=500.0 * 1.28).contains(&s.p50_ms.unwrap()), "{s:?}");
+        assert!((990.0..=990.0 * 1.28).contains(&s.p99_ms.unwrap()), "{s:?}");
         assert!((s.mean_ms - 500.5).abs() < 1e-9, "{s:?}");
         h.record([-5, 10_000_000_000_000]);
         assert_eq!(h.buckets()[0].1, 1);
         assert_eq!(h.buckets()[70].1, 1);
+        // A year-old replay: beyond the last bound, and a mean that does not wrap.
+        let old = LagHistogram::default();
+        old.record(std::iter::repeat_n(3 * 10_i64.pow(13), 1_000_000));
+        let s = old.summary().unwrap();
+        assert_eq!(s.p50_ms, None);
+        assert!((s.mean_ms - 3e10).abs() < 1.0, "{s:?}");
     }
 }

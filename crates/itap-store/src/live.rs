@@ -21,6 +21,9 @@ use crate::store::{Backend, Store};
 /// backends' limits on parameters).
 const SCORE_ROWS_PER_STMT: usize = 1000;
 
+/// Device states per multi-row upsert (5 parameters each).
+const STATE_ROWS_PER_STMT: usize = 100;
+
 /// The longest reject payload stored, in bytes; the rest is cut.
 pub const REJECT_PAYLOAD_BYTES: usize = 1024;
 
@@ -134,10 +137,13 @@ struct LiveSql {
 }
 
 impl LiveSql {
-    fn new(d: &Dialect, score_rows: usize) -> Self {
+    /// The statements with `score_rows` scores and `state_rows` states each.
+    fn new(d: &Dialect, score_rows: usize, state_rows: usize) -> Self {
         let ts = d.ts_param;
         let one = format!("(?, ?, {ts}, ?, ?, ?)");
         let values = vec![one.as_str(); score_rows].join(", ");
+        let one_state = format!("(?, ?, {ts}, ?, ?)");
+        let states = vec![one_state.as_str(); state_rows].join(", ");
         LiveSql {
             score_insert: d.params(&format!(
                 "INSERT INTO itap_scores (dataset, device, ts, score, flagged, family) \
@@ -145,7 +151,7 @@ impl LiveSql {
             )),
             state_upsert: d.params(&format!(
                 "INSERT INTO itap_live_state (dataset, device, ts, row_count, state) \
-                 VALUES (?, ?, {ts}, ?, ?) ON CONFLICT (dataset, device) DO UPDATE SET \
+                 VALUES {states} ON CONFLICT (dataset, device) DO UPDATE SET \
                  ts = excluded.ts, row_count = excluded.row_count, state = excluded.state"
             )),
             reject_insert: d.params(&format!(
@@ -159,7 +165,7 @@ impl LiveSql {
 impl Store {
     /// Stores one step of a live server in one transaction: `commit`'s scores
     /// (a row's key stored already keeps its score), device states (replacing
-    /// the stored ones), alerts (by id, as [`Store::put_alerts`]) and rejects.
+    /// the stored ones; a device given twice keeps the last), alerts (by id, as [`Store::put_alerts`]) and rejects.
     ///
     /// # Errors
     /// [`Error::InvalidAlert`] or [`Error::InvalidScore`] (nothing stored) for an
@@ -185,9 +191,22 @@ impl Store {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
         };
-        let full = LiveSql::new(d, SCORE_ROWS_PER_STMT);
-        let rest = commit.scores.len() % SCORE_ROWS_PER_STMT;
-        let last = LiveSql::new(d, rest.max(1));
+        // One state per device, the last given (one multi-row upsert may not
+        // touch a row twice on PostgreSQL).
+        let states: Vec<&DeviceStateRecord> = commit
+            .states
+            .iter()
+            .map(|s| (s.device.as_str(), s))
+            .collect::<std::collections::BTreeMap<_, _>>()
+            .into_values()
+            .collect();
+        let full = LiveSql::new(d, SCORE_ROWS_PER_STMT, STATE_ROWS_PER_STMT);
+        // The last statement of each kind takes the remainder.
+        let last = LiveSql::new(
+            d,
+            (commit.scores.len() % SCORE_ROWS_PER_STMT).max(1),
+            (states.len() % STATE_ROWS_PER_STMT).max(1),
+        );
         let alert_sql = AlertSql::new(d);
         let dataset = ds.name.as_str();
         on_pool!(&self.pool, p => async {
@@ -206,15 +225,18 @@ impl Store {
                 }
                 q.execute(&mut *tx).await?;
             }
-            for s in commit.states {
-                sqlx::query(AssertSqlSafe(full.state_upsert.clone()))
-                    .bind(dataset)
-                    .bind(s.device.as_str())
-                    .bind(s.ts_us)
-                    .bind(i64::try_from(s.rows).unwrap_or(i64::MAX))
-                    .bind(s.state.as_slice())
-                    .execute(&mut *tx)
-                    .await?;
+            for chunk in states.chunks(STATE_ROWS_PER_STMT) {
+                let sql = if chunk.len() == STATE_ROWS_PER_STMT { &full } else { &last };
+                let mut q = sqlx::query(AssertSqlSafe(sql.state_upsert.clone()));
+                for s in chunk {
+                    q = q
+                        .bind(dataset)
+                        .bind(s.device.as_str())
+                        .bind(s.ts_us)
+                        .bind(i64::try_from(s.rows).unwrap_or(i64::MAX))
+                        .bind(s.state.as_slice());
+                }
+                q.execute(&mut *tx).await?;
             }
             for a in commit.alerts {
                 alert_sql.upsert(dataset, a).execute(&mut *tx).await?;

@@ -174,3 +174,45 @@ async fn a_commit_with_a_bad_score_stores_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn many_device_states_go_in_one_commit_and_a_repeated_device_keeps_its_last() {
+    for (store, _dir) in stores("many_states").await {
+        // More than one statement's worth, and one device twice.
+        let mut states: Vec<DeviceStateRecord> = (0..250)
+            .map(|i| DeviceStateRecord {
+                device: format!("D{i:03}"),
+                ts_us: T0 + i,
+                rows: 1,
+                state: vec![1, i as u8],
+            })
+            .collect();
+        states.push(DeviceStateRecord {
+            device: "D007".into(),
+            ts_us: T0 + 1000,
+            rows: 2,
+            state: vec![2],
+        });
+        let commit = |states| LiveCommit {
+            scores: &[],
+            states,
+            alerts: &[],
+            rejects: &[],
+        };
+        store.commit_live("plant", &commit(&states)).await.unwrap();
+        let got = store.live_states("plant").await.unwrap();
+        assert_eq!(got.len(), 250);
+        let d7 = got.iter().find(|s| s.device == "D007").unwrap();
+        assert_eq!(
+            (d7.ts_us, d7.rows, d7.state.clone()),
+            (T0 + 1000, 2, vec![2])
+        );
+        assert_eq!(got[249].state, vec![1, 249]);
+        // A later commit replaces what it names and keeps the rest.
+        store
+            .commit_live("plant", &commit(&states[..3]))
+            .await
+            .unwrap();
+        assert_eq!(store.live_states("plant").await.unwrap().len(), 250);
+    }
+}

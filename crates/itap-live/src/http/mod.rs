@@ -41,6 +41,9 @@ const DASHBOARD_HTML: &str = include_str!("dashboard.html");
 /// The OpenAPI description of the routes, embedded.
 const OPENAPI_JSON: &str = include_str!("openapi.json");
 
+/// With `open=`, the most alerts read to filter by it (memory stays bounded).
+const OPEN_SCAN: u32 = 10_000;
+
 /// A device is `stale` when its last row is this far behind the fleet's newest.
 const STALE_AFTER_US: i64 = 5 * 60 * 1_000_000;
 
@@ -333,10 +336,9 @@ async fn alerts(
     if let Some(s) = p.severity("severity")? {
         aq = aq.severity_at_least(s);
     }
-    if open.is_none() {
-        aq = aq.limit(limit);
-    }
-    // `open` lives in the alert's detail: filtered here, then limited.
+    // `open` lives in the alert's detail: filtered here, among the newest
+    // OPEN_SCAN alerts the other filters select, then limited.
+    aq = aq.limit(if open.is_none() { limit } else { OPEN_SCAN });
     let list: Vec<Value> = api
         .store
         .alerts(&api.dataset, &aq)
@@ -600,7 +602,7 @@ async fn metrics(
     let _ = writeln!(
         out,
         "itap_row_lag_seconds_sum {}\nitap_row_lag_seconds_count {cumulative}",
-        api.stats.lag.sum_us() as f64 / 1e6
+        api.stats.lag.sum_us() / 1e6
     );
     let _ = writeln!(
         out,

@@ -2,14 +2,16 @@
 //
 //   node dashboard.mjs --url http://127.0.0.1:PORT/ --family Temperature \
 //     --screenshot OUT.png [--timeout-ms 60000] [--chromium /usr/bin/chromium]
+//     [--max-layout-shift 0.1]
 //
 // It opens the page at 1366x768, records the first contentful paint, waits for an
 // alert row of the family, chooses it, checks that the explanation's largest family
 // is that family, opens the alert's device view, waits for the score chart to be
 // drawn, takes a full-page screenshot and prints ONE line of JSON on stdout:
-//   {"ok":true,"first_contentful_paint_ms":…,"alert_id":…,"family":…,"device":…,"screenshot":…}
-// or {"ok":false,"error":"…"} with exit status 1. Console errors and uncaught page
-// errors fail the run. The DOM contract it relies on is in src/http/dashboard.html:
+//   {"ok":true,"first_contentful_paint_ms":…,"layout_shift":…,"alert_id":…,"family":…,"device":…,"screenshot":…}
+// or {"ok":false,"error":"…"} with exit status 1. Console errors, uncaught page
+// errors and a page that moves as data arrives (cumulative layout shift above 0.1
+// before anything is clicked) fail the run. The DOM contract it relies on is in src/http/dashboard.html:
 // data-testid = alert-row (data-alert-id, data-family, data-device), alert-explanation
 // (data-state, data-alert-id), family-share (data-family), device-tile (data-device),
 // device-view (data-device, data-state), score-chart.
@@ -17,8 +19,8 @@
 import { chromium } from 'playwright-core';
 
 function parseArgs(argv) {
-  const opts = { timeoutMs: 60000, chromium: process.env.ITAP_TEST_CHROMIUM || '/usr/bin/chromium' };
-  const names = { '--url': 'url', '--family': 'family', '--screenshot': 'screenshot', '--timeout-ms': 'timeoutMs', '--chromium': 'chromium' };
+  const opts = { timeoutMs: 60000, maxLayoutShift: 0.1, chromium: process.env.ITAP_TEST_CHROMIUM || '/usr/bin/chromium' };
+  const names = { '--url': 'url', '--family': 'family', '--screenshot': 'screenshot', '--timeout-ms': 'timeoutMs', '--chromium': 'chromium', '--max-layout-shift': 'maxLayoutShift' };
   for (let i = 0; i < argv.length; i++) {
     const key = names[argv[i]];
     if (!key) throw new Error(`unknown argument ${JSON.stringify(argv[i])}; expected ${Object.keys(names).join(', ')}`);
@@ -27,6 +29,7 @@ function parseArgs(argv) {
   }
   for (const k of ['url', 'family', 'screenshot']) if (!opts[k]) throw new Error(`--${k} is required`);
   opts.timeoutMs = Number(opts.timeoutMs);
+  opts.maxLayoutShift = Number(opts.maxLayoutShift);
   if (!Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0) throw new Error('--timeout-ms must be a positive number of milliseconds');
   return opts;
 }
@@ -58,6 +61,23 @@ async function main() {
       timeout: left(),
     });
     const context = await browser.newContext({ viewport: { width: 1366, height: 768 } });
+    // Layout shifts not caused by input (the page moving as data arrives),
+    // summed as Chromium's cumulative layout shift.
+    await context.addInitScript(() => {
+      window.__itapShift = 0;
+      window.__itapShifted = [];
+      const name = (n) => (n && n.nodeType === 1
+        ? `${n.tagName.toLowerCase()}${n.id ? `#${n.id}` : ''}${n.className && typeof n.className === 'string' ? `.${n.className.trim().split(/\s+/).join('.')}` : ''}`
+        : String(n && n.nodeName));
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          if (e.hadRecentInput) continue;
+          window.__itapShift += e.value;
+          const what = (e.sources || []).map((s) => name(s.node)).join(', ');
+          window.__itapShifted.push(`${e.value.toFixed(4)} at ${Math.round(e.startTime)} ms: ${what}`);
+        }
+      }).observe({ type: 'layout-shift', buffered: true });
+    });
     const page = await context.newPage();
     page.on('console', (msg) => {
       if (msg.type() !== 'error') return;
@@ -91,6 +111,12 @@ async function main() {
         + `${seen.length} rows seen, families: ${JSON.stringify(families)}; status line: ${JSON.stringify(status)}`);
     }
     if (!row.id) throw new Error('the alert row has no data-alert-id');
+    // Data has been arriving since the page loaded; nothing was clicked yet.
+    const shift = await page.evaluate(() => window.__itapShift);
+    if (!(shift <= opts.maxLayoutShift)) {
+      const shifted = await page.evaluate(() => window.__itapShifted.join('; '));
+      throw new Error(`the page moved as data arrived: cumulative layout shift ${shift} (at most ${opts.maxLayoutShift} allowed): ${shifted}`);
+    }
 
     await page.locator(`[data-testid="alert-row"][data-alert-id=${cssString(row.id)}]`).click({ timeout: left() });
     try {
@@ -130,6 +156,7 @@ async function main() {
     process.stdout.write(JSON.stringify({
       ok: true,
       first_contentful_paint_ms: Math.round(fcp * 10) / 10,
+      layout_shift: Math.round(shift * 10000) / 10000,
       alert_id: row.id,
       family: opts.family,
       device,
