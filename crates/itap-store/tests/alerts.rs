@@ -288,6 +288,23 @@ async fn queries_filter_limit_and_order() {
         assert_eq!(ids(&info), ["d", "a", "b", "c", "e", "f"]);
 
         assert_eq!(ids(&q(AlertQuery::all().limit(2)).await), ["d", "a"]);
+        // Newest first: the exact reverse, and a limit keeps the newest.
+        let mut reverse = ids(&all);
+        reverse.reverse();
+        assert_eq!(
+            ids(&q(AlertQuery::all().newest_first()).await),
+            reverse,
+            "{b:?}"
+        );
+        assert_eq!(
+            ids(&q(AlertQuery::all().newest_first().limit(2)).await),
+            reverse[..2],
+            "{b:?}"
+        );
+        assert_eq!(
+            ids(&q(AlertQuery::all().device("DEV-2").newest_first()).await),
+            ["f", "b", "a"]
+        );
         assert!(q(AlertQuery::all().limit(0)).await.is_empty());
         let combined = AlertQuery::all()
             .device("DEV-2")

@@ -233,6 +233,39 @@ async fn queries_windows_latest_and_stats() {
             .collect();
         assert_same_rows(&batch.take(&expected), &w);
 
+        // A page of it: the first rows of that window, then the rest from the
+        // next page's start; without bounds, the device's first rows.
+        let first = store
+            .device_page("telemetry", "DEV-0003", Some(mid), None, 7)
+            .await
+            .unwrap();
+        assert_same_rows(&batch.take(&expected[..7]), &first);
+        let rest = store
+            .device_page(
+                "telemetry",
+                "DEV-0003",
+                Some(batch.timestamps()[expected[7]]),
+                Some(t1 + 1),
+                10_000,
+            )
+            .await
+            .unwrap();
+        assert_same_rows(&batch.take(&expected[7..]), &rest);
+        let head = store
+            .device_page("telemetry", "DEV-0003", None, None, 3)
+            .await
+            .unwrap();
+        let dev3: Vec<usize> = (0..n)
+            .filter(|&r| batch.device_of(r) == "DEV-0003")
+            .collect();
+        assert_same_rows(&batch.take(&dev3[..3]), &head);
+        // A device id with SQL in it is a value: no rows.
+        let none = store
+            .device_page("telemetry", "x' OR '1'='1", None, None, 3)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+
         // Streaming in small chunks gives the same rows.
         let mut streamed = 0;
         let mut chunks = 0;
