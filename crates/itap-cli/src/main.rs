@@ -79,7 +79,8 @@ enum Command {
     /// in time order, at the data's own pace sped up or at a fixed rate.
     Replay(replay::ReplayArgs),
     /// Live: subscribe to MQTT telemetry and validate, store, score and alert on
-    /// each message as it arrives, until SIGINT/SIGTERM.
+    /// each message as it arrives, until SIGINT/SIGTERM; with --http, the
+    /// dashboard and JSON API too (or, with --artifacts, over a batch run).
     Serve(serve::ServeArgs),
 }
 
