@@ -62,12 +62,18 @@ impl Fleet {
     ) {
         let mut d = self.lock();
         for (s, st) in scores.iter().zip(states) {
-            let v = d.entry(s.device.clone()).or_default();
+            // A device seen before (every row but its first) allocates nothing.
+            let v = match d.get_mut(&s.device) {
+                Some(v) => v,
+                None => d.entry(s.device.clone()).or_default(),
+            };
             v.last_us = Some(s.ts_us);
             v.last_score = Some(s.score);
             v.flagged = s.flagged;
             v.family.clone_from(&s.family);
-            v.state = st.map(str::to_owned);
+            if v.state.as_deref() != *st {
+                v.state = st.map(str::to_owned);
+            }
             v.rows += 1;
         }
         for a in closed {
@@ -90,5 +96,49 @@ impl Fleet {
         self.devices
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(device: &str, ts_us: i64, score: f64) -> ScoreRecord {
+        ScoreRecord {
+            device: device.into(),
+            ts_us,
+            score,
+            flagged: score > 5.0,
+            family: (score > 5.0).then(|| "Temperature".into()),
+        }
+    }
+
+    #[test]
+    fn a_step_leaves_each_device_at_its_last_row() {
+        let f = Fleet::default();
+        f.record(
+            &[score("B", 1, 1.0), score("A", 1, 9.0), score("B", 2, 2.0)],
+            &[Some("RUN"), None, Some("IDLE")],
+            &[],
+            &[],
+        );
+        let v = f.snapshot();
+        assert_eq!(v.keys().collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(
+            (v["B"].last_us, v["B"].last_score, v["B"].rows),
+            (Some(2), Some(2.0), 2)
+        );
+        assert_eq!(v["B"].state.as_deref(), Some("IDLE"));
+        assert!(v["A"].flagged && v["A"].family.as_deref() == Some("Temperature"));
+        assert_eq!(v["A"].state, None);
+        // The next step moves only the devices it has rows of.
+        f.record(&[score("A", 3, 0.5)], &[Some("RUN")], &[], &[]);
+        let v = f.snapshot();
+        assert_eq!(
+            (v["A"].rows, v["A"].flagged, v["A"].family.clone()),
+            (2, false, None)
+        );
+        assert_eq!(v["B"].last_us, Some(2));
+        assert!(f.device("C").is_none());
     }
 }
