@@ -46,7 +46,7 @@ doc = {
         "parameters": [pid("Device id"), since, until, page(10000, 2000)],
         "responses": {"200": ok("Readings", "A page of readings"), "400": err, "404": nf, "503": un}}},
     "/api/alerts": {"get": {"summary": "Alerts, newest first", "operationId": "alerts",
-        "parameters": [q("device", "Only this device's alerts.", {"type": "string"}), since, until,
+        "parameters": [q("device", "Only this device's alerts.", {"type": "string", "minLength": 1, "maxLength": 256}), since, until,
                        q("severity", "This severity and above.", {"type": "string", "enum": ["info", "warning", "critical"]}),
                        q("open", "Only open (true) or closed (false) alerts.", {"type": "boolean"}), page(1000, 100)],
         "responses": {"200": ok("Alerts", "The alerts"), "400": err, "503": un}}},

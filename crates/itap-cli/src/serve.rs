@@ -12,8 +12,7 @@ use clap::Args;
 use itap::store::Store;
 use itap::validate::Policy;
 use itap::{LiveScorer, ModelFile, ParamGuard};
-use itap_live::http::{Api, Mode, load_artifacts};
-use itap_live::{DecodeParams, Decoder, ServeParams, ServeStats, Shard};
+use itap_live::{Api, DecodeParams, Decoder, Mode, ServeParams, ServeStats, Shard, load_artifacts};
 
 use crate::config::{Config, SignalsFlag, TrainFlags};
 use crate::fmt::thousands;
@@ -162,11 +161,14 @@ pub(crate) fn run(args: &ServeArgs, out: Output) -> Result<ExitCode> {
         }
         let (http_stop, http_task) = match listener {
             Some(listener) => {
+                // Its own pool: requests never wait for the worker's
+                // connections, nor the worker for theirs.
+                let reads = settings.connect().await?;
                 let api = Arc::new(Api {
                     mode: Mode::Live,
                     dataset: settings.dataset.clone(),
-                    store: store.clone(),
-                    readings: Some(store.clone()),
+                    store: reads.clone(),
+                    readings: Some(reads),
                     stats: stats.clone(),
                     threshold,
                     signals: signal_names,
@@ -282,7 +284,9 @@ fn run_artifacts(args: &ServeArgs, dir: &Path, out: Output) -> Result<ExitCode> 
 
 /// The file of a `sqlite://PATH` URL.
 fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://")?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.contains(":memory:")).then(|| PathBuf::from(path))
 }
@@ -321,7 +325,7 @@ fn spawn_http(
         let shutdown = async move {
             let _ = stopped.await;
         };
-        if let Err(e) = itap_live::http::serve_http(listener, api, shutdown).await {
+        if let Err(e) = itap_live::serve_http(listener, api, shutdown).await {
             tracing::error!(error = %e, "the HTTP server stopped");
         }
     });

@@ -25,7 +25,11 @@ pub struct DeviceView {
     pub rows: u64,
     /// Ids of its open alerts, in order.
     pub open_alerts: Vec<String>,
-    /// Alerts closed since the view began (or in the files).
+    /// Ids of its alerts that closed but a later alert could still merge into
+    /// (stored with `open: false`; not counted as open).
+    pub pending_alerts: Vec<String>,
+    /// Its other alerts that have closed: those stored when the view began
+    /// (from the files, or the database on a restart) and those closed since.
     pub closed_alerts: u64,
 }
 
@@ -52,7 +56,9 @@ impl Fleet {
     }
 
     /// Takes a step's scored rows (each device's in time order) with their
-    /// machine states, the alerts that closed and every alert still open.
+    /// machine states, the alerts that closed and every alert not yet closed
+    /// for good ([`itap::LiveScorer::alerts`]: open ones, and pending ones with
+    /// `open: false`).
     pub fn record(
         &self,
         scores: &[ScoreRecord],
@@ -81,12 +87,15 @@ impl Fleet {
         }
         for v in d.values_mut() {
             v.open_alerts.clear();
+            v.pending_alerts.clear();
         }
         for a in open {
-            d.entry(a.device.clone())
-                .or_default()
-                .open_alerts
-                .push(a.id.clone());
+            let v = d.entry(a.device.clone()).or_default();
+            if a.open {
+                v.open_alerts.push(a.id.clone());
+            } else {
+                v.pending_alerts.push(a.id.clone());
+            }
         }
     }
 
@@ -140,5 +149,46 @@ mod tests {
         );
         assert_eq!(v["B"].last_us, Some(2));
         assert!(f.device("C").is_none());
+    }
+
+    fn alert(device: &str, id: &str, open: bool) -> Alert {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "device": device,
+            "start": "", "end": "", "peak_at": "", "opened_at": "",
+            "start_us": 0, "end_us": 0, "peak_us": 0, "opened_us": 0,
+            "open": open, "rows": 1, "peak_score": 1.0, "peak_tail_log10": 1.0,
+            "mean_score": 1.0, "severity": "info", "rule": "k_of_m 5/30",
+            "family": null, "families": [], "top_features": [], "route": "operations",
+            "labels": [], "fault": null
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_open_alerts_count_as_open() {
+        let f = Fleet::default();
+        // A, open; B, closed but pending a merge (the engine reports it with the
+        // open ones, `open: false`).
+        f.record(
+            &[score("A", 1, 9.0), score("B", 1, 9.0)],
+            &[None, None],
+            &[],
+            &[alert("A", "A@1", true), alert("B", "B@1", false)],
+        );
+        let v = f.snapshot();
+        assert_eq!(v["A"].open_alerts, ["A@1"]);
+        assert!(v["B"].open_alerts.is_empty());
+        assert_eq!(v["B"].pending_alerts, ["B@1"]);
+        // B's alert ends for good; A's stays open.
+        f.record(
+            &[],
+            &[],
+            &[alert("B", "B@1", false)],
+            &[alert("A", "A@1", true)],
+        );
+        let v = f.snapshot();
+        assert!(v["B"].pending_alerts.is_empty());
+        assert_eq!((v["B"].closed_alerts, v["A"].closed_alerts), (1, 0));
+        assert_eq!(v["A"].open_alerts, ["A@1"]);
     }
 }

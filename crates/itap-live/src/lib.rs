@@ -3,7 +3,7 @@
 mod broker;
 mod error;
 mod fleet;
-pub mod http;
+mod http;
 mod lag;
 mod message;
 mod replay;
@@ -12,6 +12,7 @@ mod serve;
 pub use broker::{BrokerUrl, DEFAULT_MQTT_PORT};
 pub use error::{Error, Result};
 pub use fleet::{DeviceView, Fleet};
+pub use http::{Api, ArtifactsSummary, Mode, load_artifacts, router, serve_http};
 pub use lag::{LagHistogram, LagSummary};
 pub use message::{
     CheckedDecode, DecodeParams, Decoder, ECHO_CHARS, Reading, Reject, RejectReason, encode,

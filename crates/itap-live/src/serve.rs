@@ -293,52 +293,7 @@ where
     let schema = scorer.model().schema.clone();
     store.ensure_dataset(&p.dataset, &schema).await?;
     let mine = |device: &str| p.shard.is_none_or(|s| shard_of(device, s.count) == s.index);
-    let mut resumed = 0;
-    for st in store.live_states(&p.dataset).await? {
-        if mine(&st.device) {
-            scorer.resume(&st.device, &st.state)?;
-            resumed += 1;
-            let last = store
-                .scores(
-                    &p.dataset,
-                    &ScoreQuery {
-                        device: Some(st.device.clone()),
-                        since_us: Some(st.ts_us),
-                        until_us: None,
-                        limit: Some(1),
-                    },
-                )
-                .await?;
-            let closed = store
-                .alerts(&p.dataset, &AlertQuery::all().device(st.device.clone()))
-                .await?
-                .len() as u64;
-            stats.fleet.set(
-                &st.device,
-                DeviceView {
-                    last_us: Some(st.ts_us),
-                    last_score: last.first().map(|s| s.score),
-                    flagged: last.first().is_some_and(|s| s.flagged),
-                    family: last.first().and_then(|s| s.family.clone()),
-                    rows: st.rows,
-                    closed_alerts: closed,
-                    ..DeviceView::default()
-                },
-            );
-        }
-    }
-    if resumed > 0 {
-        // Alerts still open at the last commit are open again; the stored count
-        // above included them.
-        let (_, open) = scorer.alerts(None);
-        for a in &open {
-            if let Some(mut v) = stats.fleet.device(&a.device) {
-                v.closed_alerts = v.closed_alerts.saturating_sub(1);
-                v.open_alerts.push(a.id.clone());
-                stats.fleet.set(&a.device, v);
-            }
-        }
-    }
+    let resumed = resume_devices(store, &mut scorer, &p.dataset, &mine, &stats).await?;
     tracing::info!(dataset = p.dataset, resumed, "device states resumed");
     let source = IngestSource {
         path: format!("{}#{}", params.broker, p.topic),
@@ -420,6 +375,73 @@ where
             Err(e)
         }
     }
+}
+
+/// Resumes the feature and alert state of this worker's devices from the store,
+/// and sets their view (last row and score, alerts) to match; returns how many.
+async fn resume_devices(
+    store: &Store,
+    scorer: &mut LiveScorer,
+    dataset: &str,
+    mine: &impl Fn(&str) -> bool,
+    stats: &ServeStats,
+) -> Result<usize> {
+    let states: Vec<DeviceStateRecord> = store
+        .live_states(dataset)
+        .await?
+        .into_iter()
+        .filter(|st| mine(&st.device))
+        .collect();
+    if states.is_empty() {
+        return Ok(0);
+    }
+    // Stored alerts per device, read once.
+    let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+    for a in store.alerts(dataset, &AlertQuery::all()).await? {
+        *stored.entry(a.device).or_default() += 1;
+    }
+    for st in &states {
+        scorer.resume(&st.device, &st.state)?;
+        let last = store
+            .scores(
+                dataset,
+                &ScoreQuery {
+                    device: Some(st.device.clone()),
+                    since_us: Some(st.ts_us),
+                    until_us: None,
+                    limit: Some(1),
+                },
+            )
+            .await?;
+        let last = last.first();
+        stats.fleet.set(
+            &st.device,
+            DeviceView {
+                last_us: Some(st.ts_us),
+                last_score: last.map(|s| s.score),
+                flagged: last.is_some_and(|s| s.flagged),
+                family: last.and_then(|s| s.family.clone()),
+                rows: st.rows,
+                closed_alerts: stored.get(&st.device).copied().unwrap_or(0),
+                ..DeviceView::default()
+            },
+        );
+    }
+    // The alerts the engine resumed open (or pending a merge) are among the
+    // stored ones: counted as such, not as closed.
+    let (_, open) = scorer.alerts(None);
+    for a in &open {
+        if let Some(mut v) = stats.fleet.device(&a.device) {
+            v.closed_alerts = v.closed_alerts.saturating_sub(1);
+            if a.open {
+                v.open_alerts.push(a.id.clone());
+            } else {
+                v.pending_alerts.push(a.id.clone());
+            }
+            stats.fleet.set(&a.device, v);
+        }
+    }
+    Ok(states.len())
 }
 
 /// A name for the model in stored alerts: its schema digest's start.

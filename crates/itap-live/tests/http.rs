@@ -12,7 +12,7 @@ use itap::ParamGuard;
 use itap::store::{AlertRecord, IngestSource, LiveCommit, OnConflict, ScoreRecord, Store};
 use itap::telemetry::{BatchBuilder, Schema, State, format_timestamp};
 use itap::validate::ValidationParams;
-use itap_live::http::{Api, Mode, router};
+use itap_live::{Api, Mode, router};
 use itap_live::{DeviceView, ServeStats};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -131,6 +131,7 @@ async fn api() -> Arc<Api> {
                 } else {
                     vec![]
                 },
+                pending_alerts: vec![],
                 closed_alerts: 1,
             },
         );
@@ -247,6 +248,8 @@ fn conforms(doc: &Value, s: &Value, v: &Value, at: &str) {
 #[tokio::test]
 async fn every_documented_route_answers_with_its_documented_shape() {
     let api = api().await;
+    // Some lag recorded, so that its object is checked too.
+    api.stats.lag.record([4_000]);
     let doc = json(&api, "/api/openapi.json").await;
     let paths = doc["paths"].as_object().unwrap();
     assert!(paths.len() >= 9, "{}", paths.len());
@@ -304,6 +307,29 @@ async fn answers_carry_the_stored_values() {
     assert_eq!(devs[1]["health"], "alert");
     assert_eq!(devs[1]["open_alerts"], 1);
     assert_eq!(devs[1]["alerts"], 2);
+    // A device more than 5 minutes behind the fleet's newest row is stale.
+    api.stats.fleet.set(
+        "DEV-C",
+        DeviceView {
+            last_us: Some(T0 + (ROWS - 1) * 10 * S - 301 * S),
+            ..DeviceView::default()
+        },
+    );
+    api.stats.fleet.set(
+        "DEV-D",
+        DeviceView {
+            last_us: Some(T0 + (ROWS - 1) * 10 * S - 299 * S),
+            ..DeviceView::default()
+        },
+    );
+    let d = json(&api, "/api/devices").await;
+    let health: Vec<&str> = d["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["health"].as_str().unwrap())
+        .collect();
+    assert_eq!(health, ["ok", "alert", "stale", "ok"]);
 
     // Newest first; a limit keeps the newest.
     let a = json(&api, "/api/alerts").await;
@@ -383,6 +409,10 @@ async fn bad_parameters_are_refused_by_name() {
         ("/api/alerts?severity=high", "severity"),
         ("/api/alerts?open=yes", "open"),
         ("/api/alerts?device=", "device"),
+        (
+            "/api/alerts?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "since",
+        ),
         ("/api/alerts?limit=1&limit=2", "limit"),
         ("/api/health?verbose=1", "verbose"),
         ("/api/devices?x=1", "x"),

@@ -274,7 +274,7 @@ fn device_json(id: &str, v: &DeviceView, newest: Option<i64>) -> Value {
         "family": v.family,
         "rows": v.rows,
         "open_alerts": v.open_alerts.len(),
-        "alerts": v.closed_alerts + v.open_alerts.len() as u64,
+        "alerts": v.closed_alerts + (v.open_alerts.len() + v.pending_alerts.len()) as u64,
         "health": health,
     })
 }
@@ -327,10 +327,11 @@ async fn alerts(
     if let Some(d) = p.text("device")? {
         aq = aq.device(d);
     }
-    if let Some(t) = p.time("since")? {
+    let (since, until) = p.window()?;
+    if let Some(t) = since {
         aq = aq.since(t);
     }
-    if let Some(t) = p.time("until")? {
+    if let Some(t) = until {
         aq = aq.until(t);
     }
     if let Some(s) = p.severity("severity")? {

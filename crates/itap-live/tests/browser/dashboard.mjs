@@ -4,8 +4,8 @@
 //     --screenshot OUT.png [--timeout-ms 60000] [--chromium /usr/bin/chromium]
 //     [--max-layout-shift 0.1]
 //
-// It opens the page at 1366x768, records the first contentful paint, waits for an
-// alert row of the family, chooses it, checks that the explanation's largest family
+// It opens the page at 1366x768, records the first contentful paint, waits for a
+// closed alert row of the family, chooses it, checks that the explanation's largest family
 // is that family, opens the alert's device view, waits for the score chart to be
 // drawn, takes a full-page screenshot and prints ONE line of JSON on stdout:
 //   {"ok":true,"first_contentful_paint_ms":…,"layout_shift":…,"alert_id":…,"family":…,"device":…,"screenshot":…}
@@ -100,14 +100,17 @@ async function main() {
     let row;
     try {
       row = await page.waitForFunction((family) => {
-        const r = [...document.querySelectorAll('[data-testid="alert-row"]')].find((el) => el.dataset.family === family);
+        // A closed alert: an open one may still grow and change its dominant
+        // family between the list's poll and the explanation's fetch.
+        const r = [...document.querySelectorAll('[data-testid="alert-row"]')]
+          .find((el) => el.dataset.family === family && el.dataset.open === 'false');
         return r ? { id: r.dataset.alertId, device: r.dataset.device } : false;
       }, opts.family, { timeout: left(), polling: 200 }).then((h) => h.jsonValue());
     } catch (e) {
       const seen = await page.$$eval('[data-testid="alert-row"]', (rs) => rs.map((r) => r.dataset.family)).catch(() => []);
       const families = [...new Set(seen)].sort();
       const status = await page.$eval('#status', (el) => el.innerText).catch(() => '');
-      throw new Error(`no alert row of family ${JSON.stringify(opts.family)} within ${opts.timeoutMs} ms; `
+      throw new Error(`no closed alert row of family ${JSON.stringify(opts.family)} within ${opts.timeoutMs} ms; `
         + `${seen.length} rows seen, families: ${JSON.stringify(families)}; status line: ${JSON.stringify(status)}`);
     }
     if (!row.id) throw new Error('the alert row has no data-alert-id');
