@@ -330,4 +330,34 @@ fn a_batch_run_is_served_from_its_artifacts() {
         err.contains("model.json") && err.contains("nowhere"),
         "{err}"
     );
+
+    // A damaged file is named with the reader's own words (line, column).
+    let broken = d.join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    for f in ["model.json", "scores.csv"] {
+        std::fs::copy(d.join("art").join(f), broken.join(f)).unwrap();
+    }
+    std::fs::write(broken.join("alerts.json"), "{not json").unwrap();
+    let refused = |dir: &str| {
+        let out = itap(d)
+            .args(["serve", "--artifacts", dir, "--http", "127.0.0.1:0"])
+            .assert()
+            .failure()
+            .get_output()
+            .stderr
+            .clone();
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    let err = refused("broken");
+    assert!(
+        err.contains("alerts.json") && err.contains("line 1 column 2"),
+        "{err}"
+    );
+    std::fs::copy(d.join("art/alerts.json"), broken.join("alerts.json")).unwrap();
+    std::fs::write(broken.join("scores.csv"), "a,b\n1,2\n").unwrap();
+    let err = refused("broken");
+    assert!(
+        err.contains("scores.csv") && err.contains("no column `timestamp`"),
+        "{err}"
+    );
 }

@@ -87,9 +87,9 @@ pub enum Error {
     #[error("itap serve: {0}")]
     Serve(String),
 
-    /// The HTTP server failed (its address is taken, or it stopped).
-    #[error("itap serve --http: {0}")]
-    Http(String),
+    /// The HTTP server stopped on an I/O error.
+    #[error("itap serve --http stopped")]
+    Http(#[source] std::io::Error),
 
     /// A batch run's files cannot be served.
     #[error("cannot serve the run in {}: {reason}", path.display())]
@@ -98,6 +98,9 @@ pub enum Error {
         path: std::path::PathBuf,
         /// What is wrong and what to do.
         reason: String,
+        /// The reader's error, when one is behind it.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 
     /// The MQTT client's request queue refused a request (its event loop ended).

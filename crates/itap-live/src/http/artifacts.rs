@@ -36,6 +36,20 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
     Error::Artifacts {
         path: path.to_path_buf(),
         reason: reason.into(),
+        source: None,
+    }
+}
+
+/// [`bad`] with the reader's error behind it.
+fn bad_from(
+    path: &Path,
+    reason: impl Into<String>,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::Artifacts {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+        source: Some(Box::new(e)),
     }
 }
 
@@ -71,10 +85,15 @@ pub async fn load_artifacts(
     let alerts_path = need("alerts.json")?;
     let scores_path = need("scores.csv")?;
     let model = ModelFile::load(&model_path)?;
-    let text =
-        std::fs::read_to_string(&alerts_path).map_err(|e| bad(&alerts_path, e.to_string()))?;
-    let file: AlertsFile =
-        serde_json::from_str(&text).map_err(|e| bad(&alerts_path, e.to_string()))?;
+    let text = std::fs::read_to_string(&alerts_path)
+        .map_err(|e| bad_from(&alerts_path, "cannot read it", e))?;
+    let file: AlertsFile = serde_json::from_str(&text).map_err(|e| {
+        bad_from(
+            &alerts_path,
+            "it is not an alerts.json `itap run` writes",
+            e,
+        )
+    })?;
     store.ensure_dataset(dataset, &model.schema).await?;
     let model_name = model_path.display().to_string();
     let records: Vec<_> = file
@@ -84,11 +103,11 @@ pub async fn load_artifacts(
         .collect();
     store.put_alerts(dataset, &records).await?;
 
-    let mut reader =
-        csv::Reader::from_path(&scores_path).map_err(|e| bad(&scores_path, e.to_string()))?;
+    let mut reader = csv::Reader::from_path(&scores_path)
+        .map_err(|e| bad_from(&scores_path, "cannot read it", e))?;
     let headers = reader
         .headers()
-        .map_err(|e| bad(&scores_path, e.to_string()))?
+        .map_err(|e| bad_from(&scores_path, "line 1: cannot read the header", e))?
         .clone();
     let col = |name: &str| -> Result<usize> {
         headers.iter().position(|h| h == name).ok_or_else(|| {
@@ -113,7 +132,7 @@ pub async fn load_artifacts(
         match reader.read_record(&mut record) {
             Ok(true) => {}
             Ok(false) => break,
-            Err(e) => return Err(bad(&scores_path, e.to_string())),
+            Err(e) => return Err(bad_from(&scores_path, "cannot read it as CSV", e)),
         }
         let line = record.position().map_or(0, csv::Position::line);
         let at = |what: &str| bad(&scores_path, format!("line {line}: {what}"));

@@ -118,7 +118,7 @@ where
     axum::serve(listener, router(api))
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|e| Error::Http(e.to_string()))
+        .map_err(Error::Http)
 }
 
 /// An answer to a request that cannot be served.
