@@ -10,7 +10,7 @@
 //! three); it says why it skipped otherwise. Set `ITAP_UPDATE_SCREENSHOT=1` to
 //! also write the screenshot to docs/dashboard.png.
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -144,7 +144,7 @@ fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
     // The browser opens the page first and waits for the alert to arrive.
     let shot = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let browser = Process::new("node")
+    let mut browser = Process::new("node")
         .current_dir(&driver_dir)
         .args([
             "dashboard.mjs",
@@ -164,10 +164,24 @@ fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
             "0.02",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // The data starts once the page is up: the driver says so on stderr (and
+    // whatever else it says there is passed on).
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let driver_err = browser.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(driver_err).lines().map_while(Result::ok) {
+            if line == "page ready" {
+                let _ = ready_tx.send(());
+            } else {
+                eprintln!("driver: {line}");
+            }
+        }
+    });
+    // If the driver fails before, its result says why (below).
+    let _ = ready.recv_timeout(Duration::from_secs(60));
     itap(d)
         .args([
             "replay",

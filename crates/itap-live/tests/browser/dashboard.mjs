@@ -95,6 +95,8 @@ async function main() {
       return e ? e.startTime : false;
     }, null, { timeout: Math.min(left(), 10000), polling: 100 }).then((h) => h.jsonValue(), () => null);
     if (fcp == null) throw new Error('no first-contentful-paint entry was recorded');
+    // For a caller that starts the data once the page is up.
+    process.stderr.write('page ready\n');
 
     // An alert row of the family.
     let row;
