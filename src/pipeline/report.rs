@@ -154,10 +154,7 @@ pub fn evaluate_and_write(
     let report_path = out.join("report.html");
     itap_eval::write_json(&metrics, &metrics_path)?;
     itap_eval::write_json(&alerts_file, &alerts_path)?;
-    itap_telemetry::write_atomic(
-        &scores_path,
-        itap_eval::scores_csv(&rows, threshold.value).as_bytes(),
-    )?;
+    itap_eval::write_scores_csv(&rows, threshold.value, &scores_path)?;
     let html = itap_eval::report_html(
         "ITAP evaluation report",
         &metrics,

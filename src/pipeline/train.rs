@@ -360,8 +360,62 @@ pub fn train(
     })
 }
 
-/// The feature matrix as rows × features.
+/// The feature matrix as rows × features, filled in blocks of rows on rayon's
+/// threads (each value lands in one place, so the result does not depend on the
+/// thread count). At 8.64 M rows × 21 features an element-wise fill took 3 s.
 pub(crate) fn matrix_rows(m: &FeatureMatrix) -> Array2<f64> {
+    use rayon::prelude::*;
+    const BLOCK_ROWS: usize = 4096;
     let cols = m.columns();
-    Array2::from_shape_fn((m.len(), cols.len()), |(r, c)| cols[c][r])
+    let (n, c) = (m.len(), cols.len());
+    if c == 0 {
+        return Array2::zeros((n, 0));
+    }
+    let mut data = vec![0.0; n * c];
+    data.par_chunks_mut(BLOCK_ROWS * c)
+        .enumerate()
+        .for_each(|(block, out)| {
+            let first = block * BLOCK_ROWS;
+            for (i, row) in out.chunks_exact_mut(c).enumerate() {
+                for (v, col) in row.iter_mut().zip(cols) {
+                    *v = col[first + i];
+                }
+            }
+        });
+    Array2::from_shape_vec((n, c), data).unwrap_or_else(|_| unreachable!("n × c values"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use itap_features::FeatureParams;
+    use itap_telemetry::{SimParams, simulate};
+
+    /// Every value of the rows × features matrix is the matrix's own, on several
+    /// blocks with a short last one, whatever the thread count.
+    #[test]
+    fn matrix_rows_holds_each_rows_features() {
+        let batch = simulate(&SimParams::default().devices(3).hours(4.0).check().unwrap());
+        let features = FeatureParams::default().check().unwrap();
+        let fit = itap_features::fit(&batch, TrainSpan::All, &features).unwrap();
+        let m = itap_features::transform(&batch, &fit).unwrap();
+        assert!(m.len() > 4096 && m.len() % 4096 != 0, "{} rows", m.len());
+        for threads in [1, 3] {
+            let x = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| matrix_rows(&m));
+            assert_eq!(x.dim(), (m.len(), m.n_features()));
+            for r in 0..m.len() {
+                let want = m.row(r);
+                for (c, (&got, &w)) in x.row(r).iter().zip(&want).enumerate() {
+                    assert!(
+                        got.to_bits() == w.to_bits(),
+                        "row {r} column {c}: {got} vs {w}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -321,6 +321,7 @@ impl Config {
             pg_schema: db.pg_schema.clone().or_else(|| s.pg_schema.clone()),
             on_conflict: on_conflict.unwrap_or(s.on_conflict),
             chunk_rows: chunk_rows.unwrap_or(s.chunk_rows),
+            chunk_rows_per_device: s.chunk_rows_per_device,
         };
         Ok(settings.check().map_err(|e| e.in_section("store"))?)
     }

@@ -25,6 +25,7 @@ pub use metrics::{Confusion, CurvePoint, average_precision, curves, quantile, ro
 pub use params::{CheckedEval, EvalParams, Split, ThresholdRule};
 pub use report::{
     InputDigest, METRICS_FORMAT_VERSION, MetricsFile, report_html, scores_csv, write_json,
+    write_scores_csv,
 };
 pub use threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE, ScoreSketch};
 pub use tracker::{ALERTS_FORMAT_VERSION, Alert, AlertRow, AlertTracker, AlertsFile, build_alerts};

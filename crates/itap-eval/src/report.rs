@@ -63,17 +63,75 @@ pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
     Ok(file.commit()?)
 }
 
+/// The header line of scores.csv.
+const SCORES_HEADER: &str = "timestamp,device_id,state,score,flagged,anomaly_tag\n";
+
+/// Rows of scores.csv formatted as one piece of text (about 4 MB).
+const SCORES_BLOCK_ROWS: usize = 65_536;
+
 /// scores.csv: `timestamp, device_id, state, score, flagged, anomaly_tag`, one line
 /// per row of `rows`, in their order.
 pub fn scores_csv(rows: &ScoredRows<'_>, threshold: f64) -> String {
     let n = rows.timestamps.len();
     let mut out = String::with_capacity(n * 64 + 64);
-    out.push_str("timestamp,device_id,state,score,flagged,anomaly_tag\n");
+    out.push_str(SCORES_HEADER);
+    for start in (0..n).step_by(SCORES_BLOCK_ROWS) {
+        push_score_lines(
+            &mut out,
+            rows,
+            threshold,
+            start..(start + SCORES_BLOCK_ROWS).min(n),
+        );
+    }
+    out
+}
+
+/// Writes [`scores_csv`]'s text to `path` (atomically: all of it or, on error,
+/// what the path held before) without holding it in memory: blocks of rows are
+/// formatted on rayon's threads a few at a time and written in order, so the
+/// file is the same whatever the thread count.
+///
+/// # Errors
+/// [`Error::Telemetry`] holding an `Io` error naming the path (or its folder) when
+/// the file cannot be created, written or committed.
+pub fn write_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> Result<()> {
+    use rayon::prelude::*;
+    let n = rows.timestamps.len();
+    let starts: Vec<usize> = (0..n).step_by(SCORES_BLOCK_ROWS).collect();
+    let per_round = 2 * rayon::current_num_threads().max(1);
+    let mut file = AtomicFile::create(path)?;
+    file.write_all(SCORES_HEADER.as_bytes())
+        .map_err(|e| Error::io(path, e))?;
+    for round in starts.chunks(per_round) {
+        let texts: Vec<String> = round
+            .par_iter()
+            .map(|&start| {
+                let end = (start + SCORES_BLOCK_ROWS).min(n);
+                let mut text = String::with_capacity((end - start) * 64);
+                push_score_lines(&mut text, rows, threshold, start..end);
+                text
+            })
+            .collect();
+        for text in texts {
+            file.write_all(text.as_bytes())
+                .map_err(|e| Error::io(path, e))?;
+        }
+    }
+    Ok(file.commit()?)
+}
+
+/// Appends the scores.csv lines of rows `range`.
+fn push_score_lines(
+    out: &mut String,
+    rows: &ScoredRows<'_>,
+    threshold: f64,
+    range: std::ops::Range<usize>,
+) {
     let mut buf = ryu::Buffer::new();
-    for r in 0..n {
-        write_timestamp(&mut out, rows.timestamps[r]);
+    for r in range {
+        write_timestamp(out, rows.timestamps[r]);
         out.push(',');
-        push_field(&mut out, &rows.device_names[rows.device_codes[r] as usize]);
+        push_field(out, &rows.device_names[rows.device_codes[r] as usize]);
         out.push(',');
         if let Some(s) = rows.states {
             out.push_str(s[r].as_str());
@@ -87,11 +145,10 @@ pub fn scores_csv(rows: &ScoredRows<'_>, threshold: f64) -> String {
         out.push(if s > threshold { '1' } else { '0' });
         out.push(',');
         if let Some(t) = rows.tag_codes.map(|t| t[r]).filter(|&t| t != 0) {
-            push_field(&mut out, &rows.tag_names[t as usize]);
+            push_field(out, &rows.tag_names[t as usize]);
         }
         out.push('\n');
     }
-    out
 }
 
 fn push_field(out: &mut String, s: &str) {

@@ -4,7 +4,7 @@ use itap_eval::ParamGuard;
 use itap_eval::{
     AlertParams, EvalContext, EvalParams, InputDigest, METRICS_FORMAT_VERSION, MetricsFile,
     ScoreSketch, ScoredRows, Severity, ThresholdRule, evaluate_with, report_html, scores_csv,
-    threshold_from_training,
+    threshold_from_training, write_scores_csv,
 };
 use itap_telemetry::State;
 
@@ -383,4 +383,60 @@ fn attribution_shares_and_artifacts() {
     let json = serde_json::to_string(&m).unwrap();
     let back: MetricsFile = serde_json::from_str(&json).unwrap();
     assert_eq!(back.evaluation.events.events, 3);
+}
+
+/// scores.csv written block by block on several threads is the text `scores_csv`
+/// makes, whatever the thread count, and a path that cannot be written is an
+/// error naming it that leaves nothing behind.
+#[test]
+fn scores_file_streamed_in_blocks_equals_the_text() {
+    // More rows than one block (65,536), not a multiple of it.
+    let n = 150_001;
+    let devices: Vec<String> = vec!["A".into(), "B,\"C\"".into()];
+    let ts: Vec<i64> = (0..n as i64).map(|i| (i / 2) * 10 * S).collect();
+    let dev: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+    let states: Vec<State> = (0..n)
+        .map(|i| if i % 7 == 0 { State::Idle } else { State::Run })
+        .collect();
+    let tags: Vec<u32> = (0..n as u32).map(|i| u32::from(i % 1000 == 0)).collect();
+    let tag_names: Vec<String> = vec!["".into(), "overheat".into()];
+    let scores: Vec<f64> = (0..n)
+        .map(|i| {
+            if i % 5000 == 0 {
+                f64::NAN
+            } else {
+                (i as f64 * 0.37).sin()
+            }
+        })
+        .collect();
+    let r = ScoredRows {
+        timestamps: &ts,
+        device_codes: &dev,
+        device_names: &devices,
+        states: Some(&states),
+        tag_codes: Some(&tags),
+        tag_names: &tag_names,
+        scores: &scores,
+    };
+    let want = scores_csv(&r, 0.5);
+    assert_eq!(want.lines().count(), n + 1);
+    let dir = tempfile::tempdir().unwrap();
+    for threads in [1, 2, 5] {
+        let path = dir.path().join(format!("scores{threads}.csv"));
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| write_scores_csv(&r, 0.5, &path))
+            .unwrap();
+        let got = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            got == want,
+            "{threads} threads: the file differs from the text"
+        );
+    }
+    let blocked = dir.path().join("a-file");
+    std::fs::write(&blocked, "x").unwrap();
+    let e = write_scores_csv(&r, 0.5, &blocked.join("scores.csv")).unwrap_err();
+    assert!(e.to_string().contains("a-file"), "{e}");
 }

@@ -196,11 +196,19 @@ impl Ingest<'_> {
         let batch: &Batch = chunk.get();
         self.check_signals(batch.schema())?;
         let order = column_order(&self.dataset.schema, batch.schema());
+        // Written device by device: the unique (device, ts) index then takes each
+        // device's rows of the chunk at one place, instead of one row at each of the
+        // fleet's places in turn (a 1,000-device chunk in time order touched a
+        // thousand index pages per round, and SQLite's ingest fell to half its rate
+        // once the index outgrew the page cache). Stable, so of two equal keys the
+        // first is still written first.
+        let rows = batch.order_by_device();
         let counts = self
             .writer
             .write(&Chunk {
                 dataset: &self.dataset,
                 batch,
+                rows: &rows,
                 order: &order,
                 on_conflict: self.on_conflict,
                 ledger_id: self.ledger_id,

@@ -160,6 +160,9 @@ pub(crate) struct Chunk<'a> {
     pub(crate) dataset: &'a Dataset,
     /// The rows.
     pub(crate) batch: &'a Batch,
+    /// The order in which the rows are written: by device, then time (see
+    /// [`crate::Ingest::write`]).
+    pub(crate) rows: &'a [usize],
     /// For each dataset signal, the index of the same signal in `batch`.
     pub(crate) order: &'a [usize],
     /// What to do with rows whose key is stored already.

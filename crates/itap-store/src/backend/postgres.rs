@@ -86,7 +86,7 @@ impl BackendOps for PgPool {
         let during = || format!("writing a chunk into `{ds}`");
         let n = chunk.batch.len() as u64;
         let mut tx = self.begin().await.during(during)?;
-        let text = copy_text(chunk.batch, chunk.order, chunk.dataset)?;
+        let text = copy_text(chunk.batch, chunk.rows, chunk.order, chunk.dataset)?;
         let counts = if copy_direct(&mut tx, sql, &text, during).await? {
             IngestCounts {
                 offered: n,
@@ -337,13 +337,13 @@ async fn copy_in(
 }
 
 /// The chunk as CSV text for PostgreSQL's COPY (empty unquoted field = NULL).
-fn copy_text(batch: &Batch, order: &[usize], ds: &Dataset) -> Result<Vec<u8>> {
+fn copy_text(batch: &Batch, rows: &[usize], order: &[usize], ds: &Dataset) -> Result<Vec<u8>> {
     let mut out = String::with_capacity(batch.len() * 120);
     let mut ryu_buf = ryu::Buffer::new();
     let states = batch.states();
     let errors = batch.error_codes();
     let kinds: Vec<SignalKind> = ds.schema.signals().iter().map(|s| s.kind).collect();
-    for r in 0..batch.len() {
+    for &r in rows {
         push_csv_text(&mut out, batch.device_of(r));
         out.push(',');
         write_timestamp(&mut out, batch.timestamps()[r]);
