@@ -387,7 +387,7 @@ fn attribution_shares_and_artifacts() {
 
 /// scores.csv written block by block on several threads is the text `scores_csv`
 /// makes, whatever the thread count, and a path that cannot be written is an
-/// error naming it that leaves nothing behind.
+/// error naming it.
 #[test]
 fn scores_file_streamed_in_blocks_equals_the_text() {
     // More rows than one block (65,536), not a multiple of it.
