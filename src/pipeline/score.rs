@@ -6,7 +6,7 @@ use itap_telemetry::{Batch, ParamGuard};
 
 use crate::error::{Error, Result};
 use crate::model::ModelFile;
-use crate::pipeline::train::matrix_rows;
+use crate::pipeline::train::feature_array;
 
 /// How attribution is explained in reports, for detectors that score the row as
 /// a whole (PCA, the forest).
@@ -113,7 +113,7 @@ impl ModelFile {
         if names != self.feature_names {
             return Err(self.mismatch(&names));
         }
-        ScaledFeatures::scale(matrix_rows(&matrix), &self.scaler)
+        ScaledFeatures::scale(feature_array(matrix), &self.scaler)
     }
 
     /// Scores rows whose features are already computed and scaled (by

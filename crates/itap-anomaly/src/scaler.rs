@@ -215,10 +215,21 @@ impl StandardScaler {
                 *v = (*v - m) / s;
             }
         };
+        let n = x.nrows();
         if let Some(data) = x.as_slice_mut() {
             // standard layout: rows are consecutive runs of p values
             data.par_chunks_mut(p * CHUNK)
                 .for_each(|block| block.chunks_exact_mut(p).for_each(scale_row));
+        } else if n > 0 && x.t().is_standard_layout() {
+            // column-major: columns are consecutive runs of n values
+            let data = x
+                .as_slice_memory_order_mut()
+                .expect("a column-major array is contiguous");
+            data.par_chunks_mut(n)
+                .zip(self.mean.par_iter().zip(self.std.par_iter()))
+                .for_each(|(column, (m, s))| {
+                    column.iter_mut().for_each(|v| *v = (*v - m) / s);
+                });
         } else {
             for mut row in x.axis_iter_mut(Axis(0)) {
                 for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.std) {
@@ -311,6 +322,18 @@ mod tests {
         assert!(fortran.as_slice_mut().is_none());
         s.scale_inplace(fortran.view_mut()).unwrap();
         assert_eq!(fortran, expected);
+        // neither row- nor column-major: every other row of a larger array
+        let mut spaced = Array2::zeros((8, 3));
+        spaced.slice_mut(ndarray::s![..;2, ..]).assign(&x);
+        s.scale_inplace(spaced.slice_mut(ndarray::s![..;2, ..]))
+            .unwrap();
+        assert_eq!(spaced.slice(ndarray::s![..;2, ..]), expected);
+        assert!(
+            spaced
+                .slice(ndarray::s![1..;2, ..])
+                .iter()
+                .all(|&v| v == 0.0)
+        );
         assert_eq!(StandardScaler::fit(x.t().t()).unwrap(), s);
     }
 
