@@ -87,6 +87,28 @@ fn tagged(csv: &Path, device: &str, tag: &str, from: &str, to: &str) -> bool {
     })
 }
 
+/// The messages serve refused (reason, detail, topic, payload), for a failure's
+/// message.
+fn rejects(dir: &Path) -> String {
+    let db = dir.join("live.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT reason, detail, topic, payload FROM itap_rejects ORDER BY id")
+                .fetch_all(&pool)
+                .await
+                .unwrap_or_default();
+        pool.close().await;
+        format!("{rows:?}")
+    })
+}
+
 #[test]
 fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,6 +267,7 @@ fn the_dashboard_shows_a_live_alert_and_its_explanation_in_chromium() {
     let t0 = Instant::now();
     loop {
         let h = get_json(http, "/api/health");
+        assert_eq!(h["rejected"], 0, "refused: {}", rejects(d));
         if h["scored"].as_u64() == Some(n) {
             assert_eq!(h["stored"].as_u64(), Some(n));
             assert_eq!(h["rejected"], 0);

@@ -23,7 +23,7 @@ pub use replay::{
 };
 pub use serve::{
     CheckedServe, DEFAULT_TOPIC_FILTER, ServeParams, ServeStats, ServeSummary, Shard, serve,
-    shard_of,
+    shard_of, step_validation,
 };
 
 /// The system clock as UTC microseconds, the `now` a receiver passes to

@@ -35,7 +35,7 @@ use itap::store::{
 };
 use itap::telemetry::{Batch, BatchBuilder, State};
 use itap::validate::CheckedValidation;
-use itap::{LiveRow, LiveScorer};
+use itap::{LiveRow, LiveScorer, ParamGuard};
 use rumqttc::{AsyncClient, Event, Packet, Publish, QoS};
 use tokio::sync::mpsc;
 
@@ -266,12 +266,33 @@ pub struct ServeSummary {
     pub alerts: u64,
 }
 
+/// The validation each step's rows get: the configured checks without the shares
+/// of missing values per signal (`missing_rate_warning`, `missing_rate_error`,
+/// raised to 1). Those describe a file; a step is whatever slice of the stream
+/// has arrived — one message at a quiet moment — and a single reading with one
+/// missing value would be "mostly missing" and refuse the step, so whether a
+/// row is stored would depend on the timing of its neighbours.
+///
+/// # Errors
+/// [`Error::Pipeline`] if the adjusted parameters do not check (they always do
+/// when `validation` did).
+pub fn step_validation(validation: &CheckedValidation) -> Result<CheckedValidation> {
+    Ok(validation
+        .params()
+        .clone()
+        .missing_rate_warning(1.0)
+        .missing_rate_error(1.0)
+        .check()
+        .map_err(itap::Error::from)?)
+}
+
 /// Runs the server until `shutdown` completes, then finishes the step in hand,
 /// commits, acknowledges, disconnects and returns the counts.
 ///
 /// The dataset is created with the model's schema if needed; device states
 /// stored by an earlier run of the same dataset are resumed (those of this
-/// shard). `validation` checks each step's accepted rows as a batch.
+/// shard). `validation` checks each step's accepted rows as a batch, less its
+/// shares of missing values ([`step_validation`]).
 ///
 /// # Errors
 /// [`Error::Connect`] when the broker cannot be reached at start; store and
@@ -290,6 +311,7 @@ where
     F: Future<Output = ()>,
 {
     let p = &params.params;
+    let validation = &step_validation(validation)?;
     let schema = scorer.model().schema.clone();
     store.ensure_dataset(&p.dataset, &schema).await?;
     let mine = |device: &str| p.shard.is_none_or(|s| shard_of(device, s.count) == s.index);

@@ -322,13 +322,25 @@ async fn hostile_messages_are_refused_with_a_reason_and_the_server_goes_on() {
         s.rejected + s.scored + s.duplicates >= hostile.len() as u64
     })
     .await;
+    // A reading with a missing value, alone in its step (nothing else is
+    // sent): stored and scored, not refused as a "mostly missing" batch.
+    let missing = ok("2026-01-01T00:10:20Z", "null").into_bytes();
+    client
+        .publish("itap/telemetry/DEV-0009", QoS::AtLeastOnce, false, missing)
+        .await
+        .unwrap();
+    until("the reading with a missing value handled", || {
+        let s = stats.snapshot();
+        s.rejected + s.scored + s.duplicates > hostile.len() as u64
+    })
+    .await;
     stop.send(()).unwrap();
     let summary = handle.await.unwrap().unwrap();
     let _ = client.disconnect().await;
     driver.abort();
     let store = sqlite(dir.path()).await;
     let rejects = store.rejects("live", 100).await.unwrap();
-    assert_eq!(summary.scored, 2, "{summary:?} {rejects:#?}");
+    assert_eq!(summary.scored, 3, "{summary:?} {rejects:#?}");
     assert_eq!(summary.duplicates, 1, "{summary:?}");
     assert_eq!(summary.rejected, 10, "{summary:?}");
     let mut reasons: Vec<String> = rejects.into_iter().map(|r| r.reason).collect();
@@ -346,7 +358,7 @@ async fn hostile_messages_are_refused_with_a_reason_and_the_server_goes_on() {
             "{want} not in {reasons:?}"
         );
     }
-    assert_eq!(store.row_count("live").await.unwrap(), 2);
+    assert_eq!(store.row_count("live").await.unwrap(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
