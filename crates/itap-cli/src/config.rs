@@ -321,7 +321,13 @@ impl Config {
             pg_schema: db.pg_schema.clone().or_else(|| s.pg_schema.clone()),
             on_conflict: on_conflict.unwrap_or(s.on_conflict),
             chunk_rows: chunk_rows.unwrap_or(s.chunk_rows),
-            chunk_rows_per_device: s.chunk_rows_per_device,
+            // A chunk size given on the command line is the size wanted: the
+            // per-device raise applies to the configured one only.
+            chunk_rows_per_device: if chunk_rows.is_some() {
+                0
+            } else {
+                s.chunk_rows_per_device
+            },
         };
         Ok(settings.check().map_err(|e| e.in_section("store"))?)
     }

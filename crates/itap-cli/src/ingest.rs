@@ -53,9 +53,9 @@ pub(crate) struct IngestArgs {
     #[arg(long, value_name = "POLICY")]
     policy: Option<Policy>,
 
-    /// Rows per transaction, at least: a file of more than 256 devices gets
-    /// store.chunk_rows_per_device (256) rows per device, up to 1,048,576
-    /// [config: store.chunk_rows, default 65536].
+    /// Rows per transaction, exactly [config: store.chunk_rows, default 65536,
+    /// which a file of more than 256 devices raises to
+    /// store.chunk_rows_per_device (256) rows per device, up to 1,048,576].
     #[arg(long, value_name = "N")]
     chunk_rows: Option<usize>,
 
