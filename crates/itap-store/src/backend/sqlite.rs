@@ -160,6 +160,10 @@ async fn connect(opts: &StoreOptions) -> Result<SqlitePool> {
         // 1,000-device ingest spilled and re-read those pages on every chunk. The
         // pages are taken as used, so a small database costs no more.
         .pragma("cache_size", format!("-{}", CACHE_KIB))
+        // Statement journals (the pages a multi-row statement may have to undo)
+        // in memory instead of a temporary file: a live step's inserts wrote
+        // them to disk, 10 % of `itap serve`'s time in a profile.
+        .pragma("temp_store", "memory")
         // Reading or writing a whole dataset takes longer than sqlx's 1 s
         // "slow statement" warning by design; ITAP logs its own progress.
         .disable_statement_logging();
