@@ -19,7 +19,7 @@ use assert_cmd::cargo::cargo_bin;
 
 mod common;
 
-use common::{Guard, broker, free_port, itap, wait_for_port};
+use common::{Guard, broker, free_port, itap, on_sqlite, wait_for_port};
 
 /// One `GET` over HTTP/1.1: the status and the body.
 fn get(port: u16, path: &str) -> (u16, String) {
@@ -90,21 +90,12 @@ fn tagged(csv: &Path, device: &str, tag: &str, from: &str, to: &str) -> bool {
 /// The messages serve refused (reason, detail, topic, payload), for a failure's
 /// message.
 fn rejects(dir: &Path) -> String {
-    let db = dir.join("live.db");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
+    on_sqlite(&dir.join("live.db"), async |pool| {
         let rows: Vec<(String, String, String, String)> =
             sqlx::query_as("SELECT reason, detail, topic, payload FROM itap_rejects ORDER BY id")
-                .fetch_all(&pool)
+                .fetch_all(pool)
                 .await
                 .unwrap_or_default();
-        pool.close().await;
         format!("{rows:?}")
     })
 }

@@ -15,7 +15,7 @@ use assert_cmd::cargo::cargo_bin;
 
 mod common;
 
-use common::{Guard, broker, itap};
+use common::{Guard, broker, itap, on_sqlite};
 
 fn serve(dir: &Path, port: u16) -> Child {
     Process::new(cargo_bin("itap"))
@@ -45,18 +45,10 @@ fn count(dir: &Path, sql: &str) -> u64 {
     if !db.exists() {
         return 0;
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
+    on_sqlite(&db, async |pool| {
         let n: Result<i64, _> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await;
-        pool.close().await;
         n.map_or(0, |n| n as u64)
     })
 }

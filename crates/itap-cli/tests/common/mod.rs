@@ -83,3 +83,20 @@ pub(crate) fn itap(dir: &Path) -> Command {
     c.current_dir(dir);
     c
 }
+
+/// Runs `query` on a pool over the SQLite file `db` (which must exist), on a
+/// runtime of its own, and closes the pool.
+pub(crate) fn on_sqlite<T>(db: &Path, query: impl AsyncFnOnce(&sqlx::SqlitePool) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        let out = query(&pool).await;
+        pool.close().await;
+        out
+    })
+}
