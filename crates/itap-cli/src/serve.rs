@@ -39,8 +39,9 @@ The threshold comes from the model's held-back training scores
 --shard I/N takes only the devices whose id hashes (FNV-1a) to shard I of N, so
 N workers with the same topic and database share a fleet, each device's rows in
 one worker, in order. Mosquitto sends a client at most max_inflight_messages
-(default 20) unacknowledged messages: raise it (0 = no limit) for throughput, and
-max_queued_messages for restarts after long stops (docs/live.md).
+(default 20) unacknowledged messages: raise it to about twice --batch-rows
+(configs/mosquitto.conf: 10000) for throughput, and max_queued_messages for
+restarts after long stops (docs/live.md).
 
 SIGINT (Ctrl-C) or SIGTERM: the messages in hand are committed and acknowledged,
 then the server disconnects and prints its counts.
@@ -95,8 +96,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ID")]
     client_id: Option<String>,
 
-    /// Most messages per step (one transaction each).
-    #[arg(long, value_name = "N", default_value_t = 2000)]
+    /// Most messages per step (one transaction each). Let the broker send about
+    /// twice as many unacknowledged (max_inflight_messages), so the next step
+    /// arrives while one is processed.
+    #[arg(long, value_name = "N", default_value_t = 5000)]
     batch_rows: usize,
 
     /// Longest wait for more messages after a step's first, milliseconds; 0

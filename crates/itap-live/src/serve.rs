@@ -95,7 +95,7 @@ pub fn shard_of(device: &str, count: u32) -> u32 {
 /// | `dataset` | `telemetry` | where rows, scores, alerts and rejects go |
 /// | `client_id` | `itap-serve-DATASET[-I-of-N]` | the persistent session's id: keep it across restarts |
 /// | `shard` | none (every device) | take only the devices of this shard |
-/// | `batch_rows` | 2000 | most messages per step (1 – 50 000) |
+/// | `batch_rows` | 5000 | most messages per step (1 – 50 000); give the broker an in-flight window of about twice this, so it sends the next step while one is processed |
 /// | `batch_wait_ms` | 0 | longest wait for more messages after a step's first (0 – 10 000); 0 takes the messages already arrived: lower answers sooner, higher takes more per transaction at low rates |
 /// | `max_packet_bytes` | 16 MiB | largest MQTT packet read; the decoder refuses payloads above its own limit |
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +126,7 @@ impl Default for ServeParams {
             dataset: "telemetry".into(),
             client_id: None,
             shard: None,
-            batch_rows: 2000,
+            batch_rows: 5000,
             batch_wait_ms: 0,
             max_packet_bytes: 16 << 20,
         }
