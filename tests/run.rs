@@ -74,16 +74,17 @@ fn a_run_stores_trains_scores_and_writes_every_artifact_and_a_rerun_changes_noth
         &out,
     );
     let (first, stages) = run(&p);
+    // The ingest runs beside train and score and is reported when it has ended.
     assert_eq!(
         stages,
         [
-            "generate", "validate", "ingest", "train", "score", "evaluate"
+            "generate", "validate", "train", "score", "ingest", "evaluate"
         ]
     );
     let rows = simulate(&small_fleet()).len();
     assert_eq!(first.timings[0].rows, rows as u64);
     assert!(
-        first.timings[2]
+        first.timings[4]
             .detail
             .contains(&format!("inserted {rows}"))
     );
@@ -118,11 +119,11 @@ fn a_run_stores_trains_scores_and_writes_every_artifact_and_a_rerun_changes_noth
     // Again into the same database: nothing inserted twice, the same results.
     let (second, _) = run(&p);
     assert!(
-        second.timings[2]
+        second.timings[4]
             .detail
             .contains(&format!("inserted 0, duplicates {rows}")),
         "{}",
-        second.timings[2].detail
+        second.timings[4].detail
     );
     assert_eq!(stored_rows(&db), rows);
     assert_eq!(
@@ -155,6 +156,34 @@ fn a_refused_input_stores_nothing_and_writes_no_artifact() {
     }
     assert!(!db.exists(), "the store was not even opened");
     assert!(!out.exists(), "no artifact");
+}
+
+#[test]
+fn a_failed_ingest_writes_no_artifact_though_training_ran_beside_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, out) = (dir.path().join("itap.db"), dir.path().join("artifacts"));
+    // Not a SQLite database: the store refuses it once the rows are validated,
+    // while the rows are trained on and scored on the main thread.
+    std::fs::write(&db, vec![b'x'; 4096]).unwrap();
+    let csv = dir.path().join("raw/telemetry.csv");
+    let p = params(Source::Simulate(Box::new(small_fleet()), csv), &db, &out);
+    let mut stages = Vec::new();
+    let e = itap::run(&p, &mut |t| stages.push(t.stage.clone())).unwrap_err();
+    assert!(matches!(e, itap::Error::Store(_)), "{e:?}");
+    assert_eq!(stages[..2], ["generate", "validate"]);
+    assert!(
+        !stages.iter().any(|s| s == "ingest" || s == "evaluate"),
+        "{stages:?}"
+    );
+    for f in [
+        "model.json",
+        "metrics.json",
+        "alerts.json",
+        "scores.csv",
+        "report.html",
+    ] {
+        assert!(!out.join(f).exists(), "{f} written after a failed ingest");
+    }
 }
 
 /// The batch with the fault tags of the rows on one side of `cut` replaced: every

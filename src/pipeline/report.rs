@@ -115,6 +115,27 @@ pub fn evaluate_and_write(
     ctx: &RunContext,
     out: &Path,
 ) -> Result<Reported> {
+    evaluate_only(batch, scored, model, split, eval, ctx)?.write(batch, scored, out)
+}
+
+/// An evaluation not yet written: what [`evaluate_and_write`] computes before it
+/// writes anything (the pipeline computes it while the rows are still being
+/// stored, and writes only once they are).
+#[derive(Debug)]
+pub(crate) struct Evaluated {
+    metrics: MetricsFile,
+    alerts: AlertsFile,
+}
+
+/// The computing half of [`evaluate_and_write`]: nothing is written.
+pub(crate) fn evaluate_only(
+    batch: &Batch,
+    scored: &Scored,
+    model: &ModelFile,
+    split: &Split,
+    eval: &CheckedEval,
+    ctx: &RunContext,
+) -> Result<Evaluated> {
     let threshold = operating_threshold(batch, scored, model, eval, &ctx.alerts)?;
     let rows = ScoredRows::from_batch(batch, &scored.scores)?;
     let contributions = |r: usize| model.contributions(scored, r);
@@ -135,39 +156,45 @@ pub fn evaluate_and_write(
             attribution: Some(&attribution),
         },
     )?;
-    let metrics = MetricsFile {
-        format_version: METRICS_FORMAT_VERSION,
-        input: ctx.input.clone(),
-        config: ctx.config.clone(),
-        detector: model.describe(),
-        evaluation: evaluated.evaluation,
-    };
-    let alerts_file = AlertsFile {
-        format_version: ALERTS_FORMAT_VERSION,
-        threshold,
-        params: ctx.alerts.params().clone(),
-        alerts: evaluated.alerts,
-    };
-    let metrics_path = out.join("metrics.json");
-    let alerts_path = out.join("alerts.json");
-    let scores_path = out.join("scores.csv");
-    let report_path = out.join("report.html");
-    itap_eval::write_json(&metrics, &metrics_path)?;
-    itap_eval::write_json(&alerts_file, &alerts_path)?;
-    itap_eval::write_scores_csv(&rows, threshold.value, &scores_path)?;
-    let html = itap_eval::report_html(
-        "ITAP evaluation report",
-        &metrics,
-        &rows,
-        &alerts_file.alerts,
-        6,
-    )?;
-    itap_telemetry::write_atomic(&report_path, html.as_bytes())?;
-    Ok(Reported {
-        evaluation: metrics.evaluation,
-        alerts: alerts_file.alerts,
-        files: vec![metrics_path, alerts_path, scores_path, report_path],
+    Ok(Evaluated {
+        metrics: MetricsFile {
+            format_version: METRICS_FORMAT_VERSION,
+            input: ctx.input.clone(),
+            config: ctx.config.clone(),
+            detector: model.describe(),
+            evaluation: evaluated.evaluation,
+        },
+        alerts: AlertsFile {
+            format_version: ALERTS_FORMAT_VERSION,
+            threshold,
+            params: ctx.alerts.params().clone(),
+            alerts: evaluated.alerts,
+        },
     })
+}
+
+impl Evaluated {
+    /// The writing half of [`evaluate_and_write`]: metrics.json, alerts.json,
+    /// scores.csv and report.html into `out` (the rows and scores evaluated).
+    pub(crate) fn write(self, batch: &Batch, scored: &Scored, out: &Path) -> Result<Reported> {
+        let Evaluated { metrics, alerts } = self;
+        let rows = ScoredRows::from_batch(batch, &scored.scores)?;
+        let metrics_path = out.join("metrics.json");
+        let alerts_path = out.join("alerts.json");
+        let scores_path = out.join("scores.csv");
+        let report_path = out.join("report.html");
+        itap_eval::write_json(&metrics, &metrics_path)?;
+        itap_eval::write_json(&alerts, &alerts_path)?;
+        itap_eval::write_scores_csv(&rows, alerts.threshold.value, &scores_path)?;
+        let html =
+            itap_eval::report_html("ITAP evaluation report", &metrics, &rows, &alerts.alerts, 6)?;
+        itap_telemetry::write_atomic(&report_path, html.as_bytes())?;
+        Ok(Reported {
+            evaluation: metrics.evaluation,
+            alerts: alerts.alerts,
+            files: vec![metrics_path, alerts_path, scores_path, report_path],
+        })
+    }
 }
 
 /// The store's record of an alert: its figures as columns, its family shares,

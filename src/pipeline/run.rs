@@ -14,10 +14,12 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::model::ModelFile;
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
 };
-use crate::pipeline::report::{Reported, RunContext, evaluate_and_write, store_alerts};
+use crate::pipeline::report::{Evaluated, Reported, RunContext, evaluate_only, store_alerts};
+use crate::pipeline::score::Scored;
 use crate::pipeline::split::split_by_time;
 use crate::pipeline::train::{TrainingSet, train};
 
@@ -53,10 +55,14 @@ struct Stopwatch<'a> {
 
 impl Stopwatch<'_> {
     fn record(&mut self, stage: &str, rows: u64, started: Instant, detail: String) {
+        self.record_seconds(stage, rows, started.elapsed().as_secs_f64(), detail);
+    }
+
+    fn record_seconds(&mut self, stage: &str, rows: u64, seconds: f64, detail: String) {
         let t = StageTiming {
             stage: stage.to_owned(),
             rows,
-            seconds: started.elapsed().as_secs_f64(),
+            seconds,
             detail,
         };
         (self.on_stage)(&t);
@@ -228,13 +234,70 @@ fn record_validation(
     );
 }
 
+/// What [`analyse`] leaves for the run to write once the rows are stored.
+struct Analysed {
+    model: ModelFile,
+    scored: Scored,
+    evaluated: Evaluated,
+    /// The time evaluating took so far (writing comes after).
+    evaluate_seconds: f64,
+}
+
+/// Trains on the rows, scores them and evaluates the scores (the train and score
+/// stages are recorded as they end); writes nothing.
+fn analyse(
+    batch: &Batch,
+    p: &RunParams,
+    ctx: &RunContext,
+    sw: &mut Stopwatch<'_>,
+) -> Result<Analysed> {
+    let split = split_by_time(batch, &p.eval)?;
+    let t = Instant::now();
+    let trained = train(batch, &split, &p.training, &p.features, &p.detector)?;
+    let model = trained.model;
+    sw.record(
+        "train",
+        model.training.rows_used,
+        t,
+        format!(
+            "{} features, {} of {} training rows used",
+            model.feature_names.len(),
+            model.training.rows_used,
+            model.training.rows_in_span
+        ),
+    );
+
+    // The features were computed once, by training; scoring reads them.
+    let t = Instant::now();
+    let scored = model.score_features(trained.features)?;
+    sw.record(
+        "score",
+        batch.len() as u64,
+        t,
+        format!("model {}", p.out_dir.join("model.json").display()),
+    );
+
+    let t = Instant::now();
+    let evaluated = evaluate_only(batch, &scored, &model, &split, &p.eval, ctx)?;
+    Ok(Analysed {
+        model,
+        scored,
+        evaluated,
+        evaluate_seconds: t.elapsed().as_secs_f64(),
+    })
+}
+
 /// Runs every stage: generate (or read), validate, ingest, train, score, evaluate,
 /// report. `on_stage` is called as each stage ends.
 ///
 /// The input is read (or simulated) and validated once, in memory; its validated
 /// rows are stored (idempotently: a re-run inserts nothing) and are the rows
-/// trained on, scored and evaluated. Their features are computed once, in the
-/// train stage, and scored by the score stage. To train on everything a dataset
+/// trained on, scored and evaluated. Storing runs on its own thread beside
+/// training, scoring and evaluating (the same rows, read-only), and the
+/// artifacts are written and the alerts stored only after it has succeeded; the
+/// ingest stage is reported after the score stage, with its own wall time.
+/// Their features are computed once, in the train stage, and scored by the
+/// score stage. To train on everything a dataset
 /// holds, load it with [`crate::load_dataset`] and call the stages one by one (as
 /// `itap train` does).
 ///
@@ -269,58 +332,6 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
     };
     let rows_quarantined = report.rows - report.rows_accepted;
 
-    let t = Instant::now();
-    let ingested = store_runtime()?.block_on(async {
-        let store = p.store.connect().await?;
-        let done = store_batch(&valid, &report, &store, &p.store, &mut |_| {}).await;
-        store.close().await;
-        done
-    })?;
-    sw.record(
-        "ingest",
-        valid.len() as u64,
-        t,
-        format!(
-            "{} dataset `{}`: inserted {}, duplicates {}, conflicts {}",
-            p.store.url,
-            p.store.dataset,
-            ingested.counts.inserted,
-            ingested.counts.duplicates,
-            ingested.counts.conflicts
-        ),
-    );
-    // What is trained and scored: the input's validated rows, just stored.
-    let batch = valid.into_inner();
-
-    let split = split_by_time(&batch, &p.eval)?;
-    let t = Instant::now();
-    let trained = train(&batch, &split, &p.training, &p.features, &p.detector)?;
-    let model = trained.model;
-    let model_path = p.out_dir.join("model.json");
-    model.save(&model_path)?;
-    sw.record(
-        "train",
-        model.training.rows_used,
-        t,
-        format!(
-            "{} features, {} of {} training rows used",
-            model.feature_names.len(),
-            model.training.rows_used,
-            model.training.rows_in_span
-        ),
-    );
-
-    // The features were computed once, by training; scoring reads them.
-    let t = Instant::now();
-    let scored = model.score_features(trained.features)?;
-    sw.record(
-        "score",
-        batch.len() as u64,
-        t,
-        format!("model {}", model_path.display()),
-    );
-
-    let t = Instant::now();
     let ctx = RunContext {
         input: InputDigest {
             path: input.display().to_string(),
@@ -329,16 +340,68 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         config: p.config_json.clone(),
         alerts: p.alerts.clone(),
     };
+    // The rows are stored on a thread of their own while the same rows (in
+    // memory, validated, read-only to both) are trained on, scored and
+    // evaluated: the two share nothing else, and a store takes one writer at a
+    // time, so the analysis's threads use the rest of the machine. Nothing goes
+    // to the output folder and no alert is stored until the rows are: a failed
+    // ingest fails the run with no artifact written, as when it came first.
+    let batch = valid.get();
+    let (ingested, analysed) = std::thread::scope(|s| {
+        let ingest = s.spawn(|| {
+            let t = Instant::now();
+            let done = store_runtime().and_then(|rt| {
+                rt.block_on(async {
+                    let store = p.store.connect().await?;
+                    let done = store_batch(&valid, &report, &store, &p.store, &mut |_| {}).await;
+                    store.close().await;
+                    done
+                })
+            });
+            (done, t.elapsed().as_secs_f64())
+        });
+        let analysed = analyse(batch, p, &ctx, &mut sw);
+        let ingested = ingest
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (ingested, analysed)
+    });
+    let (ingested, ingest_seconds) = ingested;
+    let ingested = ingested?;
+    sw.record_seconds(
+        "ingest",
+        batch.len() as u64,
+        ingest_seconds,
+        format!(
+            "{} dataset `{}`: inserted {}, duplicates {}, conflicts {} (beside train, score and evaluate)",
+            p.store.url,
+            p.store.dataset,
+            ingested.counts.inserted,
+            ingested.counts.duplicates,
+            ingested.counts.conflicts
+        ),
+    );
+    let Analysed {
+        model,
+        scored,
+        evaluated,
+        evaluate_seconds,
+    } = analysed?;
+
+    // The rows are stored: now the artifacts and the alerts.
+    let t = Instant::now();
+    let model_path = p.out_dir.join("model.json");
+    model.save(&model_path)?;
     let Reported {
         evaluation,
         alerts,
         files: mut artifacts,
-    } = evaluate_and_write(&batch, &scored, &model, &split, &p.eval, &ctx, &p.out_dir)?;
+    } = evaluated.write(batch, &scored, &p.out_dir)?;
     let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
-    sw.record(
+    sw.record_seconds(
         "evaluate",
         evaluation.rows_evaluated,
-        t,
+        evaluate_seconds + t.elapsed().as_secs_f64(),
         format!(
             "ROC-AUC {}, PR-AUC {}, {} alerts ({} new in the store)",
             evaluation.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
