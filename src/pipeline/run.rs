@@ -297,9 +297,8 @@ fn analyse(
 /// artifacts are written and the alerts stored only after it has succeeded; the
 /// ingest stage is reported after the score stage, with its own wall time.
 /// Their features are computed once, in the train stage, and scored by the
-/// score stage. To train on everything a dataset
-/// holds, load it with [`crate::load_dataset`] and call the stages one by one (as
-/// `itap train` does).
+/// score stage. To train on everything a dataset holds, load it with
+/// [`crate::load_dataset`] and call the stages one by one (as `itap train` does).
 ///
 /// Under the validation policy `reject` (the default) an input with error rows is
 /// refused; under `quarantine` those rows are set aside into [`QUARANTINE_FILE`]
@@ -347,7 +346,7 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
     // to the output folder and no alert is stored until the rows are: a failed
     // ingest fails the run with no artifact written, as when it came first.
     let batch = valid.get();
-    let (ingested, analysed) = std::thread::scope(|s| {
+    let ((ingested, ingest_seconds), analysed) = std::thread::scope(|s| {
         let ingest = s.spawn(|| {
             let t = Instant::now();
             let done = store_runtime().and_then(|rt| {
@@ -366,7 +365,6 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (ingested, analysed)
     });
-    let (ingested, ingest_seconds) = ingested;
     let ingested = ingested?;
     sw.record_seconds(
         "ingest",
