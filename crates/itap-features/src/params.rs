@@ -345,6 +345,7 @@ pub enum Period {
 /// | `period_min_strength` | 0.2 | `auto` keeps a period only if its profile explains at least this share of the variance | 0 – 1 |
 /// | `chart_halflives` | `["0s", "15s", "45s"]` | half-lives of the control-chart EWMAs (`chart_ewma`), several time scales at once; `0s` is the Shewhart chart (the row's own standardised residual) | 0 – 366 d, no repeats, ≥ 1 when `chart_ewma` is made |
 /// | `chart_cusum_k` | 0.5 | allowance of the CUSUM (`chart_cusum`), in residual spreads: shifts smaller than this do not accumulate | 0 – 10 |
+/// | `chart_prior_rows` | 30 | a device's own residual spread in a state is pooled with all devices' spread in that state, which counts as this many training rows: a device seen in a state for only a few rows gets a spread near the fleet's, one seen for thousands keeps its own; `0` = the device's own spread alone (a model saved without this key reads as `0`) | 0 – 1 000 000 |
 /// | `elapsed_cap` | `"1h"` | cap of the seconds-since features (and their value before any event) | > 0 |
 /// | `train_fraction` | 0.7 | with no training span given (`itap features`), fit on this first share of the time span | 0 – 1 (0 excluded) |
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,6 +381,10 @@ pub struct FeatureParams {
     pub chart_halflives: Vec<String>,
     /// Allowance of the CUSUM, in residual spreads.
     pub chart_cusum_k: f64,
+    /// Weight, in training rows, of all devices' residual spread against a
+    /// device's own when the control charts' unit is set.
+    #[serde(default = "no_prior_rows")]
+    pub chart_prior_rows: f64,
     /// Cap of the seconds-since features, as a duration.
     pub elapsed_cap: String,
     /// Share of the time span fitted on when no training span is given.
@@ -404,6 +409,7 @@ impl Default for FeatureParams {
             period_min_strength: 0.2,
             chart_halflives: vec!["0s".to_owned(), "15s".to_owned(), "45s".to_owned()],
             chart_cusum_k: 0.5,
+            chart_prior_rows: 30.0,
             elapsed_cap: "1h".to_owned(),
             train_fraction: 0.7,
         }
@@ -498,6 +504,13 @@ impl FeatureParams {
     /// Sets the CUSUM allowance, in residual spreads.
     pub fn chart_cusum_k(mut self, v: f64) -> Self {
         self.chart_cusum_k = v;
+        self
+    }
+
+    /// Sets the weight, in training rows, of all devices' residual spread against
+    /// a device's own (0 = the device's own alone).
+    pub fn chart_prior_rows(mut self, v: f64) -> Self {
+        self.chart_prior_rows = v;
         self
     }
 
@@ -661,6 +674,12 @@ impl FeatureParams {
                 format!("{} is not between 0 and 10", p.chart_cusum_k),
             ));
         }
+        if !(p.chart_prior_rows >= 0.0 && p.chart_prior_rows <= 1e6) {
+            return Err(Error::param(
+                "chart_prior_rows",
+                format!("{} is not between 0 and 1000000", p.chart_prior_rows),
+            ));
+        }
         let elapsed_cap_us = duration("elapsed_cap", &p.elapsed_cap)?;
         if elapsed_cap_us <= 0 {
             return Err(Error::param("elapsed_cap", "must be longer than zero"));
@@ -702,6 +721,12 @@ impl ParamGuard for FeatureParams {
             params: self,
         })
     }
+}
+
+/// `chart_prior_rows` of a model saved before the key existed: the device's own
+/// spread alone, as it was then.
+fn no_prior_rows() -> f64 {
+    0.0
 }
 
 fn duration(name: &str, text: &str) -> Result<i64> {
@@ -769,6 +794,19 @@ mod tests {
     }
 
     #[test]
+    fn a_model_saved_before_chart_prior_rows_keeps_the_device_s_own_spread() {
+        // A saved fit without the key reads as 0 (the charts as they were then);
+        // a config section without it takes today's default.
+        let old: FeatureParams = serde_json::from_str(r#"{"chart_cusum_k": 0.5}"#).unwrap();
+        assert_eq!(old.chart_prior_rows, 0.0);
+        assert_eq!(FeatureParams::default().chart_prior_rows, 30.0);
+        let back: FeatureParams =
+            serde_json::from_str(&serde_json::to_string(&FeatureParams::default()).unwrap())
+                .unwrap();
+        assert_eq!(back, FeatureParams::default());
+    }
+
+    #[test]
     fn windows_parse_durations_and_row_counts() {
         assert_eq!(Window::parse("30rows").unwrap(), Window::Rows(30));
         assert_eq!(Window::parse(" 90s ").unwrap().label(), "90s");
@@ -826,6 +864,14 @@ mod tests {
                 "train_fraction",
             ),
             (FeatureParams::default().signals(["a", "a"]), "signals"),
+            (
+                FeatureParams::default().chart_prior_rows(-1.0),
+                "chart_prior_rows",
+            ),
+            (
+                FeatureParams::default().chart_prior_rows(f64::NAN),
+                "chart_prior_rows",
+            ),
         ];
         for (p, name) in cases {
             assert!(p.check_ref().is_err(), "{name}");

@@ -372,6 +372,89 @@ fn a_control_chart_sees_a_small_sustained_shift_the_rows_hide() {
 }
 
 #[test]
+fn a_device_seen_briefly_in_a_state_charts_it_against_a_spread_near_the_fleet_s() {
+    // Two devices, 2 h at 10 s. Device "a" runs, but for 12 calm IDLE rows in the
+    // training half (10 ± 0.005) and 12 IDLE rows at 12 in the second half;
+    // device "b" alternates RUN and IDLE every 10 minutes, IDLE at 10 ± 2.
+    let mut rows = Vec::new();
+    for i in 0..720i64 {
+        let t = T0 + i * 10 * S;
+        let wobble = ((i * 7919) % 101) as f64 / 101.0 - 0.5;
+        let (a_idle, a_value) = match i {
+            100..112 => (true, 10.0 + 0.01 * wobble),
+            500..512 => (true, 12.0),
+            _ => (false, 100.0 + wobble),
+        };
+        rows.push(Row {
+            state: if a_idle { State::Idle } else { State::Run },
+            ..row(t, "a", &[a_value])
+        });
+        let b_idle = (i / 60) % 2 == 1;
+        rows.push(Row {
+            state: if b_idle { State::Idle } else { State::Run },
+            ..row(
+                t,
+                "b",
+                &[if b_idle {
+                    10.0 + 4.0 * wobble
+                } else {
+                    100.0 + wobble
+                }],
+            )
+        });
+    }
+    let b = batch(&["x"], &rows);
+    let chart = |prior: f64| {
+        let p = FeatureParams::default()
+            .kinds([FeatureKind::ChartEwma])
+            .chart_halflives(["0s"])
+            .chart_prior_rows(prior)
+            .period("off")
+            .check()
+            .unwrap();
+        let f = fit(&b, TrainSpan::Fraction(0.5), &p).unwrap();
+        let m = transform(&b, &f).unwrap();
+        let z = m.column_by_name("x__chart_ewma__0s").unwrap().to_vec();
+        // The chart of device "a"'s first IDLE row of the second half.
+        let r = (0..b.len())
+            .find(|&r| {
+                b.device_names()[b.device_codes()[r] as usize] == "a"
+                    && b.timestamps()[r] == T0 + 500 * 10 * S
+            })
+            .unwrap();
+        (z[r], f)
+    };
+    let (own, f) = chart(0.0);
+    let (pooled, _) = chart(30.0);
+    // Its own spread, from one calm stretch, makes 2 units off the level look
+    // like hundreds of spreads; pooled with the fleet's it is about one.
+    assert!(own > 100.0, "{own}");
+    assert!(pooled > 0.3 && pooled < 3.0, "{pooled}");
+    // The unit is the root of the row-weighted mean of the two variances.
+    let idle = |bs: &[itap_features::Baseline]| {
+        bs.iter()
+            .find(|x| x.state == Some(State::Idle))
+            .map(|x| (x.rows as f64, x.resid_scale[0].unwrap()))
+            .unwrap()
+    };
+    let (n, unit) = idle(
+        &f.devices()
+            .iter()
+            .find(|d| d.device == "a")
+            .unwrap()
+            .baselines,
+    );
+    let (_, fleet) = idle(f.pooled());
+    assert_eq!(n, 12.0);
+    let want = ((n * unit * unit + 30.0 * fleet * fleet) / (n + 30.0)).sqrt();
+    assert!(
+        (own * unit / pooled - want).abs() < 1e-9 * want,
+        "{} vs {want}",
+        own * unit / pooled
+    );
+}
+
+#[test]
 fn event_counters() {
     use State::*;
     let spec = [

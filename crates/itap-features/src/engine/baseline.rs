@@ -44,6 +44,21 @@ fn chart_of(b: &Baseline, s: usize) -> Option<(f64, f64)> {
     Some((loc + rloc, rscale))
 }
 
+/// A device's residual spread `own`, learned from `rows` training rows, pooled
+/// with the fleet's spread `fleet` weighing `prior` rows: the root of the
+/// weighted mean of the two variances. A device seen in a state for a few rows
+/// (its spread is then often far too small: one calm stretch) gets nearly the
+/// fleet's; one seen for many keeps nearly its own.
+fn pooled_unit(own: f64, rows: usize, fleet: Option<f64>, prior: f64) -> f64 {
+    match fleet {
+        Some(fleet) if prior > 0.0 && fleet.is_finite() => {
+            let n = rows as f64;
+            ((n * own * own + prior * fleet * fleet) / (n + prior)).sqrt()
+        }
+        _ => own,
+    }
+}
+
 impl Tables {
     pub(super) fn new(batch: &Batch, fit: &FeaturesFit, nsig: usize) -> Tables {
         Tables::for_devices(batch.device_names(), fit, nsig)
@@ -56,6 +71,7 @@ impl Tables {
         let level = |b: &Baseline, s: usize| {
             Some((b.location.get(s).copied()??, b.scale.get(s).copied()??))
         };
+        let prior = fit.params().chart_prior_rows;
         let mut baselines = Vec::with_capacity(names.len());
         let mut charts = Vec::with_capacity(names.len());
         for name in names {
@@ -81,14 +97,20 @@ impl Tables {
                     .collect(),
             );
             // A chart's centre and unit: the device's own in that state, else the
-            // pooled one of that state; never another state's.
+            // pooled one of that state; never another state's. The device's own
+            // unit is pooled with the fleet's, which weighs `prior` rows.
             charts.push(
                 (0..KEYS * nsig)
                     .map(|ks| {
                         let (key, s) = (ks / nsig, ks % nsig);
-                        own_of(key)
-                            .and_then(|b| chart_of(b, s))
-                            .or_else(|| pooled_of(key).and_then(|b| chart_of(b, s)))
+                        let pooled = pooled_of(key).and_then(|b| chart_of(b, s));
+                        match own_of(key).and_then(|b| Some((b.rows, chart_of(b, s)?))) {
+                            Some((rows, (centre, unit))) => Some((
+                                centre,
+                                pooled_unit(unit, rows, pooled.map(|(_, u)| u), prior),
+                            )),
+                            None => pooled,
+                        }
                     })
                     .collect(),
             );
@@ -211,5 +233,23 @@ impl Ctx<'_> {
                 outs[c][a + i] = imp[i] - sv - before;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pooled_unit;
+
+    #[test]
+    fn a_device_s_spread_is_pooled_with_the_fleet_s_by_its_rows() {
+        // Equal weights: the root of the mean of the variances.
+        let half = pooled_unit(1.0, 30, Some(7.0), 30.0);
+        assert!((half - 25.0_f64.sqrt()).abs() < 1e-12, "{half}");
+        // A few calm rows get nearly the fleet's spread, many keep nearly their own.
+        assert!(pooled_unit(0.25, 18, Some(7.0), 30.0) > 5.0);
+        assert!((pooled_unit(4.0, 30_000, Some(7.0), 30.0) - 4.0).abs() < 0.01);
+        // No prior, or no fleet spread in that state: the device's own.
+        assert_eq!(pooled_unit(0.25, 18, Some(7.0), 0.0), 0.25);
+        assert_eq!(pooled_unit(0.25, 18, None, 30.0), 0.25);
     }
 }
