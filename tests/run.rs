@@ -106,6 +106,22 @@ fn a_run_stores_trains_scores_and_writes_every_artifact_and_a_rerun_changes_noth
     for f in &names {
         assert!(std::fs::metadata(f).unwrap().len() > 0, "{}", f.display());
     }
+    // Written into temporary files beside the ingest, then renamed: none is left.
+    let mut left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "alerts.json",
+            "metrics.json",
+            "model.json",
+            "report.html",
+            "scores.csv"
+        ]
+    );
     let m = metrics(&out);
     assert_eq!(m.input.path, csv.display().to_string());
     assert_eq!(
@@ -184,6 +200,13 @@ fn a_failed_ingest_writes_no_artifact_though_training_ran_beside_it() {
     ] {
         assert!(!out.join(f).exists(), "{f} written after a failed ingest");
     }
+    // The artifacts were written beside the ingest into temporary files: they
+    // are removed, and so is the output folder the run made for them.
+    assert!(
+        !out.exists(),
+        "{:?}",
+        std::fs::read_dir(&out).map(|d| d.count())
+    );
 }
 
 /// The batch with the fault tags of the rows on one side of `cut` replaced: every

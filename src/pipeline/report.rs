@@ -1,6 +1,7 @@
 //! Evaluation and the artifacts a run leaves: metrics.json, alerts.json,
 //! scores.csv and report.html.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use itap_eval::{
@@ -9,7 +10,7 @@ use itap_eval::{
     ThresholdRule,
 };
 use itap_store::{AlertRecord, AlertsWritten};
-use itap_telemetry::{Batch, TimeZone, parse_timestamp};
+use itap_telemetry::{AtomicFile, Batch, TimeZone, parse_timestamp};
 
 use crate::error::{Error, Result};
 use crate::model::ModelFile;
@@ -177,22 +178,59 @@ impl Evaluated {
     /// The writing half of [`evaluate_and_write`]: metrics.json, alerts.json,
     /// scores.csv and report.html into `out` (the rows and scores evaluated).
     pub(crate) fn write(self, batch: &Batch, scored: &Scored, out: &Path) -> Result<Reported> {
+        self.stage(batch, scored, out)?.commit()
+    }
+
+    /// Writes metrics.json, alerts.json, scores.csv and report.html into
+    /// temporary files in `out`, synced but not in place: [`Staged::commit`]
+    /// publishes them, dropping the [`Staged`] removes them.
+    pub(crate) fn stage(self, batch: &Batch, scored: &Scored, out: &Path) -> Result<Staged> {
         let Evaluated { metrics, alerts } = self;
         let rows = ScoredRows::from_batch(batch, &scored.scores)?;
-        let metrics_path = out.join("metrics.json");
-        let alerts_path = out.join("alerts.json");
-        let scores_path = out.join("scores.csv");
-        let report_path = out.join("report.html");
-        itap_eval::write_json(&metrics, &metrics_path)?;
-        itap_eval::write_json(&alerts, &alerts_path)?;
-        itap_eval::write_scores_csv(&rows, alerts.threshold.value, &scores_path)?;
+        let metrics_file = itap_eval::stage_json(&metrics, &out.join("metrics.json"))?;
+        let alerts_file = itap_eval::stage_json(&alerts, &out.join("alerts.json"))?;
+        let scores_file =
+            itap_eval::stage_scores_csv(&rows, alerts.threshold.value, &out.join("scores.csv"))?;
         let html =
             itap_eval::report_html("ITAP evaluation report", &metrics, &rows, &alerts.alerts, 6)?;
-        itap_telemetry::write_atomic(&report_path, html.as_bytes())?;
-        Ok(Reported {
+        let report_path = out.join("report.html");
+        let mut report_file = AtomicFile::create(&report_path)?;
+        report_file
+            .write_all(html.as_bytes())
+            .map_err(|source| itap_telemetry::Error::Io {
+                path: report_path.clone(),
+                source,
+            })?;
+        report_file.sync()?;
+        Ok(Staged {
             evaluation: metrics.evaluation,
             alerts: alerts.alerts,
-            files: vec![metrics_path, alerts_path, scores_path, report_path],
+            files: vec![metrics_file, alerts_file, scores_file, report_file],
+        })
+    }
+}
+
+/// An evaluation's files written but not yet in place (see [`Evaluated::stage`]).
+#[derive(Debug)]
+pub(crate) struct Staged {
+    evaluation: Evaluation,
+    alerts: Vec<Alert>,
+    files: Vec<AtomicFile>,
+}
+
+impl Staged {
+    /// Renames the files into place, in the order metrics.json, alerts.json,
+    /// scores.csv, report.html.
+    pub(crate) fn commit(self) -> Result<Reported> {
+        let mut paths = Vec::with_capacity(self.files.len());
+        for file in self.files {
+            paths.push(file.path().to_path_buf());
+            file.commit()?;
+        }
+        Ok(Reported {
+            evaluation: self.evaluation,
+            alerts: self.alerts,
+            files: paths,
         })
     }
 }

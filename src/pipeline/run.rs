@@ -14,12 +14,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::model::ModelFile;
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
 };
-use crate::pipeline::report::{Evaluated, Reported, RunContext, evaluate_only, store_alerts};
-use crate::pipeline::score::Scored;
+use crate::pipeline::report::{Reported, RunContext, Staged, evaluate_only, store_alerts};
 use crate::pipeline::split::split_by_time;
 use crate::pipeline::train::{TrainingSet, train};
 
@@ -234,17 +232,19 @@ fn record_validation(
     );
 }
 
-/// What [`analyse`] leaves for the run to write once the rows are stored.
+/// What [`analyse`] leaves for the run to publish once the rows are stored.
 struct Analysed {
-    model: ModelFile,
-    scored: Scored,
-    evaluated: Evaluated,
-    /// The time evaluating took so far (writing comes after).
+    /// model.json, written but not in place.
+    model_file: AtomicFile,
+    /// The evaluation's files, written but not in place.
+    staged: Staged,
+    /// The time evaluating took so far, writing included (publishing comes after).
     evaluate_seconds: f64,
 }
 
-/// Trains on the rows, scores them and evaluates the scores (the train and score
-/// stages are recorded as they end); writes nothing.
+/// Trains on the rows, scores them, evaluates the scores and writes the
+/// artifacts into temporary files in the output folder (the train and score
+/// stages are recorded as they end); nothing is put in place.
 fn analyse(
     batch: &Batch,
     p: &RunParams,
@@ -279,10 +279,11 @@ fn analyse(
 
     let t = Instant::now();
     let evaluated = evaluate_only(batch, &scored, &model, &split, &p.eval, ctx)?;
+    let model_file = itap_eval::stage_json(&model, &p.out_dir.join("model.json"))?;
+    let staged = evaluated.stage(batch, &scored, &p.out_dir)?;
     Ok(Analysed {
-        model,
-        scored,
-        evaluated,
+        model_file,
+        staged,
         evaluate_seconds: t.elapsed().as_secs_f64(),
     })
 }
@@ -293,9 +294,11 @@ fn analyse(
 /// The input is read (or simulated) and validated once, in memory; its validated
 /// rows are stored (idempotently: a re-run inserts nothing) and are the rows
 /// trained on, scored and evaluated. Storing runs on its own thread beside
-/// training, scoring and evaluating (the same rows, read-only), and the
-/// artifacts are written and the alerts stored only after it has succeeded; the
-/// ingest stage is reported after the score stage, with its own wall time.
+/// training, scoring and evaluating (the same rows, read-only); the artifacts
+/// are written meanwhile into temporary files in the output folder, and they are
+/// renamed into place and the alerts stored only after the rows are stored (a
+/// failed ingest leaves none of them); the ingest stage is reported after the
+/// score stage, with its own wall time.
 /// Their features are computed once, in the train stage, and scored by the
 /// score stage. To train on everything a dataset holds, load it with
 /// [`crate::load_dataset`] and call the stages one by one (as `itap train` does).
@@ -342,9 +345,12 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
     // The rows are stored on a thread of their own while the same rows (in
     // memory, validated, read-only to both) are trained on, scored and
     // evaluated: the two share nothing else, and a store takes one writer at a
-    // time, so the analysis's threads use the rest of the machine. Nothing goes
-    // to the output folder and no alert is stored until the rows are: a failed
-    // ingest fails the run with no artifact written, as when it came first.
+    // time, so the analysis's threads use the rest of the machine. The analysis
+    // writes its artifacts into temporary files; they are renamed into place and
+    // the alerts stored only once the rows are: a failed ingest fails the run
+    // with no artifact in place (the temporary files are removed), as when it
+    // came first.
+    let out_existed = p.out_dir.exists();
     let batch = valid.get();
     let ((ingested, ingest_seconds), analysed) = std::thread::scope(|s| {
         let ingest = s.spawn(|| {
@@ -365,7 +371,21 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (ingested, analysed)
     });
-    let ingested = ingested?;
+    // On failure: the temporary files are gone once `analysed` is dropped; the
+    // output folder goes too if the run made it and left it empty.
+    let tidy = || {
+        if !out_existed {
+            let _ = std::fs::remove_dir(&p.out_dir);
+        }
+    };
+    let ingested = match ingested {
+        Ok(i) => i,
+        Err(e) => {
+            drop(analysed);
+            tidy();
+            return Err(e);
+        }
+    };
     sw.record_seconds(
         "ingest",
         batch.len() as u64,
@@ -380,21 +400,20 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         ),
     );
     let Analysed {
-        model,
-        scored,
-        evaluated,
+        model_file,
+        staged,
         evaluate_seconds,
-    } = analysed?;
+    } = analysed.inspect_err(|_| tidy())?;
 
-    // The rows are stored: now the artifacts and the alerts.
+    // The rows are stored: now the artifacts go in place and the alerts are stored.
     let t = Instant::now();
-    let model_path = p.out_dir.join("model.json");
-    model.save(&model_path)?;
+    let model_path = model_file.path().to_path_buf();
+    model_file.commit()?;
     let Reported {
         evaluation,
         alerts,
         files: mut artifacts,
-    } = evaluated.write(batch, &scored, &p.out_dir)?;
+    } = staged.commit()?;
     let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
     sw.record_seconds(
         "evaluate",

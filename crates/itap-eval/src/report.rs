@@ -55,12 +55,23 @@ pub struct InputDigest {
 /// [`Error::Telemetry`] holding an `Io` error naming the path (or its folder) when
 /// the file cannot be created or committed.
 pub fn write_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
+    Ok(stage_json(value, path)?.commit()?)
+}
+
+/// Writes `value` as [`write_json`] does into a temporary file beside `path`,
+/// synced but not yet renamed into place: [`AtomicFile::commit`] publishes it,
+/// dropping it leaves `path` as it was.
+///
+/// # Errors
+/// As [`write_json`].
+pub fn stage_json<T: Serialize>(value: &T, path: &Path) -> Result<AtomicFile> {
     let mut file = AtomicFile::create(path)?;
     serde_json::to_writer_pretty(&mut file, value)
         .map_err(std::io::Error::from)
         .and_then(|()| file.write_all(b"\n"))
         .map_err(|e| Error::io(path, e))?;
-    Ok(file.commit()?)
+    file.sync()?;
+    Ok(file)
 }
 
 /// The header line of scores.csv.
@@ -95,6 +106,16 @@ pub fn scores_csv(rows: &ScoredRows<'_>, threshold: f64) -> String {
 /// [`Error::Telemetry`] holding an `Io` error naming the path (or its folder) when
 /// the file cannot be created, written or committed.
 pub fn write_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> Result<()> {
+    Ok(stage_scores_csv(rows, threshold, path)?.commit()?)
+}
+
+/// Writes scores.csv as [`write_scores_csv`] does into a temporary file beside
+/// `path`, synced but not yet renamed into place: [`AtomicFile::commit`]
+/// publishes it, dropping it leaves `path` as it was.
+///
+/// # Errors
+/// As [`write_scores_csv`].
+pub fn stage_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> Result<AtomicFile> {
     use rayon::prelude::*;
     let n = rows.timestamps.len();
     let starts: Vec<usize> = (0..n).step_by(SCORES_BLOCK_ROWS).collect();
@@ -117,7 +138,8 @@ pub fn write_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> R
                 .map_err(|e| Error::io(path, e))?;
         }
     }
-    Ok(file.commit()?)
+    file.sync()?;
+    Ok(file)
 }
 
 /// Appends the scores.csv lines of rows `range`.

@@ -122,6 +122,19 @@ impl AtomicFile {
         sync_folder(folder_of(&self.path)).map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Flushes and `fsync`s what was written so far, without renaming: a later
+    /// [`AtomicFile::commit`] then has little left to sync. Used to finish a large
+    /// file's work early and publish it later.
+    ///
+    /// # Errors
+    /// [`Error::Io`] naming the destination.
+    pub fn sync(&mut self) -> Result<()> {
+        let path = self.path.clone();
+        let out = self.writer().map_err(|e| Error::io(&path, e))?;
+        out.flush().map_err(|e| Error::io(&path, e))?;
+        out.get_ref().sync_all().map_err(|e| Error::io(&path, e))
+    }
+
     fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
         self.out.as_mut().ok_or_else(already_committed)
     }
