@@ -35,6 +35,11 @@ pub struct TrainingInfo {
     /// none when nothing was held back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_from: Option<String>,
+    /// When the fitted rows were more than `[model] max_training_rows`: how many
+    /// of them, a seeded uniform sample, the scaler and the detector learned from
+    /// (the features' baselines learned from all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_sampled: Option<u64>,
     /// Rows left out for their state.
     pub excluded_by_state: u64,
     /// Rows left out for a fault tag.

@@ -150,3 +150,53 @@ fn scoring_data_without_the_models_signals_names_the_features() {
         e => panic!("expected a feature mismatch, got {e}"),
     }
 }
+
+#[test]
+fn more_fitted_rows_than_max_training_rows_fit_a_seeded_sample_on_any_thread_count() {
+    let batch = simulate(&SimParams::default().devices(4).hours(3.0).check().unwrap());
+    let eval = EvalParams::default().check().unwrap();
+    let split = split_by_time(&batch, &eval).unwrap();
+    let features = FeatureParams::default().check().unwrap();
+    let detector = DetectorParams::default().check().unwrap();
+    let model_with = |max: u64, threads: usize| {
+        let set = TrainingSet {
+            max_training_rows: max,
+            ..TrainingSet::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| train(&batch, &split, &set, &features, &detector))
+            .unwrap()
+            .model
+    };
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+    let all = model_with(0, 2);
+    let used = all.training.rows_used;
+    assert!(used > 1_000, "{used}");
+    assert_eq!(all.training.rows_sampled, None);
+    // A limit at or above the fitted rows changes nothing.
+    assert_eq!(json(&model_with(used, 2)), json(&all));
+    // Below it: the scaler and the detector learn from exactly that many rows,
+    // the same ones on every run and thread count, and the model differs.
+    let sampled = model_with(1_000, 1);
+    assert_eq!(sampled.training.rows_sampled, Some(1_000));
+    assert_eq!(sampled.training.rows_used, used);
+    assert_eq!(json(&sampled), json(&model_with(1_000, 2)));
+    assert_eq!(json(&sampled), json(&model_with(1_000, 1)));
+    assert_ne!(json(&sampled.detector), json(&all.detector));
+    // The features' per-device baselines still learn from every fitted row.
+    assert_eq!(json(&sampled.features), json(&all.features));
+    // A limit too small to fit on is refused by name.
+    let e = TrainingSet {
+        max_training_rows: 10,
+        ..TrainingSet::default()
+    }
+    .check()
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("max_training_rows"), "{e}");
+}

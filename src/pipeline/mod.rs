@@ -29,6 +29,6 @@ pub use run::{QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run};
 pub use score::{ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, ScaledFeatures, Scored};
 pub use split::{split_at_model_cut, split_by_time};
 pub use train::{
-    DEFAULT_CALIBRATION_FRACTION, DEFAULT_DETECTOR, DEFAULT_INPUTS, Trained, TrainingSet,
-    default_detector, detector_features, train,
+    DEFAULT_CALIBRATION_FRACTION, DEFAULT_DETECTOR, DEFAULT_INPUTS, DEFAULT_MAX_TRAINING_ROWS,
+    TRAINING_SAMPLE_SEED, Trained, TrainingSet, default_detector, detector_features, train,
 };

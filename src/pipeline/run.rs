@@ -260,10 +260,16 @@ fn analyse(
         model.training.rows_used,
         t,
         format!(
-            "{} features, {} of {} training rows used",
+            "{} features, {} of {} training rows used{}",
             model.feature_names.len(),
             model.training.rows_used,
-            model.training.rows_in_span
+            model.training.rows_in_span,
+            model
+                .training
+                .rows_sampled
+                .map_or_else(String::new, |n| format!(
+                    " (scaler and detector on a seeded sample of {n})"
+                ))
         ),
     );
 

@@ -49,6 +49,7 @@ pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 /// | `unsupervised` | false | train on every row of the span and use no labels at all |
 /// | `inputs` | `chart_ewma`, `missing_run`, `error_streak` | the feature kinds the detector reads (of those the features make); empty = every feature |
 /// | `calibration_fraction` | 0.2 | the last share of the training span (in time) held back: features, scaler and detector are fitted on the rows before it, and the threshold's score sketch is taken from the rows in it, scored as unseen data; 0 = fit and sketch on the whole span | 0 – 0.5 |
+/// | `max_training_rows` | 4,000,000 | when more rows than this are fitted on, the scaler and the detector learn from a seeded uniform sample of this many of them (the features' per-device baselines still use every row); 0 = never sample | 0, or 1,000 – 10¹² |
 ///
 /// `inputs` exists because the detector is only as good as what it reads: on the
 /// seed platform's data the 69 windowed, spectral and device features dilute the
@@ -61,6 +62,12 @@ pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 /// `calibration_fraction` exists because a threshold taken from the rows a model
 /// was fitted on is too low for later data: a held-back later slice scores as
 /// new data does, so the threshold holds after training.
+///
+/// `max_training_rows` exists because the detector needs far fewer rows than a
+/// large fleet's training span holds: four million rows resolve a tail
+/// probability of one in a million many times over. The sample is drawn with
+/// [`TRAINING_SAMPLE_SEED`] (ChaCha8) from the fitted rows in batch order, so it
+/// is the same on every run and thread count.
 ///
 /// Unless `unsupervised`, rows with a ground-truth fault tag are left out too when
 /// the data has tags ("trained only on normal operating data"); the model file says
@@ -76,7 +83,16 @@ pub struct TrainingSet {
     pub inputs: Vec<FeatureKind>,
     /// The last share of the training span held back to sketch scores on.
     pub calibration_fraction: f64,
+    /// The most fitted rows the scaler and the detector learn from (a seeded
+    /// sample beyond it); 0 = no limit.
+    pub max_training_rows: u64,
 }
+
+/// The default of [`TrainingSet::max_training_rows`].
+pub const DEFAULT_MAX_TRAINING_ROWS: u64 = 4_000_000;
+
+/// The seed of the training sample's ChaCha8 stream.
+pub const TRAINING_SAMPLE_SEED: u64 = 0x17A9_5A4D;
 
 impl Default for TrainingSet {
     fn default() -> Self {
@@ -85,21 +101,30 @@ impl Default for TrainingSet {
             unsupervised: false,
             inputs: DEFAULT_INPUTS.to_vec(),
             calibration_fraction: DEFAULT_CALIBRATION_FRACTION,
+            max_training_rows: DEFAULT_MAX_TRAINING_ROWS,
         }
     }
 }
 
 impl TrainingSet {
-    /// Checks `calibration_fraction`.
+    /// Checks `calibration_fraction` and `max_training_rows`.
     ///
     /// # Errors
-    /// [`Error::InvalidParam`] (`calibration_fraction`) when it is not in 0 – 0.5.
+    /// [`Error::InvalidParam`] (`calibration_fraction`) when it is not in 0 – 0.5,
+    /// (`max_training_rows`) when it is neither 0 nor 1,000 – 10¹².
     pub fn check(&self) -> Result<()> {
         let f = self.calibration_fraction;
         if !(0.0..=0.5).contains(&f) {
             return Err(Error::param(
                 "calibration_fraction",
                 format!("{f} is not a share from 0 to 0.5 of the training span"),
+            ));
+        }
+        let m = self.max_training_rows;
+        if m != 0 && !(1_000..=1_000_000_000_000).contains(&m) {
+            return Err(Error::param(
+                "max_training_rows",
+                format!("{m} is neither 0 (no limit) nor from 1000 to 10^12 rows"),
             ));
         }
         Ok(())
@@ -154,6 +179,28 @@ fn hold_back(
         used[r] = false;
     }
     (calibration, Some(cut))
+}
+
+/// The rows the scaler and the detector are fitted on: `used` itself when it
+/// holds at most `max` rows (or `max` is 0), else a uniform sample of `max` of
+/// them drawn with [`TRAINING_SAMPLE_SEED`]. Returns the sample's size when one
+/// was drawn.
+fn sample_rows(used: &[bool], max: u64) -> (std::borrow::Cow<'_, [bool]>, Option<u64>) {
+    use rand::SeedableRng;
+    let n = used.iter().filter(|&&u| u).count();
+    let Ok(max) = usize::try_from(max) else {
+        return (std::borrow::Cow::Borrowed(used), None);
+    };
+    if max == 0 || n <= max {
+        return (std::borrow::Cow::Borrowed(used), None);
+    }
+    let rows: Vec<usize> = (0..used.len()).filter(|&r| used[r]).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(TRAINING_SAMPLE_SEED);
+    let mut sample = vec![false; used.len()];
+    for i in rand::seq::index::sample(&mut rng, n, max) {
+        sample[rows[i]] = true;
+    }
+    (std::borrow::Cow::Owned(sample), Some(max as u64))
 }
 
 /// Chooses the training rows: the span before the cut, less the excluded states
@@ -213,6 +260,7 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
             until: format_timestamp(split.cut_us),
             rows_in_span: in_span,
             rows_used,
+            rows_sampled: None,
             excluded_by_state: by_state,
             excluded_as_faulty: faulty,
             exclusions,
@@ -323,12 +371,15 @@ pub fn train(
     let feature_families = families(&matrix, &schema);
     let directions = directions(&matrix, &schema);
     let x = feature_array(matrix);
-    let scaler = StandardScaler::fit_rows(x.view(), &used)?;
+    // The features' per-device baselines above learn from every fitted row; the
+    // scaler and the detector from at most `max_training_rows` of them.
+    let (fit_rows, rows_sampled) = sample_rows(&used, set.max_training_rows);
+    let scaler = StandardScaler::fit_rows(x.view(), &fit_rows)?;
     let scaled = ScaledFeatures::scale(x, &scaler)?;
     let model = detector
         .clone()
         .directions(directions)
-        .fit_rows(scaled.view(), &used)?;
+        .fit_rows(scaled.view(), &fit_rows)?;
     // The scores the threshold is set from: the held-back rows' (or, without
     // them, the fitted rows'). Each row's score depends on that row alone, so
     // scoring them apart gives the scores the score stage will.
@@ -350,7 +401,10 @@ pub fn train(
         features: fit,
         schema_digest: schema_digest(&schema),
         schema,
-        training: info,
+        training: TrainingInfo {
+            rows_sampled,
+            ..info
+        },
         training_scores: ScoreSketch::from_scores(&train_scores),
     };
     Ok(Trained {

@@ -48,6 +48,7 @@ pub(crate) struct ModelSection {
     pub(crate) exclude_states: Vec<State>,
     pub(crate) unsupervised: bool,
     pub(crate) calibration_fraction: f64,
+    pub(crate) max_training_rows: u64,
     pub(crate) path: PathBuf,
     pub(crate) iforest: IsolationForestParams,
     pub(crate) pca: PcaParams,
@@ -64,6 +65,7 @@ impl Default for ModelSection {
             exclude_states: t.exclude_states,
             unsupervised: t.unsupervised,
             calibration_fraction: t.calibration_fraction,
+            max_training_rows: t.max_training_rows,
             path: PathBuf::from("artifacts/model.json"),
             iforest: d.iforest,
             pca: d.pca,
@@ -363,6 +365,7 @@ impl Config {
             unsupervised: m.unsupervised || flags.unsupervised,
             inputs: m.inputs.clone(),
             calibration_fraction: m.calibration_fraction,
+            max_training_rows: m.max_training_rows,
         };
         set.check().map_err(|e| e.in_section("model"))?;
         itap::detector_features(features, &set.inputs).map_err(|e| e.in_section("model"))?;

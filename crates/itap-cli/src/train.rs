@@ -141,6 +141,12 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
             thousands(t.excluded_by_state),
             thousands(t.excluded_as_faulty)
         );
+        if let Some(n) = t.rows_sampled {
+            println!(
+                "  sample         {} of them fit the scaler and the detector (seeded; [model] max_training_rows)",
+                thousands(n)
+            );
+        }
         println!(
             "  exclusions     {}",
             if t.exclusions.is_empty() {
