@@ -1,7 +1,6 @@
 //! Evaluation and the artifacts a run leaves: metrics.json, alerts.json,
 //! scores.csv and report.html.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use itap_eval::{
@@ -193,15 +192,7 @@ impl Evaluated {
             itap_eval::stage_scores_csv(&rows, alerts.threshold.value, &out.join("scores.csv"))?;
         let html =
             itap_eval::report_html("ITAP evaluation report", &metrics, &rows, &alerts.alerts, 6)?;
-        let report_path = out.join("report.html");
-        let mut report_file = AtomicFile::create(&report_path)?;
-        report_file
-            .write_all(html.as_bytes())
-            .map_err(|source| itap_telemetry::Error::Io {
-                path: report_path.clone(),
-                source,
-            })?;
-        report_file.sync()?;
+        let report_file = itap_telemetry::stage_atomic(out.join("report.html"), html.as_bytes())?;
         Ok(Staged {
             evaluation: metrics.evaluation,
             alerts: alerts.alerts,

@@ -188,9 +188,7 @@ fn hold_back(
 fn sample_rows(used: &[bool], max: u64) -> (std::borrow::Cow<'_, [bool]>, Option<u64>) {
     use rand::SeedableRng;
     let n = used.iter().filter(|&&u| u).count();
-    let Ok(max) = usize::try_from(max) else {
-        return (std::borrow::Cow::Borrowed(used), None);
-    };
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
     if max == 0 || n <= max {
         return (std::borrow::Cow::Borrowed(used), None);
     }

@@ -129,10 +129,13 @@ impl AtomicFile {
     /// # Errors
     /// [`Error::Io`] naming the destination.
     pub fn sync(&mut self) -> Result<()> {
-        let path = self.path.clone();
-        let out = self.writer().map_err(|e| Error::io(&path, e))?;
-        out.flush().map_err(|e| Error::io(&path, e))?;
-        out.get_ref().sync_all().map_err(|e| Error::io(&path, e))
+        let path = &self.path;
+        let out = self.out.as_mut().ok_or_else(already_committed);
+        out.and_then(|out| {
+            out.flush()?;
+            out.get_ref().sync_all()
+        })
+        .map_err(|e| Error::io(path, e))
     }
 
     fn writer(&mut self) -> io::Result<&mut BufWriter<File>> {
@@ -181,9 +184,20 @@ impl Drop for AtomicFile {
 /// # Errors
 /// [`Error::Io`] naming the path (or the folder that cannot be made).
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    stage_atomic(path, bytes)?.commit()
+}
+
+/// Writes `bytes` as [`write_atomic`] does into a temporary file beside `path`,
+/// synced but not yet renamed into place: [`AtomicFile::commit`] publishes it,
+/// dropping it leaves `path` as it was.
+///
+/// # Errors
+/// As [`write_atomic`].
+pub fn stage_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<AtomicFile> {
     let mut f = AtomicFile::create(path)?;
     f.write_all(bytes).map_err(|e| Error::io(&f.path, e))?;
-    f.commit()
+    f.sync()?;
+    Ok(f)
 }
 
 /// The folder a path's file is in (`.` for a bare file name).

@@ -9,7 +9,7 @@ mod schema;
 mod sim;
 mod time;
 
-pub use atomic::{AtomicFile, write_atomic};
+pub use atomic::{AtomicFile, stage_atomic, write_atomic};
 pub use batch::{Batch, BatchBuilder, BatchColumns};
 pub use csv_io::{
     CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, RawCsvReader, RawRecord,
