@@ -31,11 +31,12 @@ pub use model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo};
 pub use pipeline::{
     ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, DEFAULT_CALIBRATION_FRACTION,
     DEFAULT_DETECTOR, DEFAULT_INPUTS, DEFAULT_MAX_TRAINING_ROWS, QUARANTINE_FILE, Reported,
-    RunContext, RunParams, RunSummary, ScaledFeatures, Scored, Source, StageTiming, StoreSettings,
-    TRAINING_SAMPLE_SEED, Trained, TrainingSet, alert_record, calibration_rows, default_detector,
-    detector_features, evaluate_and_write, ingest_file, load_dataset, operating_threshold,
-    read_validated, run, split_at_model_cut, split_by_time, store_alerts, store_batch,
-    store_runtime, store_validated, train, validate_in_memory,
+    RowContributions, RunContext, RunParams, RunSummary, ScaledFeatures, Scored, Source,
+    StageTiming, StoreSettings, TRAINING_SAMPLE_SEED, Trained, TrainedScores, TrainingSet,
+    alert_record, calibration_rows, default_detector, detector_features, evaluate_and_write,
+    evaluate_scores_and_write, ingest_file, load_dataset, operating_threshold, read_validated, run,
+    split_at_model_cut, split_by_time, store_alerts, store_batch, store_runtime, store_validated,
+    threshold_for_scores, train, train_and_score, validate_in_memory,
 };
 
 pub use itap_anomaly as anomaly;

@@ -200,3 +200,128 @@ fn more_fitted_rows_than_max_training_rows_fit_a_seeded_sample_on_any_thread_cou
     .to_string();
     assert!(e.contains("max_training_rows"), "{e}");
 }
+
+/// The chunked path (`train_and_score`, `score_rows`, `evaluate_scores_and_write`),
+/// which never holds every row's features, gives the very model, scores and
+/// files of the whole path (`train`, `score_features`, `evaluate_and_write`), for
+/// each detector, with and without a training sample, on one and two threads.
+#[test]
+fn chunked_training_scoring_and_evaluation_equal_the_whole_matrix_path() {
+    use itap::anomaly::DetectorKind;
+    use itap::eval::AlertParams;
+    // Devices out of order and interleaved in time, as a file has them.
+    let batch = simulate(&SimParams::default().devices(5).hours(4.0).check().unwrap());
+    let eval = EvalParams::default().check().unwrap();
+    let split = split_by_time(&batch, &eval).unwrap();
+    let features = FeatureParams::default().check().unwrap();
+    fn json<T: serde::Serialize>(v: &T) -> String {
+        serde_json::to_string(v).unwrap()
+    }
+    let ctx = itap::RunContext {
+        input: itap::eval::InputDigest {
+            path: "simulated".to_owned(),
+            sha256: None,
+        },
+        config: serde_json::Value::Null,
+        alerts: AlertParams::default().check().unwrap(),
+    };
+    for kind in [
+        DetectorKind::Residual,
+        DetectorKind::Pca,
+        DetectorKind::IsolationForest,
+    ] {
+        let detector = DetectorParams::default().detector(kind).check().unwrap();
+        // No limit; a sample, the held-back rows scored in training; a sample
+        // and no held-back slice, the sketch's rows (every fitted row, more than
+        // the limit) scored by the scoring pass.
+        for (max, calibration_fraction) in [(0, 0.2), (1_500, 0.2), (1_500, 0.0)] {
+            let set = TrainingSet {
+                max_training_rows: max,
+                calibration_fraction,
+                ..TrainingSet::default()
+            };
+            let whole = train(&batch, &split, &set, &features, &detector).unwrap();
+            let model = whole.model;
+            let scored = model.score_features(whole.features).unwrap();
+            for threads in [1, 2] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let chunked = pool
+                    .install(|| itap::train_and_score(&batch, &split, &set, &features, &detector))
+                    .unwrap();
+                let what = format!(
+                    "{kind:?}, max_training_rows {max}, calibration {calibration_fraction}, {threads} threads"
+                );
+                assert_eq!(json(&chunked.model), json(&model), "model: {what}");
+                assert_eq!(chunked.scores.len(), scored.scores.len());
+                for (r, (a, b)) in chunked.scores.iter().zip(&scored.scores).enumerate() {
+                    assert_eq!(a.to_bits(), b.to_bits(), "row {r}: {what}");
+                }
+                assert_eq!(
+                    json(&pool.install(|| model.score_rows(&batch)).unwrap()),
+                    json(&scored.scores)
+                );
+                // Scores and the contributions of the rows asked for, in one
+                // pass, equal the whole matrix's; the same as a pass of their own.
+                let mut sorted = scored.scores.clone();
+                sorted.sort_by(f64::total_cmp);
+                let cut = sorted[sorted.len() / 2];
+                let wanted = |r: usize, s: f64| s > cut && r % 3 != 0;
+                let (again, kept) = pool
+                    .install(|| model.score_and_explain(&batch, wanted))
+                    .unwrap();
+                assert_eq!(json(&again), json(&scored.scores));
+                let flags: Vec<bool> = (0..batch.len())
+                    .map(|r| wanted(r, scored.scores[r]))
+                    .collect();
+                let n = flags.iter().filter(|&&f| f).count();
+                assert!(n > 10, "{n} rows asked for: {what}");
+                assert_eq!(kept.len(), n);
+                assert_eq!(
+                    kept,
+                    pool.install(|| model.contributions_of(&batch, &flags))
+                        .unwrap()
+                );
+                for (r, &f) in flags.iter().enumerate() {
+                    match kept.get(r) {
+                        Some(c) => {
+                            assert!(f);
+                            assert_eq!(json(&c), json(&model.contributions(&scored, r)));
+                        }
+                        None => assert!(!f, "row {r} missing: {what}"),
+                    }
+                }
+            }
+            if max != 0 || calibration_fraction == 0.0 {
+                continue;
+            }
+            // The files of both evaluations, alerts and their attribution included.
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b) = (dir.path().join("whole"), dir.path().join("chunked"));
+            let ra =
+                itap::evaluate_and_write(&batch, &scored, &model, &split, &eval, &ctx, &a).unwrap();
+            let rb = itap::evaluate_scores_and_write(
+                &batch,
+                &scored.scores,
+                &model,
+                &split,
+                &eval,
+                &ctx,
+                &b,
+            )
+            .unwrap();
+            assert_eq!(json(&ra.alerts), json(&rb.alerts));
+            assert!(!ra.alerts.is_empty(), "{kind:?}: the data raises alerts");
+            assert!(ra.alerts.iter().any(|x| x.family.is_some()));
+            for name in ["metrics.json", "alerts.json", "scores.csv", "report.html"] {
+                let (x, y) = (
+                    std::fs::read(a.join(name)).unwrap(),
+                    std::fs::read(b.join(name)).unwrap(),
+                );
+                assert!(x == y, "{name} differs: {kind:?}");
+            }
+        }
+    }
+}

@@ -22,13 +22,16 @@ pub use ingest::{
     store_validated, validate_in_memory,
 };
 pub use report::{
-    Reported, RunContext, alert_record, calibration_rows, evaluate_and_write, operating_threshold,
-    store_alerts,
+    Reported, RunContext, alert_record, calibration_rows, evaluate_and_write,
+    evaluate_scores_and_write, operating_threshold, store_alerts, threshold_for_scores,
 };
 pub use run::{QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run};
-pub use score::{ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, ScaledFeatures, Scored};
+pub use score::{
+    ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, RowContributions, ScaledFeatures, Scored,
+};
 pub use split::{split_at_model_cut, split_by_time};
 pub use train::{
     DEFAULT_CALIBRATION_FRACTION, DEFAULT_DETECTOR, DEFAULT_INPUTS, DEFAULT_MAX_TRAINING_ROWS,
-    TRAINING_SAMPLE_SEED, Trained, TrainingSet, default_detector, detector_features, train,
+    TRAINING_SAMPLE_SEED, Trained, TrainedScores, TrainingSet, default_detector, detector_features,
+    train, train_and_score,
 };

@@ -14,7 +14,7 @@ use itap_telemetry::{AtomicFile, Batch, TimeZone, parse_timestamp};
 use crate::error::{Error, Result};
 use crate::model::ModelFile;
 use crate::pipeline::ingest::{StoreSettings, store_runtime};
-use crate::pipeline::score::Scored;
+use crate::pipeline::score::{RowContributions, Scored};
 
 /// What a run's evaluation is told besides the scores: what metrics.json records
 /// about the input and configuration, and the `[alerts]` settings.
@@ -81,6 +81,20 @@ pub fn operating_threshold(
     eval: &CheckedEval,
     alerts: &CheckedAlerts,
 ) -> Result<Threshold> {
+    threshold_for_scores(batch, &scored.scores, model, eval, alerts)
+}
+
+/// [`operating_threshold`] from the scores alone (one per batch row).
+///
+/// # Errors
+/// As [`operating_threshold`].
+pub fn threshold_for_scores(
+    batch: &Batch,
+    scores: &[f64],
+    model: &ModelFile,
+    eval: &CheckedEval,
+    alerts: &CheckedAlerts,
+) -> Result<Threshold> {
     if !matches!(eval.rule(), ThresholdRule::TargetFalseAlerts(_)) {
         return Ok(eval.threshold(&model.training_scores)?);
     }
@@ -96,7 +110,7 @@ pub fn operating_threshold(
             model.training.until
         )));
     }
-    let rows = ScoredRows::from_batch(batch, &scored.scores)?;
+    let rows = ScoredRows::from_batch(batch, scores)?;
     Ok(eval.threshold_calibrated(&model.training_scores, &rows, &select, alerts)?)
 }
 
@@ -115,7 +129,98 @@ pub fn evaluate_and_write(
     ctx: &RunContext,
     out: &Path,
 ) -> Result<Reported> {
-    evaluate_only(batch, scored, model, split, eval, ctx)?.write(batch, scored, out)
+    let threshold = operating_threshold(batch, scored, model, eval, &ctx.alerts)?;
+    let contributions = |r: usize| model.contributions(scored, r);
+    evaluate_only(
+        batch,
+        &scored.scores,
+        &contributions,
+        threshold,
+        model,
+        split,
+        eval,
+        ctx,
+    )?
+    .write(batch, &scored.scores, out)
+}
+
+/// [`evaluate_and_write`] from the scores alone (one per batch row, as
+/// [`ModelFile::score_rows`] gives them): the alerts' contributions are
+/// computed again, a chunk of devices at a time, for the evaluated rows above
+/// the threshold only. The same files as [`evaluate_and_write`] with the same
+/// scores.
+///
+/// # Errors
+/// As [`evaluate_and_write`]; the feature engine's errors.
+pub fn evaluate_scores_and_write(
+    batch: &Batch,
+    scores: &[f64],
+    model: &ModelFile,
+    split: &Split,
+    eval: &CheckedEval,
+    ctx: &RunContext,
+    out: &Path,
+) -> Result<Reported> {
+    evaluate_scores(batch, scores, model, split, eval, ctx)?.write(batch, scores, out)
+}
+
+/// The computing half of [`evaluate_scores_and_write`].
+pub(crate) fn evaluate_scores(
+    batch: &Batch,
+    scores: &[f64],
+    model: &ModelFile,
+    split: &Split,
+    eval: &CheckedEval,
+    ctx: &RunContext,
+) -> Result<Evaluated> {
+    let threshold = threshold_for_scores(batch, scores, model, eval, &ctx.alerts)?;
+    // The tracker asks for the contributions of evaluated rows above the
+    // threshold; these are a superset (every state).
+    let ts = batch.timestamps();
+    let wanted: Vec<bool> = (0..batch.len().min(scores.len()))
+        .map(|r| explained(split, ts[r], scores[r], &threshold))
+        .collect();
+    let kept = model.contributions_of(batch, &wanted)?;
+    evaluate_explained(batch, scores, &kept, threshold, model, split, eval, ctx)
+}
+
+/// The evaluated rows whose contributions the alerts ask for, at threshold
+/// `t`: those after the training span scoring above it (a superset: every
+/// state).
+pub(crate) fn explained(split: &Split, ts: i64, score: f64, t: &Threshold) -> bool {
+    !split.is_train(ts) && score > t.value
+}
+
+/// [`evaluate_only`] with the contributions kept for the rows [`explained`]
+/// names.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn evaluate_explained(
+    batch: &Batch,
+    scores: &[f64],
+    kept: &RowContributions,
+    threshold: Threshold,
+    model: &ModelFile,
+    split: &Split,
+    eval: &CheckedEval,
+    ctx: &RunContext,
+) -> Result<Evaluated> {
+    let width = model.feature_names.len();
+    // Every row the tracker asks about was kept; zeros would only stand for a
+    // row it does not use.
+    let contributions = |r: usize| {
+        kept.get(r)
+            .map_or_else(|| vec![0.0; width], <[f64]>::to_vec)
+    };
+    evaluate_only(
+        batch,
+        scores,
+        &contributions,
+        threshold,
+        model,
+        split,
+        eval,
+        ctx,
+    )
 }
 
 /// An evaluation not yet written: what [`evaluate_and_write`] computes before it
@@ -127,23 +232,25 @@ pub(crate) struct Evaluated {
     alerts: AlertsFile,
 }
 
-/// The computing half of [`evaluate_and_write`]: nothing is written.
-pub(crate) fn evaluate_only(
+/// The computing half of [`evaluate_and_write`] at a threshold already decided:
+/// nothing is written.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_only(
     batch: &Batch,
-    scored: &Scored,
+    scores: &[f64],
+    contributions: &dyn Fn(usize) -> Vec<f64>,
+    threshold: Threshold,
     model: &ModelFile,
     split: &Split,
     eval: &CheckedEval,
     ctx: &RunContext,
 ) -> Result<Evaluated> {
-    let threshold = operating_threshold(batch, scored, model, eval, &ctx.alerts)?;
-    let rows = ScoredRows::from_batch(batch, &scored.scores)?;
-    let contributions = |r: usize| model.contributions(scored, r);
+    let rows = ScoredRows::from_batch(batch, scores)?;
     let attribution = Attribution {
         method: model.attribution_method().to_owned(),
         features: &model.feature_names,
         families: &model.feature_families,
-        contributions: &contributions,
+        contributions,
     };
     let evaluated = itap_eval::evaluate_with(
         &rows,
@@ -176,16 +283,16 @@ pub(crate) fn evaluate_only(
 impl Evaluated {
     /// The writing half of [`evaluate_and_write`]: metrics.json, alerts.json,
     /// scores.csv and report.html into `out` (the rows and scores evaluated).
-    pub(crate) fn write(self, batch: &Batch, scored: &Scored, out: &Path) -> Result<Reported> {
-        self.stage(batch, scored, out)?.commit()
+    pub(crate) fn write(self, batch: &Batch, scores: &[f64], out: &Path) -> Result<Reported> {
+        self.stage(batch, scores, out)?.commit()
     }
 
     /// Writes metrics.json, alerts.json, scores.csv and report.html into
     /// temporary files in `out`, synced but not in place: [`Staged::commit`]
     /// publishes them, dropping the [`Staged`] removes them.
-    pub(crate) fn stage(self, batch: &Batch, scored: &Scored, out: &Path) -> Result<Staged> {
+    pub(crate) fn stage(self, batch: &Batch, scores: &[f64], out: &Path) -> Result<Staged> {
         let Evaluated { metrics, alerts } = self;
-        let rows = ScoredRows::from_batch(batch, &scored.scores)?;
+        let rows = ScoredRows::from_batch(batch, scores)?;
         let metrics_file = itap_eval::stage_json(&metrics, &out.join("metrics.json"))?;
         let alerts_file = itap_eval::stage_json(&alerts, &out.join("alerts.json"))?;
         let scores_file =

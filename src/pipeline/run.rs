@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use itap_anomaly::CheckedDetector;
-use itap_eval::{Alert, CheckedAlerts, CheckedEval, Evaluation, InputDigest};
+use itap_eval::{Alert, CheckedAlerts, CheckedEval, Evaluation, InputDigest, ThresholdRule};
 use itap_features::CheckedFeatures;
 use itap_store::AlertsWritten;
 use itap_telemetry::{AtomicFile, Batch, CheckedSimParams, ReadOptions, simulate, write_csv_to};
@@ -17,9 +17,11 @@ use crate::error::Result;
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
 };
-use crate::pipeline::report::{Reported, RunContext, Staged, evaluate_only, store_alerts};
+use crate::pipeline::report::{
+    Reported, RunContext, Staged, evaluate_explained, evaluate_scores, explained, store_alerts,
+};
 use crate::pipeline::split::split_by_time;
-use crate::pipeline::train::{TrainingSet, train};
+use crate::pipeline::train::{TrainingSet, fit_chunked, set_sketch};
 
 /// The file, in the output folder, that [`run`] writes the rows validation set
 /// aside to under the quarantine policy.
@@ -253,8 +255,7 @@ fn analyse(
 ) -> Result<Analysed> {
     let split = split_by_time(batch, &p.eval)?;
     let t = Instant::now();
-    let trained = train(batch, &split, &p.training, &p.features, &p.detector)?;
-    let model = trained.model;
+    let (mut model, pending) = fit_chunked(batch, &split, &p.training, &p.features, &p.detector)?;
     sw.record(
         "train",
         model.training.rows_used,
@@ -273,9 +274,29 @@ fn analyse(
         ),
     );
 
-    // The features were computed once, by training; scoring reads them.
+    // The features are computed again, a chunk of devices at a time, and only
+    // the scores are kept, with, when the threshold is already known (a rule
+    // on the sketch alone, and the sketch taken in training), the
+    // contributions the alerts will ask for.
     let t = Instant::now();
-    let scored = model.score_features(trained.features)?;
+    let early = match (&pending, p.eval.rule()) {
+        (None, rule) if !matches!(rule, ThresholdRule::TargetFalseAlerts(_)) => {
+            Some(p.eval.threshold(&model.training_scores)?)
+        }
+        _ => None,
+    };
+    let ts = batch.timestamps();
+    let (scores, kept) = match &early {
+        Some(th) => {
+            let (scores, kept) =
+                model.score_and_explain(batch, |r, s| explained(&split, ts[r], s, th))?;
+            (scores, Some(kept))
+        }
+        None => (model.score_rows(batch)?, None),
+    };
+    if let Some(rows) = pending {
+        set_sketch(&mut model, &rows, &scores);
+    }
     sw.record(
         "score",
         batch.len() as u64,
@@ -284,9 +305,14 @@ fn analyse(
     );
 
     let t = Instant::now();
-    let evaluated = evaluate_only(batch, &scored, &model, &split, &p.eval, ctx)?;
+    let evaluated = match (early, kept) {
+        (Some(th), Some(kept)) => {
+            evaluate_explained(batch, &scores, &kept, th, &model, &split, &p.eval, ctx)?
+        }
+        _ => evaluate_scores(batch, &scores, &model, &split, &p.eval, ctx)?,
+    };
     let model_file = itap_eval::stage_json(&model, &p.out_dir.join("model.json"))?;
-    let staged = evaluated.stage(batch, &scored, &p.out_dir)?;
+    let staged = evaluated.stage(batch, &scores, &p.out_dir)?;
     Ok(Analysed {
         model_file,
         staged,

@@ -1,7 +1,10 @@
 //! Scoring: a saved model applied, unchanged, to telemetry.
 
-use itap_anomaly::ndarray::{Array2, ArrayView2};
+use std::sync::{Mutex, PoisonError};
+
+use itap_anomaly::ndarray::{Array2, ArrayView2, ShapeBuilder};
 use itap_anomaly::{FittedDetector, StandardScaler};
+use itap_features::{ChunkedTransform, FeatureChunk};
 use itap_telemetry::{Batch, ParamGuard};
 
 use crate::error::{Error, Result};
@@ -62,14 +65,118 @@ pub struct Scored {
     pub features: ScaledFeatures,
 }
 
+/// The contributions of some rows (see [`ModelFile::contributions_of`] and
+/// [`ModelFile::score_and_explain`]). Two are equal when they hold the same
+/// rows with the same values, however the values are laid out.
+#[derive(Debug, Clone)]
+pub struct RowContributions {
+    /// (row, block, offset of its first value in the block), by row.
+    index: Vec<(usize, u32, u32)>,
+    /// `width` values per row, a block per chunk of the engine.
+    blocks: Vec<Vec<f64>>,
+    width: usize,
+}
+
+impl RowContributions {
+    /// Row `r`'s contributions, if they were kept.
+    pub fn get(&self, r: usize) -> Option<&[f64]> {
+        let at = self.index.binary_search_by_key(&r, |e| e.0).ok()?;
+        let (_, b, o) = self.index[at];
+        let o = o as usize;
+        Some(&self.blocks[b as usize][o..o + self.width])
+    }
+
+    /// How many rows it holds.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether it holds no row.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+}
+
+impl PartialEq for RowContributions {
+    fn eq(&self, other: &Self) -> bool {
+        self.width == other.width
+            && self.index.len() == other.index.len()
+            && self.index.iter().zip(&other.index).all(|(a, b)| {
+                a.0 == b.0
+                    && self
+                        .get(a.0)
+                        .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+                        == other
+                            .get(b.0)
+                            .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+            })
+    }
+}
+
+/// Contributions collected from the engine's chunks, from any thread.
+struct Kept {
+    width: usize,
+    parts: Mutex<Vec<(Vec<usize>, Vec<f64>)>>,
+}
+
+impl Kept {
+    fn new(width: usize) -> Kept {
+        Kept {
+            width,
+            parts: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Keeps the contributions of the chunk's rows for which `keep(position in
+    /// the chunk, batch row)` is true.
+    fn keep(
+        &self,
+        model: &ModelFile,
+        chunk: &FeatureChunk<'_>,
+        scaled: &ScaledFeatures,
+        keep: impl Fn(usize, usize) -> bool,
+    ) {
+        let mut rows = Vec::new();
+        let mut values = Vec::new();
+        for (k, &r) in chunk.rows().iter().enumerate() {
+            if keep(k, r) {
+                rows.push(r);
+                values.extend(model.contributions_of_row(scaled, k));
+            }
+        }
+        if !rows.is_empty() {
+            let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);
+            parts.push((rows, values));
+        }
+    }
+
+    fn finish(self) -> RowContributions {
+        let parts = self
+            .parts
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut index = Vec::with_capacity(parts.iter().map(|p| p.0.len()).sum());
+        let mut blocks = Vec::with_capacity(parts.len());
+        for (b, (rows, values)) in parts.into_iter().enumerate() {
+            for (i, r) in rows.into_iter().enumerate() {
+                index.push((r, b as u32, (i * self.width) as u32));
+            }
+            blocks.push(values);
+        }
+        index.sort_unstable_by_key(|e| e.0);
+        RowContributions {
+            index,
+            blocks,
+            width: self.width,
+        }
+    }
+}
+
 impl ModelFile {
     /// Each feature's part in row `r`'s score: its calibrated score for the
     /// calibrated detector, else its scaled deviation |zⱼ|.
     pub fn contributions(&self, scored: &Scored, r: usize) -> Vec<f64> {
-        match self.detector.column_scores(scored.features.x.row(r)) {
-            Ok(Some(v)) => v,
-            _ => scored.features.contributions(r),
-        }
+        self.contributions_of_row(&scored.features, r)
     }
 
     /// How [`ModelFile::contributions`] are computed, in words.
@@ -88,32 +195,143 @@ impl ModelFile {
     /// [`Error::FeatureMismatch`] naming missing and extra features when the data's
     /// signals give other features; the stages' errors.
     pub fn features(&self, batch: &Batch) -> Result<ScaledFeatures> {
-        let schema = batch.schema();
-        if self
-            .features
-            .signals()
-            .iter()
-            .any(|s| schema.index_of(s).is_none())
-        {
-            // Name the features the data would give, against the model's.
-            let params = self
-                .features
-                .params()
-                .clone()
-                .signals(Vec::<String>::new())
-                .check()?;
-            let names: Vec<String> = itap_features::catalogue(&params, schema)?
-                .into_iter()
-                .map(|f| f.name)
-                .collect();
-            return Err(self.mismatch(&names));
-        }
+        self.check_signals(batch)?;
         let matrix = itap_features::transform(batch, &self.features)?;
         let names: Vec<String> = matrix.names().map(str::to_owned).collect();
         if names != self.feature_names {
             return Err(self.mismatch(&names));
         }
         ScaledFeatures::scale(feature_array(matrix), &self.scaler)
+    }
+
+    /// The feature engine for `batch`, a chunk of devices at a time, once the
+    /// data is known to give the model's features.
+    fn chunked<'a>(&'a self, batch: &'a Batch) -> Result<ChunkedTransform<'a>> {
+        self.check_signals(batch)?;
+        let engine = ChunkedTransform::new(batch, &self.features)?;
+        let names: Vec<String> = engine.catalogue().into_iter().map(|f| f.name).collect();
+        if names != self.feature_names {
+            return Err(self.mismatch(&names));
+        }
+        Ok(engine)
+    }
+
+    /// [`Error::FeatureMismatch`] when the data lacks a signal the model's
+    /// features are made from, naming the features the data would give.
+    fn check_signals(&self, batch: &Batch) -> Result<()> {
+        let schema = batch.schema();
+        if self
+            .features
+            .signals()
+            .iter()
+            .all(|s| schema.index_of(s).is_some())
+        {
+            return Ok(());
+        }
+        // Name the features the data would give, against the model's.
+        let params = self
+            .features
+            .params()
+            .clone()
+            .signals(Vec::<String>::new())
+            .check()?;
+        let names: Vec<String> = itap_features::catalogue(&params, schema)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        Err(self.mismatch(&names))
+    }
+
+    /// Scores every row of `batch` as [`ModelFile::score`] does (the same
+    /// values), computing the features a chunk of devices at a time: the memory
+    /// used is the scores' and a chunk's features per thread, not every row's
+    /// features.
+    ///
+    /// # Errors
+    /// As [`ModelFile::score`].
+    pub fn score_rows(&self, batch: &Batch) -> Result<Vec<f64>> {
+        Ok(self.score_and_explain(batch, |_, _| false)?.0)
+    }
+
+    /// [`ModelFile::score_rows`], keeping beside the scores the contributions
+    /// ([`ModelFile::contributions`]) of the rows for which `explain(row,
+    /// score)` is true: in one pass, what the alerts' attribution needs when the
+    /// threshold is known before scoring.
+    ///
+    /// # Errors
+    /// As [`ModelFile::score`].
+    pub fn score_and_explain<F>(
+        &self,
+        batch: &Batch,
+        explain: F,
+    ) -> Result<(Vec<f64>, RowContributions)>
+    where
+        F: Fn(usize, f64) -> bool + Sync,
+    {
+        let engine = self.chunked(batch)?;
+        let scores = Mutex::new(vec![f64::NAN; batch.len()]);
+        let kept = Kept::new(self.feature_names.len());
+        engine.for_each(|chunk: &FeatureChunk<'_>| {
+            let scaled = self.scale_chunk(chunk)?;
+            let s = self.detector.score(scaled.view())?;
+            kept.keep(self, chunk, &scaled, |k, r| explain(r, s[k]));
+            let mut out = scores.lock().unwrap_or_else(PoisonError::into_inner);
+            for (&r, &v) in chunk.rows().iter().zip(s.iter()) {
+                out[r] = v;
+            }
+            Ok::<(), Error>(())
+        })?;
+        Ok((
+            scores.into_inner().unwrap_or_else(PoisonError::into_inner),
+            kept.finish(),
+        ))
+    }
+
+    /// The contributions ([`ModelFile::contributions`]) of the rows of `batch`
+    /// marked in `wanted`, computed a chunk of devices at a time: what the
+    /// alerts' attribution needs when every row's features are not kept.
+    ///
+    /// # Errors
+    /// As [`ModelFile::score`]; [`Error::NoData`] when `wanted` is not one flag
+    /// per row.
+    pub fn contributions_of(&self, batch: &Batch, wanted: &[bool]) -> Result<RowContributions> {
+        if wanted.len() != batch.len() {
+            return Err(Error::NoData(format!(
+                "{} row flags for {} rows",
+                wanted.len(),
+                batch.len()
+            )));
+        }
+        let engine = self.chunked(batch)?;
+        let kept = Kept::new(self.feature_names.len());
+        engine.for_each(|chunk: &FeatureChunk<'_>| {
+            if chunk.rows().iter().any(|&r| wanted[r]) {
+                let scaled = self.scale_chunk(chunk)?;
+                kept.keep(self, chunk, &scaled, |_, r| wanted[r]);
+            }
+            Ok::<(), Error>(())
+        })?;
+        Ok(kept.finish())
+    }
+
+    /// A chunk's features as rows × features, standardised.
+    fn scale_chunk(&self, chunk: &FeatureChunk<'_>) -> Result<ScaledFeatures> {
+        let (n, c) = (chunk.len(), chunk.columns().len());
+        let mut data = Vec::with_capacity(n * c);
+        for col in chunk.columns() {
+            data.extend_from_slice(col);
+        }
+        let x = Array2::from_shape_vec((n, c).f(), data)
+            .unwrap_or_else(|_| unreachable!("n × c values"));
+        ScaledFeatures::scale(x, &self.scaler)
+    }
+
+    /// Row `r`'s contributions, as [`ModelFile::contributions`].
+    fn contributions_of_row(&self, features: &ScaledFeatures, r: usize) -> Vec<f64> {
+        match self.detector.column_scores(features.x.row(r)) {
+            Ok(Some(v)) => v,
+            _ => features.contributions(r),
+        }
     }
 
     /// Scores rows whose features are already computed and scaled (by

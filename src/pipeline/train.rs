@@ -6,7 +6,10 @@ use itap_anomaly::{
     CheckedDetector, Detector, DetectorKind, DetectorParams, FittedDetector, StandardScaler,
 };
 use itap_eval::{ScoreSketch, Split};
-use itap_features::{CheckedFeatures, FeatureKind, FeatureMatrix, TrainSpan};
+use itap_features::{
+    CheckedFeatures, ChunkedTransform, FeatureChunk, FeatureInfo, FeatureKind, FeatureMatrix,
+    TrainSpan,
+};
 use itap_telemetry::{Batch, Direction, ParamGuard, Schema, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -49,7 +52,7 @@ pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 /// | `unsupervised` | false | train on every row of the span and use no labels at all |
 /// | `inputs` | `chart_ewma`, `missing_run`, `error_streak` | the feature kinds the detector reads (of those the features make); empty = every feature |
 /// | `calibration_fraction` | 0.2 | the last share of the training span (in time) held back: features, scaler and detector are fitted on the rows before it, and the threshold's score sketch is taken from the rows in it, scored as unseen data; 0 = fit and sketch on the whole span | 0 – 0.5 |
-/// | `max_training_rows` | 4,000,000 | when more rows than this are fitted on, the scaler and the detector learn from a seeded uniform sample of this many of them (the features' per-device baselines still use every row); 0 = never sample | 0, or 1,000 – 10¹² |
+/// | `max_training_rows` | 1,000,000 | when more rows than this are fitted on, the scaler and the detector learn from a seeded uniform sample of this many of them (the features' per-device baselines still use every row); 0 = never sample | 0, or 1,000 – 10¹² |
 ///
 /// `inputs` exists because the detector is only as good as what it reads: on the
 /// seed platform's data the 69 windowed, spectral and device features dilute the
@@ -64,8 +67,10 @@ pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 /// new data does, so the threshold holds after training.
 ///
 /// `max_training_rows` exists because the detector needs far fewer rows than a
-/// large fleet's training span holds: four million rows resolve a tail
-/// probability of one in a million many times over. The sample is drawn with
+/// large fleet's training span holds: a million rows resolve a tail
+/// probability of one in ten thousand a hundred times over, and the sample's
+/// features (rows × features × 8 bytes, 168 MB with the 21 default features) are
+/// the one part of training whose memory the limit bounds. The sample is drawn with
 /// [`TRAINING_SAMPLE_SEED`] (ChaCha8) from the fitted rows in batch order, so it
 /// is the same on every run and thread count.
 ///
@@ -89,7 +94,7 @@ pub struct TrainingSet {
 }
 
 /// The default of [`TrainingSet::max_training_rows`].
-pub const DEFAULT_MAX_TRAINING_ROWS: u64 = 4_000_000;
+pub const DEFAULT_MAX_TRAINING_ROWS: u64 = 1_000_000;
 
 /// The seed of the training sample's ChaCha8 stream.
 pub const TRAINING_SAMPLE_SEED: u64 = 0x17A9_5A4D;
@@ -270,8 +275,8 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
 
 /// Each feature's signal family, for attribution ("Device" for device-level
 /// features).
-fn families(m: &FeatureMatrix, schema: &Schema) -> Vec<String> {
-    m.catalogue()
+fn families(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<String> {
+    catalogue
         .iter()
         .map(|f| {
             schema
@@ -290,8 +295,8 @@ fn families(m: &FeatureMatrix, schema: &Schema) -> Vec<String> {
 
 /// The side of each feature that is anomalous: its signal's declared direction
 /// (run lengths of missing values and error codes only count upwards).
-fn directions(m: &FeatureMatrix, schema: &Schema) -> Vec<Direction> {
-    m.catalogue()
+fn directions(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<Direction> {
+    catalogue
         .iter()
         .map(|f| match f.kind {
             FeatureKind::MissingRun
@@ -366,8 +371,8 @@ pub fn train(
     let matrix = itap_features::transform(batch, &fit)?;
     let schema = batch.schema().clone();
     let feature_names: Vec<String> = matrix.names().map(str::to_owned).collect();
-    let feature_families = families(&matrix, &schema);
-    let directions = directions(&matrix, &schema);
+    let feature_families = families(matrix.catalogue(), &schema);
+    let directions = directions(matrix.catalogue(), &schema);
     let x = feature_array(matrix);
     // The features' per-device baselines above learn from every fitted row; the
     // scaler and the detector from at most `max_training_rows` of them.
@@ -409,6 +414,174 @@ pub fn train(
         model: file,
         features: scaled,
     })
+}
+
+/// A model and the scores of every row of the batch it was trained on, made
+/// without holding every row's features (see [`train_and_score`]).
+#[derive(Debug)]
+pub struct TrainedScores {
+    /// The model file.
+    pub model: ModelFile,
+    /// One score per batch row.
+    pub scores: Vec<f64>,
+}
+
+/// What [`train`] and then scoring every row give (the same model file, the
+/// same scores), computed a chunk of devices at a time: the features are
+/// computed twice, once to collect the rows the scaler and the detector learn
+/// from (at most `max_training_rows`), once to score, so the memory held is the
+/// batch, those rows' features and one score per row, not every row's features.
+///
+/// # Errors
+/// As [`train`].
+pub fn train_and_score(
+    batch: &Batch,
+    split: &Split,
+    set: &TrainingSet,
+    features: &CheckedFeatures,
+    detector: &CheckedDetector,
+) -> Result<TrainedScores> {
+    let (mut model, pending) = fit_chunked(batch, split, set, features, detector)?;
+    let scores = model.score_rows(batch)?;
+    if let Some(rows) = pending {
+        set_sketch(&mut model, &rows, &scores);
+    }
+    Ok(TrainedScores { model, scores })
+}
+
+/// The model [`train_and_score`] makes. Its sketch of held-back scores is set
+/// when the held-back rows were at most `max_training_rows` (their features are
+/// then copied out in the training pass and scored at once); otherwise it is
+/// empty, and the rows to take it from (ascending) come back beside it, to be
+/// scored by the scoring pass.
+pub(crate) fn fit_chunked(
+    batch: &Batch,
+    split: &Split,
+    set: &TrainingSet,
+    features: &CheckedFeatures,
+    detector: &CheckedDetector,
+) -> Result<(ModelFile, Option<Vec<usize>>)> {
+    set.check()?;
+    let TrainingRows {
+        used,
+        calibration,
+        info,
+    } = training_rows(batch, split, set);
+    if info.rows_used < 2 {
+        return Err(Error::NoTrainingRows(info.exclusions.join("; ")));
+    }
+    let features = detector_features(features, &set.inputs)?;
+    let fit = itap_features::fit(batch, TrainSpan::Rows(&used), &features)?;
+    let schema = batch.schema().clone();
+    // The features' per-device baselines above learn from every fitted row; the
+    // scaler and the detector from at most `max_training_rows` of them.
+    let (fit_rows, rows_sampled) = sample_rows(&used, set.max_training_rows);
+    let fit_rows: Vec<usize> = (0..fit_rows.len()).filter(|&r| fit_rows[r]).collect();
+    let sketch_rows: Vec<usize> = if calibration.is_empty() {
+        (0..used.len()).filter(|&r| used[r]).collect()
+    } else {
+        calibration
+    };
+    // The rows the sketch is taken from are scored here when they are few
+    // enough to hold (or are the very rows fitted on), else by the scoring pass.
+    let max = usize::try_from(set.max_training_rows).unwrap_or(usize::MAX);
+    let same = sketch_rows == fit_rows;
+    let sketch_now = same || max == 0 || sketch_rows.len() <= max;
+    let engine = ChunkedTransform::new(batch, &fit)?;
+    let catalogue = engine.catalogue();
+    let mut arrays = if sketch_now && !same {
+        gather_rows(&engine, &[&fit_rows, &sketch_rows])?
+    } else {
+        gather_rows(&engine, &[&fit_rows])?
+    };
+    drop(engine);
+    let held_back = (arrays.len() > 1).then(|| arrays.pop()).flatten();
+    let x = arrays
+        .pop()
+        .unwrap_or_else(|| unreachable!("one array per list"));
+    drop(fit_rows);
+    let all = vec![true; x.nrows()];
+    let scaler = StandardScaler::fit_rows(x.view(), &all)?;
+    let scaled = ScaledFeatures::scale(x, &scaler)?;
+    let fitted = detector
+        .clone()
+        .directions(directions(&catalogue, &schema))
+        .fit_rows(scaled.view(), &all)?;
+    // Each row's score depends on that row alone: the rows scored apart score
+    // as the scoring pass will score them.
+    let sketch_scores = match held_back {
+        Some(h) => Some(fitted.score(ScaledFeatures::scale(h, &scaler)?.view())?),
+        None if same => Some(fitted.score(scaled.view())?),
+        None => None,
+    };
+    drop(scaled);
+    let (training_scores, pending) = match sketch_scores {
+        Some(v) => (ScoreSketch::from_scores(&v.to_vec()), None),
+        None => (ScoreSketch::from_scores(&[]), Some(sketch_rows)),
+    };
+    let file = ModelFile {
+        format_version: MODEL_FORMAT_VERSION,
+        created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
+        detector: fitted,
+        scaler,
+        feature_names: catalogue.iter().map(|f| f.name.clone()).collect(),
+        feature_families: families(&catalogue, &schema),
+        features: fit,
+        schema_digest: schema_digest(&schema),
+        schema,
+        training: TrainingInfo {
+            rows_sampled,
+            ..info
+        },
+        training_scores,
+    };
+    Ok((file, pending))
+}
+
+/// Sets the model's sketch from the scores of `rows` (those [`fit_chunked`]
+/// named, in that order, as [`train`] takes them).
+pub(crate) fn set_sketch(model: &mut ModelFile, rows: &[usize], scores: &[f64]) {
+    let held_back: Vec<f64> = rows.iter().map(|&r| scores[r]).collect();
+    model.training_scores = ScoreSketch::from_scores(&held_back);
+}
+
+/// The features of each list of rows (ascending batch rows), in that order, as
+/// arrays of rows × features stored column by column: one pass of the engine,
+/// a chunk of devices at a time.
+fn gather_rows(engine: &ChunkedTransform<'_>, lists: &[&[usize]]) -> Result<Vec<Array2<f64>>> {
+    use itap_anomaly::ndarray::ShapeBuilder;
+    use std::sync::{Mutex, PoisonError};
+    let c = engine.n_features();
+    let out: Vec<Mutex<Array2<f64>>> = lists
+        .iter()
+        .map(|rows| Mutex::new(Array2::<f64>::zeros((rows.len(), c).f())))
+        .collect();
+    engine.for_each(|chunk: &FeatureChunk<'_>| {
+        for (rows, x) in lists.iter().zip(&out) {
+            // (position in the chunk, position in the list)
+            let here: Vec<(usize, usize)> = chunk
+                .rows()
+                .iter()
+                .enumerate()
+                .filter_map(|(k, r)| rows.binary_search(r).ok().map(|at| (k, at)))
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            let mut x = x.lock().unwrap_or_else(PoisonError::into_inner);
+            for (j, col) in chunk.columns().iter().enumerate() {
+                let mut dst = x.column_mut(j);
+                for &(k, at) in &here {
+                    dst[at] = col[k];
+                }
+            }
+        }
+        Ok::<(), Error>(())
+    })?;
+    Ok(out
+        .into_iter()
+        .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect())
 }
 
 /// The feature matrix as an array of rows × features stored column by column

@@ -70,8 +70,8 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let split = itap::split_at_model_cut(&loaded.batch, &model, &model_path)?;
-    let scored = model
-        .score(&loaded.batch)
+    let scores = model
+        .score_rows(&loaded.batch)
         .with_context(|| format!("cannot score with {}", model_path.display()))?;
     let score_seconds = started.elapsed().as_secs_f64();
     let ctx = itap::RunContext {
@@ -87,7 +87,7 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
         evaluation: ev,
         alerts,
         files,
-    } = itap::evaluate_and_write(&loaded.batch, &scored, &model, &split, &eval, &ctx, &dir)
+    } = itap::evaluate_scores_and_write(&loaded.batch, &scores, &model, &split, &eval, &ctx, &dir)
         .map_err(in_config)?;
     if !out.quiet {
         let n = loaded.batch.len() as u64;

@@ -92,14 +92,13 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let split = itap::split_by_time(&loaded.batch, &eval)?;
-    let trained = itap::train(&loaded.batch, &split, &training, &features, &detector)
-        .map_err(in_config)
-        .context("cannot train")?;
-    let model = trained.model;
-    let scored = model.score_features(trained.features)?;
-    let threshold = itap::operating_threshold(
+    let itap::TrainedScores { model, scores } =
+        itap::train_and_score(&loaded.batch, &split, &training, &features, &detector)
+            .map_err(in_config)
+            .context("cannot train")?;
+    let threshold = itap::threshold_for_scores(
         &loaded.batch,
-        &scored,
+        &scores,
         &model,
         &eval,
         &config.alert_params()?,

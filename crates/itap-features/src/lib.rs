@@ -11,7 +11,9 @@ mod spectral;
 mod window;
 
 pub use catalogue::{FeatureInfo, catalogue};
-pub use engine::{DeviceState, OnlineFeatures, OnlineRow, transform};
+pub use engine::{
+    ChunkedTransform, DeviceState, FeatureChunk, OnlineFeatures, OnlineRow, transform,
+};
 pub use error::{Error, Result};
 pub use fit::{
     Baseline, DeviceBaselines, FeaturesFit, SeasonalProfile, TrainSpan, describe_period, fit,

@@ -35,12 +35,12 @@ impl Order {
         self.perm.is_empty()
     }
 
-    /// The values of `col` (input order) in sorted order.
-    pub(crate) fn gather<T: Copy>(&self, col: &[T]) -> Vec<T> {
+    /// The values of `col` (input order) at the sorted positions `range`.
+    pub(crate) fn gather_range<T: Copy>(&self, col: &[T], range: std::ops::Range<usize>) -> Vec<T> {
         if self.is_identity() {
-            col.to_vec()
+            col[range].to_vec()
         } else {
-            self.perm.iter().map(|&r| col[r]).collect()
+            self.perm[range].iter().map(|&r| col[r]).collect()
         }
     }
 }

@@ -228,3 +228,49 @@ fn a_device_s_features_do_not_depend_on_other_devices() {
     let alone = transform(&batch.take(&one), &fitted).unwrap();
     assert_same_rows(&all, &alone, &one);
 }
+
+/// The chunked engine hands over every row exactly once, and each value is the
+/// whole transform's, on any thread count.
+#[test]
+fn chunked_transform_gives_each_row_once_with_the_whole_transform_s_values() {
+    use itap_features::{ChunkedTransform, FeatureChunk};
+    use std::sync::Mutex;
+    let (batch, fitted) = simulated(WindowEngine::Native);
+    let all = transform(&batch, &fitted).unwrap();
+    for threads in [1, 2, 5] {
+        let seen = Mutex::new(vec![0u32; batch.len()]);
+        let engine = ChunkedTransform::new(&batch, &fitted).unwrap();
+        assert_eq!(engine.n_features(), all.n_features());
+        assert_eq!(engine.catalogue(), all.catalogue());
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                engine.for_each(|chunk: &FeatureChunk<'_>| {
+                    assert_eq!(chunk.columns().len(), all.n_features());
+                    for (k, &r) in chunk.rows().iter().enumerate() {
+                        seen.lock().unwrap()[r] += 1;
+                        for (j, col) in chunk.columns().iter().enumerate() {
+                            assert!(
+                                same(col[k], all.column(j)[r]),
+                                "row {r}, {}",
+                                all.catalogue()[j].name
+                            );
+                        }
+                    }
+                    Ok::<(), itap_features::Error>(())
+                })
+            })
+            .unwrap();
+        assert!(seen.into_inner().unwrap().iter().all(|&n| n == 1));
+    }
+    // A sink's error stops the run and comes back.
+    let engine = ChunkedTransform::new(&batch, &fitted).unwrap();
+    let e = engine
+        .for_each(|_: &FeatureChunk<'_>| {
+            Err(itap_features::Error::EmptyTraining { span: "x".into() })
+        })
+        .unwrap_err();
+    assert!(matches!(e, itap_features::Error::EmptyTraining { .. }));
+}

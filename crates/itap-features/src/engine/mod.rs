@@ -36,6 +36,7 @@ use rayon::prelude::*;
 
 use itap_telemetry::{Batch, Schema};
 
+use crate::catalogue::FeatureInfo;
 use crate::catalogue::{Plan, unknown_signal};
 use crate::error::{Error, Result};
 use crate::fit::{FeaturesFit, SeasonalProfile};
@@ -58,6 +59,10 @@ pub use online::{DeviceState, OnlineFeatures, OnlineRow};
 /// of device d at time t uses only rows of d with timestamp ≤ t, so computing on
 /// the rows up to t gives bit-identical features for those rows.
 ///
+/// The whole matrix is held at once (rows × features × 8 bytes); to use the
+/// features a chunk of devices at a time without holding them all, see
+/// [`ChunkedTransform`], which computes the same values.
+///
 /// # Errors
 /// [`Error::UnknownSignal`] when the batch lacks a signal the fit was made on,
 /// [`Error::WindowOverflow`] for a window too long to index a device's rows,
@@ -65,19 +70,159 @@ pub use online::{DeviceState, OnlineFeatures, OnlineRow};
 /// [`Error::InvalidFit`] for a fit whose stored parameters no longer check or whose
 /// parts do not fit together (edited by hand).
 pub fn transform(batch: &Batch, fit: &FeaturesFit) -> Result<FeatureMatrix> {
-    let (checked, plan) = fit.plan()?;
-    let sig_cols = signal_columns(&plan, batch.schema())?;
-    let out = Output::new(plan.columns.len(), batch.len());
-    if !batch.is_empty() {
-        compute(batch, fit, &checked, &plan, &sig_cols, &out)?;
-    }
+    let engine = ChunkedTransform::new(batch, fit)?;
+    let out = Output::new(engine.n_features(), batch.len());
+    engine.for_each(|chunk: &FeatureChunk<'_>| {
+        out.put(chunk);
+        Ok::<(), Error>(())
+    })?;
     Ok(FeatureMatrix::new(
         batch.timestamps().to_vec(),
         batch.device_names().to_vec(),
         batch.device_codes().to_vec(),
-        plan.infos(),
+        engine.catalogue(),
         out.into_columns(),
     ))
+}
+
+/// The features of a batch computed a chunk of whole devices at a time and
+/// handed to the caller chunk by chunk, so that no more than one chunk's
+/// features per thread are held at once: what a pipeline that cannot hold every
+/// row's features (rows × features × 8 bytes) uses.
+///
+/// Every value equals [`transform`]'s for the same row: a device's features
+/// depend on that device's rows alone, whatever chunk it is computed in.
+pub struct ChunkedTransform<'a> {
+    batch: &'a Batch,
+    fit: &'a FeaturesFit,
+    checked: CheckedFeatures,
+    plan: Plan,
+    sig_cols: Vec<usize>,
+    order: Order,
+    idx: Idx,
+    tables: Tables,
+    spectral: Option<SpectralPlan>,
+}
+
+/// One chunk's features: whole devices, each in time order.
+#[derive(Debug)]
+pub struct FeatureChunk<'a> {
+    index: usize,
+    rows: &'a [usize],
+    columns: &'a [Vec<f64>],
+}
+
+impl FeatureChunk<'_> {
+    /// The chunk's number (chunks are numbered in device order from 0; they
+    /// reach the caller in any order).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The batch row of each of the chunk's rows, in the order of the columns.
+    pub fn rows(&self) -> &[usize] {
+        self.rows
+    }
+
+    /// One column per feature (catalogue order), one value per entry of
+    /// [`FeatureChunk::rows`].
+    pub fn columns(&self) -> &[Vec<f64>] {
+        self.columns
+    }
+
+    /// Rows in the chunk.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether the chunk has no row.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+impl<'a> ChunkedTransform<'a> {
+    /// Readies the engine for `batch` with what `fit` learned: orders the rows by
+    /// device and time and builds the baselines' tables (no feature is computed
+    /// yet).
+    ///
+    /// # Errors
+    /// As [`transform`].
+    pub fn new(batch: &'a Batch, fit: &'a FeaturesFit) -> Result<Self> {
+        let (checked, plan) = fit.plan()?;
+        let sig_cols = signal_columns(&plan, batch.schema())?;
+        let idx = Idx::new(&plan, &checked);
+        let tables = Tables::new(batch, fit, plan.signals.len());
+        let spectral = idx
+            .any_spectral()
+            .then(|| SpectralPlan::new(checked.params().spectral_window));
+        Ok(ChunkedTransform {
+            batch,
+            fit,
+            order: device_order(batch),
+            checked,
+            plan,
+            sig_cols,
+            idx,
+            tables,
+            spectral,
+        })
+    }
+
+    /// The features, in column order.
+    pub fn catalogue(&self) -> Vec<FeatureInfo> {
+        self.plan.infos()
+    }
+
+    /// How many features each row gets.
+    pub fn n_features(&self) -> usize {
+        self.plan.columns.len()
+    }
+
+    /// Computes every chunk, in parallel, and hands each to `sink` as it is done
+    /// (from whichever thread computed it, in no set order). Stops at the first
+    /// error, the engine's or the sink's.
+    ///
+    /// # Errors
+    /// As [`transform`], converted into `E`; the sink's own errors.
+    pub fn for_each<E, F>(&self, sink: F) -> std::result::Result<(), E>
+    where
+        E: From<Error> + Send,
+        F: Fn(&FeatureChunk<'_>) -> std::result::Result<(), E> + Sync,
+    {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let ctx = Ctx {
+            checked: &self.checked,
+            idx: &self.idx,
+            tables: &self.tables,
+            seasonal: self.fit.seasonal(),
+            spectral: self.spectral.as_ref(),
+            device_names: self.batch.device_names(),
+        };
+        let ncols = self.n_features();
+        let groups = &self.order.groups;
+        chunks(groups, self.batch.len())
+            .par_iter()
+            .enumerate()
+            .try_for_each_init(
+                || (Scratch::new(ncols, self.spectral.as_ref()), Vec::new()),
+                |(scratch, rows), (ci, ch)| {
+                    scratch.reset(ch.end - ch.start);
+                    let sorted =
+                        Sorted::gather(self.batch, &self.order, ch.start..ch.end, &self.sig_cols);
+                    ctx.chunk(ch, &groups[ch.groups.clone()], &sorted, scratch)?;
+                    rows.clear();
+                    rows.extend((ch.start..ch.end).map(|i| self.order.row(i)));
+                    sink(&FeatureChunk {
+                        index: ci,
+                        rows,
+                        columns: &scratch.cols,
+                    })
+                },
+            )
+    }
 }
 
 /// The batch's column of each of the plan's signals.
@@ -96,47 +241,6 @@ fn signal_columns(plan: &Plan, schema: &Schema) -> Result<Vec<usize>> {
         .collect()
 }
 
-/// Computes every chunk of a non-empty batch, in parallel, into `out`.
-fn compute(
-    batch: &Batch,
-    fit: &FeaturesFit,
-    checked: &CheckedFeatures,
-    plan: &Plan,
-    sig_cols: &[usize],
-    out: &Output,
-) -> Result<()> {
-    let n = batch.len();
-    let order = device_order(batch);
-    let sorted = Sorted::gather(batch, &order, sig_cols);
-    let idx = Idx::new(plan, checked);
-    let tables = Tables::new(batch, fit, plan.signals.len());
-    let spectral = idx
-        .any_spectral()
-        .then(|| SpectralPlan::new(checked.params().spectral_window));
-    let ctx = Ctx {
-        checked,
-        sorted: &sorted,
-        idx: &idx,
-        tables: &tables,
-        seasonal: fit.seasonal(),
-        spectral: spectral.as_ref(),
-        device_names: batch.device_names(),
-    };
-    let ncols = plan.columns.len();
-    chunks(&order.groups, n)
-        .par_iter()
-        .enumerate()
-        .try_for_each_init(
-            || Scratch::new(ncols, spectral.as_ref()),
-            |scratch, (ci, ch)| {
-                scratch.reset(ch.end - ch.start);
-                ctx.chunk(ch, &order.groups[ch.groups.clone()], scratch)?;
-                out.put(ci, ch, &order, &scratch.cols);
-                Ok::<(), Error>(())
-            },
-        )
-}
-
 /// The output columns, in the batch's row order; zeroed lazily by the allocator,
 /// and every value written by exactly one chunk.
 struct Output {
@@ -150,19 +254,23 @@ impl Output {
         }
     }
 
-    /// Writes chunk number `ci`'s columns (sorted order) to its rows of the batch.
-    fn put(&self, ci: usize, ch: &Chunk, order: &Order, cols: &[Vec<f64>]) {
+    /// Writes a chunk's columns to its rows of the batch.
+    fn put(&self, chunk: &FeatureChunk<'_>) {
         let ncols = self.cols.len();
+        let rows = chunk.rows();
+        // Rows in input order already (a batch sorted by device and time): one copy.
+        let contiguous = rows.windows(2).all(|w| w[1] == w[0] + 1);
         // Columns in a different order per chunk, so that threads seldom wait for
         // the same column.
         for k in 0..ncols {
-            let c = (k + ci) % ncols;
+            let c = (k + chunk.index()) % ncols;
             let mut out = self.cols[c].lock().unwrap_or_else(PoisonError::into_inner);
-            let part = &cols[c];
-            if order.is_identity() {
-                out[ch.start..ch.end].copy_from_slice(part);
+            let part = &chunk.columns()[c];
+            if contiguous {
+                let r0 = rows.first().copied().unwrap_or(0);
+                out[r0..r0 + rows.len()].copy_from_slice(part);
             } else {
-                for (&r, &v) in order.perm[ch.start..ch.end].iter().zip(part) {
+                for (&r, &v) in rows.iter().zip(part) {
                     out[r] = v;
                 }
             }
@@ -211,11 +319,10 @@ impl Scratch {
     }
 }
 
-/// What every chunk reads: the parameters, the sorted batch, where each feature
-/// goes and what the fit learned.
+/// What every chunk reads: the parameters, where each feature goes and what the
+/// fit learned.
 struct Ctx<'a> {
     checked: &'a CheckedFeatures,
-    sorted: &'a Sorted,
     idx: &'a Idx,
     tables: &'a Tables,
     seasonal: &'a [SeasonalProfile],
@@ -227,8 +334,14 @@ impl Ctx<'_> {
     /// Every feature of the chunk `ch`, made of the devices `groups`, into
     /// `scratch.cols`: per device the features of one pass over its rows, then the
     /// windowed ones for the whole chunk at once.
-    fn chunk(&self, ch: &Chunk, groups: &[Group], scratch: &mut Scratch) -> Result<()> {
-        let rows = self.sorted.rows(ch, groups);
+    fn chunk(
+        &self,
+        ch: &Chunk,
+        groups: &[Group],
+        sorted: &Sorted,
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let rows = sorted.rows(ch, groups);
         self.impute_chunk(&rows, &mut scratch.imputed);
         let outs = &mut scratch.cols;
         for g in &rows.local {

@@ -4,15 +4,15 @@
 
 use std::ops::Range;
 
-use rayon::prelude::*;
-
 use itap_telemetry::{Batch, State};
 
 use crate::fit::state_key;
 use crate::order::{Group, Order};
 
-/// The batch's columns in sorted order.
+/// The batch's columns in sorted order, for a run of sorted positions starting
+/// at `offset`.
 pub(super) struct Sorted {
+    pub(super) offset: usize,
     pub(super) ts: Vec<i64>,
     pub(super) signals: Vec<Vec<f64>>,
     /// Position in [`State::ALL`].
@@ -21,40 +21,33 @@ pub(super) struct Sorted {
 }
 
 impl Sorted {
-    pub(super) fn gather(batch: &Batch, order: &Order, sig_cols: &[usize]) -> Sorted {
-        let (ts, (signals, (states, errors))) = rayon::join(
-            || order.gather(batch.timestamps()),
-            || {
-                rayon::join(
-                    || {
-                        sig_cols
-                            .par_iter()
-                            .map(|&i| order.gather(batch.signal(i)))
-                            .collect()
-                    },
-                    || {
-                        (
-                            batch.states().map(|s| {
-                                let codes: Vec<u8> = s.iter().map(|&x| state_code(x)).collect();
-                                order.gather(&codes)
-                            }),
-                            batch.error_codes().map(|e| order.gather(e)),
-                        )
-                    },
-                )
-            },
-        );
+    /// The columns of the sorted positions `range` only: a chunk's rows, so that
+    /// the engine never holds a sorted copy of the whole batch.
+    pub(super) fn gather(
+        batch: &Batch,
+        order: &Order,
+        range: Range<usize>,
+        sig_cols: &[usize],
+    ) -> Sorted {
+        let states = batch.states().map(|s| {
+            let g = order.gather_range(s, range.clone());
+            g.into_iter().map(state_code).collect()
+        });
         Sorted {
-            ts,
-            signals,
+            offset: range.start,
+            ts: order.gather_range(batch.timestamps(), range.clone()),
+            signals: sig_cols
+                .iter()
+                .map(|&i| order.gather_range(batch.signal(i), range.clone()))
+                .collect(),
             states,
-            errors,
+            errors: batch.error_codes().map(|e| order.gather_range(e, range)),
         }
     }
 
     /// Chunk `ch`'s rows, made of the devices `groups`.
     pub(super) fn rows(&self, ch: &Chunk, groups: &[Group]) -> ChunkRows<'_> {
-        let range = ch.start..ch.end;
+        let range = ch.start - self.offset..ch.end - self.offset;
         ChunkRows {
             ts: &self.ts[range.clone()],
             states: self.states.as_ref().map(|v| &v[range.clone()]),

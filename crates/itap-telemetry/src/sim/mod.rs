@@ -27,11 +27,23 @@ use params::{CheckedSimParams, codes};
 /// # Ok::<(), itap_telemetry::Error>(())
 /// ```
 pub fn simulate(p: &CheckedSimParams) -> Batch {
-    let series: Vec<DeviceSeries> = (0..p.params.devices)
-        .into_par_iter()
-        .map(|d| simulate_device(p, d))
-        .collect();
-    interleave(p, &series)
+    let devices = p.params.devices;
+    let mut cols = Columns::new(p.schema.len(), p.steps * devices);
+    // A block of devices at a time, simulated in parallel and then spread into
+    // the batch's columns: only a block's own series are held beside the batch
+    // (a whole fleet's would double the memory while they are interleaved).
+    let block = 8 * rayon::current_num_threads().max(1);
+    let mut first = 0;
+    while first < devices {
+        let last = (first + block).min(devices);
+        let series: Vec<DeviceSeries> = (first..last)
+            .into_par_iter()
+            .map(|d| simulate_device(p, d))
+            .collect();
+        cols.spread(devices, first, &series);
+        first = last;
+    }
+    cols.into_batch(p)
 }
 
 /// Simulates one device alone; its rows are those [`simulate`] gives that device.
@@ -341,47 +353,65 @@ fn simulate_device(p: &CheckedSimParams, device: usize) -> DeviceSeries {
 }
 
 /// Interleaves per-device series into one batch ordered by (timestamp, device).
-fn interleave(p: &CheckedSimParams, series: &[DeviceSeries]) -> Batch {
-    let devices = series.len();
-    let n = p.steps;
-    let rows = n * devices;
-    let k = p.schema.len();
-    let spread = |get: &dyn Fn(&DeviceSeries) -> &[f64]| {
-        let mut col = Vec::with_capacity(rows);
-        for i in 0..n {
-            col.extend(series.iter().map(|s| get(s)[i]));
-        }
-        col
-    };
-    let signals: Vec<Vec<f64>> = (0..k)
-        .into_par_iter()
-        .map(|j| spread(&|s: &DeviceSeries| s.signals[j].as_slice()))
-        .collect();
-    let mut timestamps = Vec::with_capacity(rows);
-    let mut device_codes = Vec::with_capacity(rows);
-    let mut states = Vec::with_capacity(rows);
-    let mut errors = Vec::with_capacity(rows);
-    let mut tags = Vec::with_capacity(rows);
-    for i in 0..n {
-        let ts = p.start_us + i as i64 * p.interval_us;
-        for (d, s) in series.iter().enumerate() {
-            timestamps.push(ts);
-            device_codes.push(d as u32);
-            states.push(s.states[i]);
-            errors.push(s.errors[i]);
-            tags.push(s.tags[i]);
+/// The fleet's columns, in the order rows by timestamp, then device.
+struct Columns {
+    signals: Vec<Vec<f64>>,
+    states: Vec<State>,
+    errors: Vec<i32>,
+    tags: Vec<u32>,
+}
+
+impl Columns {
+    fn new(signals: usize, rows: usize) -> Columns {
+        Columns {
+            signals: (0..signals).map(|_| vec![0.0; rows]).collect(),
+            states: vec![State::Run; rows],
+            errors: vec![0; rows],
+            tags: vec![0; rows],
         }
     }
-    Batch::from_columns(BatchColumns {
-        schema: p.schema.clone(),
-        timestamps,
-        device_names: (0..devices).map(|d| p.device_id(d)).collect(),
-        device_codes,
-        signals,
-        states: Some(states),
-        error_codes: Some(errors),
-        tag_names: tag_names(),
-        tag_codes: Some(tags),
-    })
-    .expect("simulated columns are consistent by construction")
+
+    /// Puts the series of devices `first..first + series.len()` (of `devices`)
+    /// in their rows: step i of device d is row i × devices + d.
+    fn spread(&mut self, devices: usize, first: usize, series: &[DeviceSeries]) {
+        fn put<T: Copy>(
+            col: &mut [T],
+            devices: usize,
+            first: usize,
+            series: &[DeviceSeries],
+            get: impl Fn(&DeviceSeries) -> &[T],
+        ) {
+            for (i, row) in col.chunks_exact_mut(devices).enumerate() {
+                for (slot, s) in row[first..first + series.len()].iter_mut().zip(series) {
+                    *slot = get(s)[i];
+                }
+            }
+        }
+        self.signals
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(j, col)| put(col, devices, first, series, |s| &s.signals[j]));
+        put(&mut self.states, devices, first, series, |s| &s.states);
+        put(&mut self.errors, devices, first, series, |s| &s.errors);
+        put(&mut self.tags, devices, first, series, |s| &s.tags);
+    }
+
+    fn into_batch(self, p: &CheckedSimParams) -> Batch {
+        let devices = p.params.devices;
+        let rows = self.states.len();
+        Batch::from_columns(BatchColumns {
+            schema: p.schema.clone(),
+            timestamps: (0..rows)
+                .map(|r| p.start_us + (r / devices.max(1)) as i64 * p.interval_us)
+                .collect(),
+            device_names: (0..devices).map(|d| p.device_id(d)).collect(),
+            device_codes: (0..rows).map(|r| (r % devices.max(1)) as u32).collect(),
+            signals: self.signals,
+            states: Some(self.states),
+            error_codes: Some(self.errors),
+            tag_names: tag_names(),
+            tag_codes: Some(self.tags),
+        })
+        .expect("simulated columns are consistent by construction")
+    }
 }
