@@ -136,13 +136,19 @@ impl Kept {
         scaled: &ScaledFeatures,
         keep: impl Fn(usize, usize) -> bool,
     ) {
-        let mut rows = Vec::new();
-        let mut values = Vec::new();
-        for (k, &r) in chunk.rows().iter().enumerate() {
-            if keep(k, r) {
-                rows.push(r);
-                values.extend(model.contributions_of_row(scaled, k));
-            }
+        // (position in the chunk, batch row); the values' buffer is sized
+        // exactly, since these are held to the end of the evaluation.
+        let picked: Vec<(usize, usize)> = chunk
+            .rows()
+            .iter()
+            .enumerate()
+            .filter(|&(k, &r)| keep(k, r))
+            .map(|(k, &r)| (k, r))
+            .collect();
+        let rows: Vec<usize> = picked.iter().map(|p| p.1).collect();
+        let mut values = Vec::with_capacity(picked.len() * self.width);
+        for &(k, _) in &picked {
+            values.extend(model.contributions_of_row(scaled, k));
         }
         if !rows.is_empty() {
             let mut parts = self.parts.lock().unwrap_or_else(PoisonError::into_inner);

@@ -15,8 +15,9 @@ pub(crate) struct Group {
 #[derive(Debug, Clone)]
 pub(crate) struct Order {
     /// `perm[i]` is the input row at sorted position `i`; empty when the batch is
-    /// already in this order.
-    pub(crate) perm: Vec<usize>,
+    /// already in this order. Four bytes a row: a batch in memory has fewer than
+    /// 2³² rows.
+    pub(crate) perm: Vec<u32>,
     /// Each device's contiguous range in the sorted order, by device code.
     pub(crate) groups: Vec<Group>,
 }
@@ -27,7 +28,7 @@ impl Order {
         if self.perm.is_empty() {
             i
         } else {
-            self.perm[i]
+            self.perm[i] as usize
         }
     }
 
@@ -40,7 +41,7 @@ impl Order {
         if self.is_identity() {
             col[range].to_vec()
         } else {
-            self.perm[range].iter().map(|&r| col[r]).collect()
+            self.perm[range].iter().map(|&r| col[r as usize]).collect()
         }
     }
 }
@@ -79,15 +80,15 @@ pub(crate) fn device_order(batch: &Batch) -> Order {
         };
     }
     let mut next = starts;
-    let mut perm = vec![0usize; n];
+    let mut perm = vec![0u32; n];
     for (r, &c) in codes.iter().enumerate() {
-        perm[next[c as usize]] = r;
+        perm[next[c as usize]] = u32::try_from(r).expect("a batch has fewer than 2^32 rows");
         next[c as usize] += 1;
     }
     for g in &groups {
         let rows = &mut perm[g.start..g.end];
-        if !rows.is_sorted_by_key(|&r| ts[r]) {
-            rows.sort_by_key(|&r| ts[r]);
+        if !rows.is_sorted_by_key(|&r| ts[r as usize]) {
+            rows.sort_by_key(|&r| ts[r as usize]);
         }
     }
     Order { perm, groups }
@@ -127,7 +128,8 @@ mod tests {
                 }
             ]
         );
-        let sorted = batch.take(&o.perm);
+        let perm: Vec<usize> = o.perm.iter().map(|&r| r as usize).collect();
+        let sorted = batch.take(&perm);
         assert!(device_order(&sorted).is_identity());
     }
 }
