@@ -268,7 +268,7 @@ fn chunked_training_scoring_and_evaluation_equal_the_whole_matrix_path() {
                 let mut sorted = scored.scores.clone();
                 sorted.sort_by(f64::total_cmp);
                 let cut = sorted[sorted.len() / 2];
-                let wanted = |r: usize, s: f64| s > cut && r % 3 != 0;
+                let wanted = |r: usize, s: f64| s > cut && !r.is_multiple_of(3);
                 let (again, kept) = pool
                     .install(|| model.score_and_explain(&batch, wanted))
                     .unwrap();

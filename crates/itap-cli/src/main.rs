@@ -133,7 +133,8 @@ fn init_tracing(v: &Verbosity) {
 
 /// Restores the default SIGPIPE action, so `itap … | head` ends quietly when
 /// `head` stops reading (Rust ignores SIGPIPE, which turns every later print into
-/// a panic). The only unsafe code in the workspace: there is no safe API for it.
+/// a panic). With [`return_large_frees`], the only unsafe code in the workspace:
+/// there is no safe API for either.
 #[allow(unsafe_code)]
 fn reset_sigpipe() {
     #[cfg(unix)]
@@ -144,8 +145,28 @@ fn reset_sigpipe() {
     }
 }
 
+/// Has glibc's allocator give every block of 1 MiB or more a mapping of its own,
+/// returned to the system when freed, and trim the heap beyond 1 MiB free. By
+/// default glibc raises that limit (up to 32 MiB) each time a large block is
+/// freed; blocks of a few MiB (the feature engine's chunk buffers, the
+/// evaluation's lists) then come from the heap and stay in the resident set after
+/// they are freed, while the next large block is mapped anew. Measured on
+/// `itap run` at 8.64 M rows: peak RSS 1,070–1,114 MB without, 1,023 MB with,
+/// the stage times unchanged. Other platforms and C libraries: nothing is done.
+#[allow(unsafe_code)]
+fn return_large_frees() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets the allocator's parameters, and is called first
+    // thing in main, before any thread is started.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
     reset_sigpipe();
+    return_large_frees();
     let cli = Cli::parse();
     init_tracing(&cli.verbosity);
     let out = Output {

@@ -369,7 +369,8 @@ impl Selection {
                     && rows.states.is_none_or(|s| states.contains(&s[r]))
             })
             .collect();
-        let idx: Vec<usize> = (0..n).filter(|&r| keep[r]).collect();
+        let mut idx: Vec<usize> = Vec::with_capacity(keep.iter().filter(|&&k| k).count());
+        idx.extend((0..n).filter(|&r| keep[r]));
         let scores: Vec<f64> = idx.iter().map(|&r| rows.scores[r]).collect();
         let labels: Vec<bool> = idx.iter().map(|&r| rows.is_fault(r)).collect();
         let flagged: Vec<bool> = scores.iter().map(|&s| s > threshold).collect();

@@ -20,10 +20,21 @@ pub(crate) struct Span {
 
 /// The rows of each device for which `keep` is true, in time order.
 pub(crate) fn per_device_rows(rows: &ScoredRows<'_>, keep: &[bool]) -> BTreeMap<u32, Vec<usize>> {
-    let mut by: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    // Each device's list sized exactly (counted first): a fleet's lists hold
+    // every evaluated row, and doubling vectors would hold up to twice that.
+    let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
     for (r, &k) in keep.iter().enumerate() {
         if k {
-            by.entry(rows.device_codes[r]).or_default().push(r);
+            *counts.entry(rows.device_codes[r]).or_default() += 1;
+        }
+    }
+    let mut by: BTreeMap<u32, Vec<usize>> = counts
+        .into_iter()
+        .map(|(d, n)| (d, Vec::with_capacity(n)))
+        .collect();
+    for (r, &k) in keep.iter().enumerate() {
+        if k && let Some(list) = by.get_mut(&rows.device_codes[r]) {
+            list.push(r);
         }
     }
     for v in by.values_mut() {

@@ -657,7 +657,10 @@ pub fn build_alerts(
         .len()
         .min(select.len())
         .min(rows.scores.len());
-    let mut order: Vec<usize> = (0..n).filter(|&r| select[r]).collect();
+    // Sized exactly: with millions of rows a doubling vector would hold up to
+    // twice what it needs while the alerts are built.
+    let mut order: Vec<usize> = Vec::with_capacity(select[..n].iter().filter(|&&s| s).count());
+    order.extend((0..n).filter(|&r| select[r]));
     order.sort_by_key(|&r| (rows.timestamps[r], rows.device_codes[r]));
     let (features, families) = attribution.map_or((&[][..], &[][..]), |a| (a.features, a.families));
     let mut tracker = AlertTracker::new(params, threshold, sketch, features, families);
