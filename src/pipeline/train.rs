@@ -342,6 +342,24 @@ pub fn detector_features(
     Ok(features.params().clone().kinds(kinds).check()?)
 }
 
+/// The training rows and the features' fit on them (the detector's input kinds
+/// only): the first half of [`train`] and [`fit_chunked`].
+fn fit_features(
+    batch: &Batch,
+    split: &Split,
+    set: &TrainingSet,
+    features: &CheckedFeatures,
+) -> Result<(TrainingRows, itap_features::FeaturesFit)> {
+    set.check()?;
+    let rows = training_rows(batch, split, set);
+    if rows.info.rows_used < 2 {
+        return Err(Error::NoTrainingRows(rows.info.exclusions.join("; ")));
+    }
+    let features = detector_features(features, &set.inputs)?;
+    let fit = itap_features::fit(batch, TrainSpan::Rows(&rows.used), &features)?;
+    Ok((rows, fit))
+}
+
 /// Fits features, scaler and detector on the training span of `batch` (less its
 /// held-back last slice) and bundles them with a sketch of the held-back rows'
 /// scores (from which itap-eval decides the threshold). Returns the model and
@@ -357,17 +375,14 @@ pub fn train(
     features: &CheckedFeatures,
     detector: &CheckedDetector,
 ) -> Result<Trained> {
-    set.check()?;
-    let TrainingRows {
-        used,
-        calibration,
-        info,
-    } = training_rows(batch, split, set);
-    if info.rows_used < 2 {
-        return Err(Error::NoTrainingRows(info.exclusions.join("; ")));
-    }
-    let features = detector_features(features, &set.inputs)?;
-    let fit = itap_features::fit(batch, TrainSpan::Rows(&used), &features)?;
+    let (
+        TrainingRows {
+            used,
+            calibration,
+            info,
+        },
+        fit,
+    ) = fit_features(batch, split, set, features)?;
     let matrix = itap_features::transform(batch, &fit)?;
     let schema = batch.schema().clone();
     let feature_names: Vec<String> = matrix.names().map(str::to_owned).collect();
@@ -461,17 +476,14 @@ pub(crate) fn fit_chunked(
     features: &CheckedFeatures,
     detector: &CheckedDetector,
 ) -> Result<(ModelFile, Option<Vec<usize>>)> {
-    set.check()?;
-    let TrainingRows {
-        used,
-        calibration,
-        info,
-    } = training_rows(batch, split, set);
-    if info.rows_used < 2 {
-        return Err(Error::NoTrainingRows(info.exclusions.join("; ")));
-    }
-    let features = detector_features(features, &set.inputs)?;
-    let fit = itap_features::fit(batch, TrainSpan::Rows(&used), &features)?;
+    let (
+        TrainingRows {
+            used,
+            calibration,
+            info,
+        },
+        fit,
+    ) = fit_features(batch, split, set, features)?;
     let schema = batch.schema().clone();
     // The features' per-device baselines above learn from every fitted row; the
     // scaler and the detector from at most `max_training_rows` of them.
