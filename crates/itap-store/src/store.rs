@@ -252,7 +252,11 @@ pub(crate) fn now_micros() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// The table of dataset `name` and its unique `(device_id, ts)` index.
+/// The table of dataset `name`, unique on `(device_id, ts)`: on SQLite a table
+/// stored in that key's order (`WITHOUT ROWID`, the key its primary key), on
+/// PostgreSQL a table and a unique index. A SQLite dataset an earlier ITAP
+/// created as a table and a unique index is left as it is (`IF NOT EXISTS`) and
+/// works the same, only slower to write.
 fn create_table_sql(d: &Dialect, name: &str, schema: &Schema) -> Vec<String> {
     let (ts, float, int) = (d.ts_type, d.float_type, d.int_type);
     let mut cols = vec![
@@ -269,6 +273,14 @@ fn create_table_sql(d: &Dialect, name: &str, schema: &Schema) -> Vec<String> {
             SignalKind::Int => int,
         };
         cols.push(format!("{} {ty}", quote(&s.name)));
+    }
+    if d.clustered_key {
+        cols.push("PRIMARY KEY (device_id, ts)".to_owned());
+        return vec![format!(
+            "CREATE TABLE IF NOT EXISTS {} (\n    {}\n) WITHOUT ROWID",
+            quote(name),
+            cols.join(",\n    ")
+        )];
     }
     vec![
         format!(

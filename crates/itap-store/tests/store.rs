@@ -170,6 +170,94 @@ async fn conflicts_are_counted_kept_or_updated() {
     }
 }
 
+/// A new SQLite dataset is one table in `(device_id, ts)` order (`WITHOUT
+/// ROWID`); one made by an earlier ITAP (a rowid table and a unique index) goes
+/// on working: a re-ingest stores nothing twice, conflicts are counted, kept or
+/// updated, on either layout.
+#[tokio::test]
+async fn a_sqlite_dataset_of_either_layout_keeps_one_row_per_key() {
+    let batch = fleet(3, 1.0);
+    let n = batch.len();
+    let original = validated(batch.clone());
+    let mut cols = batch.into_columns();
+    let changed: Vec<usize> = (0..n).step_by(7).collect();
+    for &r in &changed {
+        cols.signals[0][r] += 1.0;
+    }
+    let modified = validated(Batch::from_columns(cols).unwrap());
+    for earlier_layout in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::connect(&url).await.unwrap();
+        ingest(&store, "telemetry", &original, 500, OnConflict::Keep).await;
+        store.close().await;
+        // One connection, so each statement sees the schema the last one left.
+        let raw = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        if earlier_layout {
+            // The table as ITAP made it before: a rowid table, a unique index.
+            let mut cols = vec![
+                "device_id TEXT NOT NULL".to_owned(),
+                "ts INTEGER NOT NULL".to_owned(),
+                "state TEXT".to_owned(),
+                "error_code INTEGER".to_owned(),
+                "anomaly_tag TEXT".to_owned(),
+            ];
+            for s in original.schema().signals() {
+                let ty = match s.kind {
+                    SignalKind::Float => "REAL",
+                    SignalKind::Int => "INTEGER",
+                };
+                cols.push(format!("\"{}\" {ty}", s.name));
+            }
+            for stmt in [
+                format!("CREATE TABLE earlier ({})", cols.join(", ")),
+                "INSERT INTO earlier SELECT * FROM telemetry".to_owned(),
+                "DROP TABLE telemetry".to_owned(),
+                "ALTER TABLE earlier RENAME TO telemetry".to_owned(),
+                "CREATE UNIQUE INDEX telemetry_device_ts ON telemetry (device_id, ts)".to_owned(),
+            ] {
+                sqlx::query(sqlx::AssertSqlSafe(stmt))
+                    .execute(&raw)
+                    .await
+                    .unwrap();
+            }
+        }
+        let ddl: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'telemetry'")
+                .fetch_one(&raw)
+                .await
+                .unwrap();
+        assert_eq!(ddl.contains("WITHOUT ROWID"), !earlier_layout, "{ddl}");
+        raw.close().await;
+
+        let store = Store::connect(&url).await.unwrap();
+        let again = ingest(&store, "telemetry", &original, 400, OnConflict::Keep).await;
+        assert_eq!(again.counts.inserted, 0, "earlier layout: {earlier_layout}");
+        assert_eq!(again.counts.duplicates, n as u64);
+        let kept = ingest(&store, "telemetry", &modified, 500, OnConflict::Keep).await;
+        assert_eq!(kept.counts.conflicts, changed.len() as u64);
+        assert_eq!(kept.counts.inserted, 0);
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&original, &back);
+        let updated = ingest(&store, "telemetry", &modified, 600, OnConflict::Update).await;
+        assert_eq!(updated.counts.updated, changed.len() as u64);
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&modified, &back);
+        assert_eq!(store.row_count("telemetry").await.unwrap(), n as u64);
+        store.close().await;
+    }
+}
+
 #[tokio::test]
 async fn a_different_schema_is_refused_by_name() {
     let batch = validated(fleet(2, 0.5));

@@ -188,6 +188,10 @@ pub(crate) struct Dialect {
     /// The collation that orders text byte by byte (as Rust's `str` does), for
     /// orders that must be the same on both backends whatever the server's locale.
     pub(crate) binary_collation: &'static str,
+    /// Whether a dataset's table is stored in its `(device_id, ts)` key's order
+    /// (SQLite's `WITHOUT ROWID` with that primary key: one B-tree per row
+    /// written) rather than as a heap with a unique index beside it.
+    pub(crate) clustered_key: bool,
     /// See [`Dialect::micros`].
     micros_of: fn(&str) -> String,
     /// See [`Dialect::params`].

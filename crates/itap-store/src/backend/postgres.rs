@@ -25,6 +25,8 @@ impl BackendOps for PgPool {
         int_type: "BIGINT",
         ts_param: "(TIMESTAMPTZ 'epoch' + ? * INTERVAL '1 microsecond')",
         binary_collation: "\"C\"",
+        // A heap and a unique index: PostgreSQL has no index-organised table.
+        clustered_key: false,
         micros_of: micros,
         params_of: numbered,
     };

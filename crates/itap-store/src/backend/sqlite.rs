@@ -33,6 +33,9 @@ impl BackendOps for SqlitePool {
         // Timestamps are stored as UTC microseconds already.
         ts_param: "?",
         binary_collation: "BINARY",
+        // One B-tree in key order instead of the rowid table plus the unique
+        // index, which every insert wrote both of.
+        clustered_key: true,
         micros_of: str::to_owned,
         params_of: str::to_owned,
     };
