@@ -256,7 +256,7 @@ pub(crate) fn now_micros() -> i64 {
 /// stored in that key's order (`WITHOUT ROWID`, the key its primary key), on
 /// PostgreSQL a table and a unique index. A SQLite dataset an earlier ITAP
 /// created as a table and a unique index is left as it is (`IF NOT EXISTS`) and
-/// works the same, only slower to write.
+/// works the same, in a larger file.
 fn create_table_sql(d: &Dialect, name: &str, schema: &Schema) -> Vec<String> {
     let (ts, float, int) = (d.ts_type, d.float_type, d.int_type);
     let mut cols = vec![
