@@ -40,10 +40,16 @@ pub(crate) fn fleet(
         .map(|&d| rows.device_names[d as usize].as_str())
         .collect();
     names.sort_unstable();
+    // Each device's alerts, in their order, gathered once (not a scan of every
+    // alert per device).
+    let mut of_device: BTreeMap<&str, Vec<&Alert>> = BTreeMap::new();
+    for a in alerts {
+        of_device.entry(a.device.as_str()).or_default().push(a);
+    }
     names
         .into_iter()
         .map(|name| {
-            let mine: Vec<&Alert> = alerts.iter().filter(|a| a.device == name).collect();
+            let mine = of_device.remove(name).unwrap_or_default();
             let count = |s: Severity| mine.iter().filter(|a| a.severity == s).count() as u64;
             let tails: Vec<f64> = mine.iter().map(|a| a.peak_tail_log10).collect();
             let mut fam: BTreeMap<&str, u64> = BTreeMap::new();

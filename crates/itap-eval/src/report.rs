@@ -544,9 +544,13 @@ fn timelines(
         v.sort_by_key(|&r| rows.timestamps[r]);
     }
     let evs = events(rows, &by_device);
+    let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
+    for e in &evs {
+        *counts.entry(e.device).or_default() += 1;
+    }
     let mut order: Vec<(usize, u32)> = by_device
         .keys()
-        .map(|&d| (evs.iter().filter(|e| e.device == d).count(), d))
+        .map(|&d| (counts.get(&d).copied().unwrap_or(0), d))
         .collect();
     // Ties by device name, and each fault kind's colour by when it first occurs
     // (then by name): the picture depends on the data, not on the order the rows
