@@ -238,8 +238,13 @@ impl Store {
                 }
                 q.execute(&mut *tx).await?;
             }
+            // One by one: a step may carry the same alert twice (opened, then
+            // grown), which one multi-row upsert cannot take on PostgreSQL.
             for a in commit.alerts {
-                alert_sql.upsert(dataset, a).execute(&mut *tx).await?;
+                alert_sql
+                    .upsert(dataset, std::slice::from_ref(a))
+                    .execute(&mut *tx)
+                    .await?;
             }
             for r in commit.rejects {
                 sqlx::query(AssertSqlSafe(full.reject_insert.clone()))

@@ -170,6 +170,56 @@ async fn storing_the_same_alerts_again_stores_each_once() {
 }
 
 #[tokio::test]
+async fn a_call_of_many_blocks_counts_each_alert_once() {
+    // 1,234 alerts: more than two of the blocks a call is written in.
+    let alerts: Vec<AlertRecord> = (0..1_234)
+        .map(|i| {
+            alert(
+                &format!("A{i:04}"),
+                &format!("DEV-{:04}", i % 97),
+                i,
+                i + 2,
+                "warning",
+            )
+        })
+        .collect();
+    for (store, _dir) in stores("blocks").await {
+        // Every third stored first.
+        let some: Vec<AlertRecord> = alerts.iter().step_by(3).cloned().collect();
+        assert_eq!(
+            store.put_alerts("plant", &some).await.unwrap(),
+            written(412, 0, 0)
+        );
+        // Of those, every seventh (i = 0, 21, 42, …) grew since.
+        let mut now = alerts.clone();
+        let mut grown = 0;
+        for (i, a) in now.iter_mut().enumerate() {
+            if i % 21 == 0 {
+                a.end_us += MINUTE;
+                a.rows += 6;
+                grown += 1;
+            }
+        }
+        assert_eq!(
+            store.put_alerts("plant", &now).await.unwrap(),
+            written(1_234 - 412, grown, 412 - grown),
+            "{:?}",
+            store.backend()
+        );
+        assert_eq!(
+            store.alerts("plant", &AlertQuery::all()).await.unwrap(),
+            now,
+            "{:?}",
+            store.backend()
+        );
+        assert_eq!(
+            store.put_alerts("plant", &now).await.unwrap(),
+            written(0, 0, 1_234)
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_alert_that_grew_replaces_the_stored_one() {
     let first = alert("A", "DEV-0001", 0, 5, "warning");
     let other = alert("B", "DEV-0002", 0, 5, "warning");

@@ -195,7 +195,7 @@ pub(crate) struct Dialect {
     /// See [`Dialect::micros`].
     micros_of: fn(&str) -> String,
     /// See [`Dialect::params`].
-    params_of: fn(&str) -> String,
+    pub(crate) params_of: fn(&str) -> String,
 }
 
 impl Dialect {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use itap_telemetry::{Batch, SignalKind, write_timestamp};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
-use sqlx::{AssertSqlSafe, ConnectOptions, Postgres, Transaction};
+use sqlx::{AssertSqlSafe, ConnectOptions, Postgres, Row, Transaction};
 
 use super::{BackendOps, Chunk, Columns, Dialect, bad_url, int_value};
 use crate::alert::{AlertRecord, AlertSql, AlertsWritten};
@@ -110,7 +110,7 @@ impl BackendOps for PgPool {
         let sql = AlertSql::new(&Self::DIALECT);
         let during = || format!("storing alerts of dataset `{dataset}`");
         let mut tx = self.begin().await.during(during)?;
-        // One writer of a dataset's alerts at a time: each alert's "was it stored"
+        // One writer of a dataset's alerts at a time: each block's "which are stored"
         // holds until its upsert, and two calls with the same ids in different
         // orders cannot deadlock. (The two-key lock space is not the one
         // `create_dataset` locks in.)
@@ -120,21 +120,21 @@ impl BackendOps for PgPool {
             .await
             .during(|| format!("locking the alerts of dataset `{dataset}`"))?;
         let mut written = AlertsWritten::default();
-        for a in alerts {
-            let stored = sql
-                .exists(dataset, &a.id)
-                .fetch_optional(&mut *tx)
+        for block in AlertSql::blocks(alerts) {
+            let stored: i64 = sql
+                .count_stored(dataset, block)
+                .fetch_one(&mut *tx)
                 .await
                 .during(during)?
-                .is_some();
+                .try_get(0)
+                .during(during)?;
             let changed = sql
-                .upsert(dataset, a)
+                .upsert(dataset, block)
                 .execute(&mut *tx)
                 .await
                 .during(during)?
-                .rows_affected()
-                > 0;
-            written.count(stored, changed);
+                .rows_affected();
+            written.count_block(block.len() as u64, stored.max(0) as u64, changed);
         }
         tx.commit().await.during(during)?;
         Ok(written)

@@ -9,7 +9,7 @@ use itap_telemetry::SignalKind;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, Sqlite, Transaction};
 
 use super::{BackendOps, Chunk, Columns, Dialect, bad_url, int_value};
 use crate::alert::{AlertRecord, AlertSql, AlertsWritten};
@@ -122,25 +122,25 @@ impl BackendOps for SqlitePool {
     async fn write_alerts(&self, dataset: &str, alerts: &[AlertRecord]) -> Result<AlertsWritten> {
         let sql = AlertSql::new(&Self::DIALECT);
         let during = || format!("storing alerts of dataset `{dataset}`");
-        // BEGIN IMMEDIATE: one writer at a time, so each alert's "was it stored"
+        // BEGIN IMMEDIATE: one writer at a time, so each block's "which are stored"
         // holds until its upsert.
         let mut tx = self.begin_with("BEGIN IMMEDIATE").await.during(during)?;
         let mut written = AlertsWritten::default();
-        for a in alerts {
-            let stored = sql
-                .exists(dataset, &a.id)
-                .fetch_optional(&mut *tx)
+        for block in AlertSql::blocks(alerts) {
+            let stored: i64 = sql
+                .count_stored(dataset, block)
+                .fetch_one(&mut *tx)
                 .await
                 .during(during)?
-                .is_some();
+                .try_get(0)
+                .during(during)?;
             let changed = sql
-                .upsert(dataset, a)
+                .upsert(dataset, block)
                 .execute(&mut *tx)
                 .await
                 .during(during)?
-                .rows_affected()
-                > 0;
-            written.count(stored, changed);
+                .rows_affected();
+            written.count_block(block.len() as u64, stored.max(0) as u64, changed);
         }
         tx.commit().await.during(during)?;
         Ok(written)
