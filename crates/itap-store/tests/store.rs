@@ -135,6 +135,28 @@ async fn ingest_is_idempotent_and_round_trips() {
 }
 
 #[tokio::test]
+async fn a_chunk_of_several_statements_round_trips() {
+    // 11,520 rows in one chunk: three full multi-row statements in SQLite and a
+    // shorter one (each bound while the one before runs), faults and dropouts
+    // included, so tags, NULLs and states all go through.
+    let batch = validated(fleet(8, 4.0));
+    assert!(batch.tagged_rows() > 0);
+    let n = batch.len() as u64;
+    for (store, _dir) in stores("statements").await {
+        let first = ingest(&store, "telemetry", &batch, 100_000, OnConflict::Keep).await;
+        assert_eq!(first.counts.inserted, n, "{:?}", store.backend());
+        let back = store
+            .load_range("telemetry", &RangeQuery::all())
+            .await
+            .unwrap();
+        assert_same_rows(&batch, &back);
+        let again = ingest(&store, "telemetry", &batch, 100_000, OnConflict::Update).await;
+        assert_eq!(again.counts.conflicts, 0, "{:?}", store.backend());
+        assert_eq!(store.row_count("telemetry").await.unwrap(), n);
+    }
+}
+
+#[tokio::test]
 async fn conflicts_are_counted_kept_or_updated() {
     let batch = fleet(3, 1.0);
     let n = batch.len();

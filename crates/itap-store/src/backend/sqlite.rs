@@ -302,59 +302,120 @@ async fn count_conflicts(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql) -> Re
 }
 
 /// Multi-row INSERTs of a whole chunk with `full_sql` for full statements (and a
-/// shorter statement for the remainder); returns rows affected.
+/// shorter statement for the remainder); returns rows affected. Each
+/// statement's values are bound while SQLite's worker thread runs the statement
+/// before it: binding (copying every value into sqlx's arguments) and running
+/// were one after the other, and the binding was a sixth of the ingest's time.
 async fn insert_rows(
     tx: &mut Transaction<'_, Sqlite>,
     sql: &ChunkSql,
     full_sql: &str,
     chunk: &Chunk<'_>,
 ) -> Result<u64> {
-    let (ds, batch) = (chunk.dataset, chunk.batch);
-    let dataset = ds.name.as_str();
-    let n = batch.len();
-    let ts = batch.timestamps();
-    let states = batch.states();
-    let errors = batch.error_codes();
-    let signals: Vec<&[f64]> = chunk.order.iter().map(|&j| batch.signal(j)).collect();
+    let dataset = chunk.dataset.name.as_str();
+    let n = chunk.batch.len();
+    let full: Arc<str> = Arc::from(full_sql);
+    let texts = Texts::new(chunk.batch);
     let mut affected = 0;
     let mut start = 0;
-    let full: Arc<str> = Arc::from(full_sql);
-    while start < n {
-        let rows = sql.rows_per_stmt.min(n - start);
-        let text: Arc<str> = if rows == sql.rows_per_stmt {
-            full.clone()
-        } else {
-            // The remainder: the same statement with fewer VALUES tuples.
-            let head = full_sql.split(" VALUES ").next().unwrap_or_default();
-            let tail = if full_sql.ends_with("DO NOTHING") {
-                " ON CONFLICT (device_id, ts) DO NOTHING"
+    let mut pending = if n > 0 {
+        Some(statement(sql, &full, &texts, chunk, 0)?)
+    } else {
+        None
+    };
+    while let Some(q) = pending.take() {
+        let next = (start + sql.rows_per_stmt).min(n);
+        // `join` polls the statement first, which hands it to the worker, and
+        // then binds the next one on this thread while the worker runs it.
+        let (done, following) = futures_util::future::join(q.execute(&mut **tx), async {
+            if next < n {
+                statement(sql, &full, &texts, chunk, next).map(Some)
             } else {
-                ""
-            };
-            Arc::from(format!("{head} VALUES {}{tail}", values(sql.columns, rows)))
-        };
-        let mut q = sqlx::query(AssertSqlSafe(text));
-        for &r in &chunk.rows[start..start + rows] {
-            q = q
-                .bind(batch.device_of(r))
-                .bind(ts[r])
-                .bind(states.map(|s| s[r].as_str()))
-                .bind(errors.map(|e| e[r]))
-                .bind(batch.tag_of(r));
-            for (k, col) in signals.iter().enumerate() {
-                let v = col[r];
-                q = match sql.kinds[k] {
-                    SignalKind::Float => q.bind((!v.is_nan()).then_some(v)),
-                    SignalKind::Int => q.bind(int_value(ds, k, v)?),
-                };
+                Ok(None)
             }
-        }
-        affected += q
-            .execute(&mut **tx)
-            .await
+        })
+        .await;
+        affected += done
             .during(|| format!("inserting rows into `{dataset}`"))?
             .rows_affected();
-        start += rows;
+        pending = following?;
+        start = next;
     }
     Ok(affected)
+}
+
+/// A chunk's texts (device ids, states, tags), each made once and shared by
+/// every row that binds it: sqlx copies a bound `&str` into a new string (two
+/// allocations, freed on SQLite's worker thread), an `Arc<str>` it only counts.
+struct Texts {
+    devices: Vec<Arc<str>>,
+    states: [Arc<str>; 3],
+    tags: Vec<Option<Arc<str>>>,
+}
+
+impl Texts {
+    fn new(batch: &itap_telemetry::Batch) -> Self {
+        Texts {
+            devices: batch
+                .device_names()
+                .iter()
+                .map(|d| Arc::from(d.as_str()))
+                .collect(),
+            states: itap_telemetry::State::ALL.map(|s| Arc::from(s.as_str())),
+            // Code 0 is "no fault", stored as NULL (as `Batch::tag_of` says).
+            tags: batch
+                .tag_names()
+                .iter()
+                .enumerate()
+                .map(|(code, t)| (code != 0).then(|| Arc::from(t.as_str())))
+                .collect(),
+        }
+    }
+}
+
+/// The INSERT of the chunk's rows from `start` on (at most a full statement's),
+/// its values bound.
+fn statement<'q>(
+    sql: &ChunkSql,
+    full: &Arc<str>,
+    texts: &Texts,
+    chunk: &'q Chunk<'q>,
+    start: usize,
+) -> Result<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>> {
+    let (ds, batch) = (chunk.dataset, chunk.batch);
+    let rows = sql.rows_per_stmt.min(batch.len() - start);
+    let text: Arc<str> = if rows == sql.rows_per_stmt {
+        full.clone()
+    } else {
+        // The remainder: the same statement with fewer VALUES tuples.
+        let head = full.split(" VALUES ").next().unwrap_or_default();
+        let tail = if full.ends_with("DO NOTHING") {
+            " ON CONFLICT (device_id, ts) DO NOTHING"
+        } else {
+            ""
+        };
+        Arc::from(format!("{head} VALUES {}{tail}", values(sql.columns, rows)))
+    };
+    let ts = batch.timestamps();
+    let devices = batch.device_codes();
+    let states = batch.states();
+    let errors = batch.error_codes();
+    let tags = batch.tag_codes();
+    let mut q = sqlx::query(AssertSqlSafe(text));
+    for &r in &chunk.rows[start..start + rows] {
+        q = q
+            .bind(texts.devices[devices[r] as usize].clone())
+            .bind(ts[r])
+            .bind(states.map(|s| texts.states[s[r] as usize].clone()))
+            .bind(errors.map(|e| e[r]))
+            .bind(tags.and_then(|t| texts.tags[t[r] as usize].clone()));
+        for (k, &j) in chunk.order.iter().enumerate() {
+            let v = batch.signal(j)[r];
+            q = match sql.kinds[k] {
+                SignalKind::Float => q.bind((!v.is_nan()).then_some(v)),
+                SignalKind::Int => q.bind(int_value(ds, k, v)?),
+            };
+        }
+    }
+    Ok(q)
 }
