@@ -869,16 +869,15 @@ fn write_csv_blocks<W: Write>(batch: &Batch, mut out: W, block_rows: usize) -> R
         format(first, &mut current)?;
     }
     for (k, round) in rounds.iter().enumerate() {
-        let (wrote, formatted) = std::thread::scope(|s| {
-            let ahead = rounds
-                .get(k + 1)
-                .map(|later| s.spawn(|| format(later, &mut next)));
-            let wrote = write(&current[..round.len()]);
-            let formatted = ahead.map_or(Ok(()), |h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            });
-            (wrote, formatted)
+        // The next round goes to the pool this runs in (the caller's, when it
+        // installed one) while this thread writes; the scope ends when both have.
+        let mut formatted = Ok(());
+        let wrote = rayon::in_place_scope(|s| {
+            if let Some(later) = rounds.get(k + 1) {
+                let (next, formatted) = (&mut next, &mut formatted);
+                s.spawn(move |_| *formatted = format(later, next));
+            }
+            write(&current[..round.len()])
         });
         wrote?;
         formatted?;

@@ -304,8 +304,8 @@ async fn count_conflicts(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql) -> Re
 /// Multi-row INSERTs of a whole chunk with `full_sql` for full statements (and a
 /// shorter statement for the remainder); returns rows affected. Each
 /// statement's values are bound while SQLite's worker thread runs the statement
-/// before it: binding (copying every value into sqlx's arguments) and running
-/// were one after the other, and the binding was a sixth of the ingest's time.
+/// before it, rather than binding (every value copied into sqlx's arguments)
+/// and running one after the other.
 async fn insert_rows(
     tx: &mut Transaction<'_, Sqlite>,
     sql: &ChunkSql,
