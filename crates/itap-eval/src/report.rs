@@ -99,8 +99,9 @@ pub fn scores_csv(rows: &ScoredRows<'_>, threshold: f64) -> String {
 
 /// Writes [`scores_csv`]'s text to `path` (atomically: all of it or, on error,
 /// what the path held before) without holding it in memory: blocks of rows are
-/// formatted on rayon's threads a few at a time and written in order, so the
-/// file is the same whatever the thread count.
+/// formatted on rayon's threads a few at a time and written in order
+/// ([`itap_telemetry::write_in_blocks`]), so the file is the same whatever the
+/// thread count.
 ///
 /// # Errors
 /// [`Error::Telemetry`] holding an `Io` error naming the path (or its folder) when
@@ -116,28 +117,23 @@ pub fn write_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> R
 /// # Errors
 /// As [`write_scores_csv`].
 pub fn stage_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> Result<AtomicFile> {
-    use rayon::prelude::*;
-    let n = rows.timestamps.len();
-    let starts: Vec<usize> = (0..n).step_by(SCORES_BLOCK_ROWS).collect();
-    let per_round = 2 * rayon::current_num_threads().max(1);
     let mut file = AtomicFile::create(path)?;
     file.write_all(SCORES_HEADER.as_bytes())
         .map_err(|e| Error::io(path, e))?;
-    for round in starts.chunks(per_round) {
-        let texts: Vec<String> = round
-            .par_iter()
-            .map(|&start| {
-                let end = (start + SCORES_BLOCK_ROWS).min(n);
-                let mut text = String::with_capacity((end - start) * 64);
-                push_score_lines(&mut text, rows, threshold, start..end);
-                text
-            })
-            .collect();
-        for text in texts {
-            file.write_all(text.as_bytes())
-                .map_err(|e| Error::io(path, e))?;
-        }
-    }
+    itap_telemetry::write_in_blocks(
+        &mut file,
+        rows.timestamps.len(),
+        SCORES_BLOCK_ROWS,
+        |range, text: &mut String| {
+            text.clear();
+            push_score_lines(text, rows, threshold, range);
+            Ok(())
+        },
+    )
+    .map_err(|e| match e {
+        itap_telemetry::Error::Io { source, .. } => Error::io(path, source),
+        other => other.into(),
+    })?;
     file.sync()?;
     Ok(file)
 }

@@ -427,6 +427,9 @@ pub(crate) struct AlertSql {
     head: String,
     /// The conflict clause: replace the stored row where any value differs.
     on_conflict: String,
+    /// The upsert of one alert, numbered: the live path stores alerts one by
+    /// one, and takes this text rather than having it spelled per alert.
+    one: String,
 }
 
 impl AlertSql {
@@ -446,14 +449,18 @@ impl AlertSql {
             .map(|c| format!("cur.{c} IS DISTINCT FROM excluded.{c}"))
             .collect::<Vec<_>>()
             .join(" OR ");
+        let row = format!("({})", values.join(", "));
+        let head = format!(
+            "INSERT INTO itap_alerts AS cur ({}) VALUES ",
+            COLUMNS.join(", ")
+        );
+        let on_conflict = format!(" ON CONFLICT (dataset, id) DO UPDATE SET {set} WHERE {differs}");
         AlertSql {
             params_of: d.params_of,
-            row: format!("({})", values.join(", ")),
-            head: format!(
-                "INSERT INTO itap_alerts AS cur ({}) VALUES ",
-                COLUMNS.join(", ")
-            ),
-            on_conflict: format!(" ON CONFLICT (dataset, id) DO UPDATE SET {set} WHERE {differs}"),
+            one: d.params(&format!("{head}{row}{on_conflict}")),
+            row,
+            head,
+            on_conflict,
         }
     }
 
@@ -498,12 +505,16 @@ impl AlertSql {
         i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
         f64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     {
-        let sql = (self.params_of)(&format!(
-            "{}{}{}",
-            self.head,
-            vec![self.row.as_str(); block.len()].join(", "),
-            self.on_conflict
-        ));
+        let sql = if block.len() == 1 {
+            self.one.clone()
+        } else {
+            (self.params_of)(&format!(
+                "{}{}{}",
+                self.head,
+                vec![self.row.as_str(); block.len()].join(", "),
+                self.on_conflict
+            ))
+        };
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for a in block {
             q = q

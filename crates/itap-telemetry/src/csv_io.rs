@@ -809,10 +809,7 @@ pub fn write_csv_to<W: Write>(batch: &Batch, out: W) -> Result<()> {
 /// signals).
 const CSV_BLOCK_ROWS: usize = 32_768;
 
-/// [`write_csv_to`] with blocks of `block_rows` rows. A round of blocks (two per
-/// rayon thread, at most 16) is formatted in parallel, each block by its own CSV
-/// writer, while the calling thread writes the round before it in order; two
-/// rounds' buffers are kept and reused (fresh ones cost a page fault per page).
+/// [`write_csv_to`] with blocks of `block_rows` rows (see [`write_in_blocks`]).
 /// A record's text does not depend on the records before it, so the bytes are
 /// the same for any block size and thread count.
 fn write_csv_blocks<W: Write>(batch: &Batch, mut out: W, block_rows: usize) -> Result<()> {
@@ -840,31 +837,49 @@ fn write_csv_blocks<W: Write>(batch: &Batch, mut out: W, block_rows: usize) -> R
         w.into_inner()
             .map_err(|e| Error::io("<output>", e.into_error()))?
     };
-    let mut write = |texts: &[Vec<u8>]| -> Result<()> {
-        for text in texts {
-            out.write_all(text).map_err(|e| Error::io("<output>", e))?;
-        }
-        Ok(())
-    };
-    write(std::slice::from_ref(&header))?;
-    let n = batch.len();
+    out.write_all(&header)
+        .map_err(|e| Error::io("<output>", e))?;
+    write_in_blocks(
+        &mut out,
+        batch.len(),
+        block_rows,
+        |range, text: &mut Vec<u8>| {
+            text.clear();
+            csv_lines(batch, range, text)
+        },
+    )
+}
+
+/// Writes `rows` rows of text to `out` in order, `block_rows` at a time: `fill`
+/// puts the text of a range of rows into a buffer (clearing it first). A round
+/// of blocks (two per rayon thread, at most 16) is filled in parallel while the
+/// calling thread writes the round before it; two rounds' buffers are kept and
+/// reused (fresh ones cost a page fault per page written). So the memory held is
+/// bounded whatever the row count, and the output is the same for any thread
+/// count as long as a block's text depends on its rows alone.
+///
+/// # Errors
+/// `fill`'s first error, or [`Error::Io`] (path `<output>`) when writing fails.
+pub fn write_in_blocks<W, B, F>(out: &mut W, rows: usize, block_rows: usize, fill: F) -> Result<()>
+where
+    W: Write + ?Sized,
+    B: AsRef<[u8]> + Default + Clone + Send,
+    F: Fn(std::ops::Range<usize>, &mut B) -> Result<()> + Sync,
+{
     let block_rows = block_rows.max(1);
-    let starts: Vec<usize> = (0..n).step_by(block_rows).collect();
+    let starts: Vec<usize> = (0..rows).step_by(block_rows).collect();
     let per_round = (2 * rayon::current_num_threads()).clamp(1, 16);
     let rounds: Vec<&[usize]> = starts.chunks(per_round).collect();
-    let format = |round: &[usize], texts: &mut [Vec<u8>]| -> Result<()> {
+    let format = |round: &[usize], texts: &mut [B]| -> Result<()> {
         use rayon::prelude::*;
         round
             .par_iter()
             .zip(texts.par_iter_mut())
-            .map(|(&start, text)| {
-                text.clear();
-                csv_lines(batch, start..(start + block_rows).min(n), text)
-            })
+            .map(|(&start, text)| fill(start..(start + block_rows).min(rows), text))
             .collect()
     };
     let width = per_round.min(starts.len());
-    let (mut current, mut next) = (vec![Vec::new(); width], vec![Vec::new(); width]);
+    let (mut current, mut next) = (vec![B::default(); width], vec![B::default(); width]);
     if let Some(first) = rounds.first() {
         format(first, &mut current)?;
     }
@@ -877,7 +892,10 @@ fn write_csv_blocks<W: Write>(batch: &Batch, mut out: W, block_rows: usize) -> R
                 let (next, formatted) = (&mut next, &mut formatted);
                 s.spawn(move |_| *formatted = format(later, next));
             }
-            write(&current[..round.len()])
+            current[..round.len()]
+                .iter()
+                .try_for_each(|text| out.write_all(text.as_ref()))
+                .map_err(|e| Error::io("<output>", e))
         });
         wrote?;
         formatted?;

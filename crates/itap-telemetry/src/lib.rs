@@ -14,7 +14,7 @@ pub use batch::{Batch, BatchBuilder, BatchColumns};
 pub use csv_io::{
     CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, RawCsvReader, RawRecord,
     ReadOptions, TIMESTAMP_NAMES, TruthColumn, parse_int, parse_number, read_csv, write_csv,
-    write_csv_to,
+    write_csv_to, write_in_blocks,
 };
 pub use error::{Error, Result};
 pub use param::{InvalidParam, ParamGuard};
