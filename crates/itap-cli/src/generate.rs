@@ -8,14 +8,20 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use itap::telemetry::{SimParams, simulate, write_csv};
+use itap::telemetry::{SimParams, simulate_to_csv};
 
 use crate::config::{Config, check_sim};
 use crate::{ConfigArg, Output};
 
 /// Flags of `itap generate`; each overrides the config file.
 #[derive(Debug, Args)]
-#[command(after_help = "Example: itap generate --devices 100 --hours 24 --out data/raw/fleet.csv")]
+#[command(after_help = "\
+The fleet is simulated a block of samples at a time and written as it goes, so
+the memory used does not grow with the fleet or the span (about 120 MB for
+86.4 M rows). The file appears whole when done, or not at all; the same seed
+gives the same bytes.
+
+Example: itap generate --devices 100 --hours 24 --out data/raw/fleet.csv")]
 pub(crate) struct GenerateArgs {
     #[command(flatten)]
     config: ConfigArg,
@@ -81,33 +87,36 @@ pub(crate) fn run(args: &GenerateArgs, out: Output) -> Result<ExitCode> {
         ProgressBar::hidden()
     } else {
         // indicatif draws only when stderr is a terminal.
-        ProgressBar::new_spinner()
+        ProgressBar::new(checked.rows() as u64)
     };
     progress.set_style(
-        ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-            .expect("static template is valid"),
+        ProgressStyle::with_template(
+            "{msg} {bar:30} {human_pos}/{human_len} rows [{elapsed} < {eta}]",
+        )
+        .expect("static template is valid"),
     );
-    progress.enable_steady_tick(Duration::from_millis(120));
-
-    let started = Instant::now();
     progress.set_message(format!(
-        "simulating {} rows ({} devices × {} samples)",
-        checked.rows(),
+        "simulating {} devices × {} samples into {}",
         checked.params().devices,
-        checked.steps()
+        checked.steps(),
+        path.display()
     ));
-    let batch = simulate(&checked);
-    progress.set_message(format!("writing {}", path.display()));
-    write_csv(&batch, &path).with_context(|| "cannot write the generated telemetry")?;
+    progress.enable_steady_tick(Duration::from_millis(250));
+
+    // A block of samples of the whole fleet at a time: the memory held does not
+    // grow with the fleet or the span.
+    let started = Instant::now();
+    let done = simulate_to_csv(&checked, &path, &mut |rows| progress.set_position(rows))
+        .with_context(|| "cannot write the generated telemetry")?;
     progress.finish_and_clear();
 
     if !out.quiet {
         println!(
             "wrote {} rows ({} devices × {} samples, {} tagged as faulty) to {} in {:.2} s",
-            batch.len(),
-            batch.device_names().len(),
+            done.rows,
+            checked.params().devices,
             checked.steps(),
-            batch.tagged_rows(),
+            done.tagged_rows,
             path.display(),
             started.elapsed().as_secs_f64()
         );

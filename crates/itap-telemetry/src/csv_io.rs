@@ -813,41 +813,104 @@ const CSV_BLOCK_ROWS: usize = 32_768;
 /// A record's text does not depend on the records before it, so the bytes are
 /// the same for any block size and thread count.
 fn write_csv_blocks<W: Write>(batch: &Batch, mut out: W, block_rows: usize) -> Result<()> {
+    out.write_all(&csv_header(batch)?)
+        .map_err(|e| Error::io("<output>", e))?;
+    write_csv_rows(batch, &mut out, block_rows)
+}
+
+/// The header line [`write_csv_to`] writes for `batch`'s columns.
+fn csv_header(batch: &Batch) -> Result<Vec<u8>> {
     let io = |e: csv::Error| match e.into_kind() {
         csv::ErrorKind::Io(e) => Error::io("<output>", e),
         other => Error::io("<output>", std::io::Error::other(format!("{other:?}"))),
     };
-    let header = {
-        let mut w = WriterBuilder::new().from_writer(Vec::with_capacity(256));
-        w.write_field("timestamp").map_err(io)?;
-        w.write_field("device_id").map_err(io)?;
-        if batch.states().is_some() {
-            w.write_field("state").map_err(io)?;
+    let mut w = WriterBuilder::new().from_writer(Vec::with_capacity(256));
+    w.write_field("timestamp").map_err(io)?;
+    w.write_field("device_id").map_err(io)?;
+    if batch.states().is_some() {
+        w.write_field("state").map_err(io)?;
+    }
+    for name in batch.schema().names() {
+        w.write_field(name).map_err(io)?;
+    }
+    if batch.error_codes().is_some() {
+        w.write_field("error_code").map_err(io)?;
+    }
+    if batch.tag_codes().is_some() {
+        w.write_field("anomaly_tag").map_err(io)?;
+    }
+    w.write_record(None::<&[u8]>).map_err(io)?;
+    w.into_inner()
+        .map_err(|e| Error::io("<output>", e.into_error()))
+}
+
+/// The records of every row of `batch`, no header.
+fn write_csv_rows<W: Write + ?Sized>(batch: &Batch, out: &mut W, block_rows: usize) -> Result<()> {
+    write_in_blocks(out, batch.len(), block_rows, |range, text: &mut Vec<u8>| {
+        text.clear();
+        csv_lines(batch, range, text)
+    })
+}
+
+/// Writes one CSV from batches that come one after the other (the blocks of a
+/// [`FleetSim`](crate::FleetSim), say), as [`write_csv_to`] would write them
+/// joined into one batch: the header of the first, then every batch's records.
+/// Only the batch at hand is held.
+///
+/// ```
+/// use itap_telemetry::{CsvBatchWriter, FleetSim, ParamGuard, SimParams, simulate, write_csv_to};
+/// let p = SimParams::default().devices(2).hours(0.5).check()?;
+/// let mut whole = Vec::new();
+/// write_csv_to(&simulate(&p), &mut whole)?;
+/// let (mut sim, mut w) = (FleetSim::new(&p), CsvBatchWriter::new(Vec::new()));
+/// while let Some(block) = sim.next_block(7) {
+///     w.write(&block)?;
+/// }
+/// assert_eq!(w.into_inner(), whole);
+/// # Ok::<(), itap_telemetry::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct CsvBatchWriter<W> {
+    out: W,
+    header: Option<Vec<u8>>,
+}
+
+impl<W: Write> CsvBatchWriter<W> {
+    /// A writer that has written nothing yet.
+    pub fn new(out: W) -> CsvBatchWriter<W> {
+        CsvBatchWriter { out, header: None }
+    }
+
+    /// Writes `batch`'s records (after the header, for the first batch).
+    ///
+    /// # Errors
+    /// [`Error::Io`] (path `<output>`) when writing fails;
+    /// [`Error::Inconsistent`] when the batch's columns are not the first
+    /// batch's.
+    pub fn write(&mut self, batch: &Batch) -> Result<()> {
+        let header = csv_header(batch)?;
+        match &self.header {
+            None => {
+                self.out
+                    .write_all(&header)
+                    .map_err(|e| Error::io("<output>", e))?;
+                self.header = Some(header);
+            }
+            Some(first) if *first != header => {
+                return Err(Error::Inconsistent(
+                    "a batch's columns differ from the first batch's".to_owned(),
+                ));
+            }
+            Some(_) => {}
         }
-        for name in batch.schema().names() {
-            w.write_field(name).map_err(io)?;
-        }
-        if batch.error_codes().is_some() {
-            w.write_field("error_code").map_err(io)?;
-        }
-        if batch.tag_codes().is_some() {
-            w.write_field("anomaly_tag").map_err(io)?;
-        }
-        w.write_record(None::<&[u8]>).map_err(io)?;
-        w.into_inner()
-            .map_err(|e| Error::io("<output>", e.into_error()))?
-    };
-    out.write_all(&header)
-        .map_err(|e| Error::io("<output>", e))?;
-    write_in_blocks(
-        &mut out,
-        batch.len(),
-        block_rows,
-        |range, text: &mut Vec<u8>| {
-            text.clear();
-            csv_lines(batch, range, text)
-        },
-    )
+        write_csv_rows(batch, &mut self.out, CSV_BLOCK_ROWS)
+    }
+
+    /// The output, after the batches written so far (nothing, not even a
+    /// header, when there were none).
+    pub fn into_inner(self) -> W {
+        self.out
+    }
 }
 
 /// Writes `rows` rows of text to `out` in order, `block_rows` at a time: `fill`

@@ -12,9 +12,9 @@ mod time;
 pub use atomic::{AtomicFile, stage_atomic, write_atomic};
 pub use batch::{Batch, BatchBuilder, BatchColumns};
 pub use csv_io::{
-    CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS, RawCsvReader, RawRecord,
-    ReadOptions, TIMESTAMP_NAMES, TruthColumn, parse_int, parse_number, read_csv, write_csv,
-    write_csv_to, write_in_blocks,
+    CsvBatchWriter, CsvReader, DEVICE_NAMES, InputLayout, LABEL_TAG, MISSING_SPELLINGS,
+    RawCsvReader, RawRecord, ReadOptions, TIMESTAMP_NAMES, TruthColumn, parse_int, parse_number,
+    read_csv, write_csv, write_csv_to, write_in_blocks,
 };
 pub use error::{Error, Result};
 pub use param::{InvalidParam, ParamGuard};
@@ -25,7 +25,7 @@ pub use sim::params::{
     AmbientParams, CheckedSimParams, FaultKindParams, FaultParams, SimParams, SimSignal,
     StateParams, codes, default_sim_signals,
 };
-pub use sim::{simulate, simulate_device_batch};
+pub use sim::{FleetSim, SimulatedCsv, simulate, simulate_device_batch, simulate_to_csv};
 pub use time::{
     MICROS_PER_SEC, TimeZone, format_timestamp, parse_duration, parse_timestamp,
     parse_timestamp_bytes, to_datetime, write_timestamp,

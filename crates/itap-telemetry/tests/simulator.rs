@@ -2,8 +2,9 @@
 //! exact ground truth.
 
 use itap_telemetry::{
-    Batch, CheckedSimParams, FaultKind, FaultParams, ParamGuard, SimParams, State, codes, simulate,
-    simulate_device_batch, write_csv_to,
+    Batch, CheckedSimParams, CsvBatchWriter, FaultKind, FaultParams, FleetSim, ParamGuard,
+    SimParams, State, codes, simulate, simulate_device_batch, simulate_to_csv, write_csv,
+    write_csv_to,
 };
 
 fn csv_bytes(b: &Batch) -> Vec<u8> {
@@ -77,6 +78,108 @@ fn adding_devices_does_not_change_the_others() {
     let alone = simulate_device_batch(&params(10, 1.0), 2);
     let in_fleet = large.take(&device_rows(&large, "DEV-0002"));
     assert_eq!(csv_bytes(&alone), csv_bytes(&in_fleet));
+}
+
+/// The fleet simulated in blocks of `steps` samples, written as one CSV, on a
+/// pool of `threads` threads.
+fn blocks_csv(p: &CheckedSimParams, steps: usize, threads: usize) -> (Vec<u8>, usize) {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(|| {
+            let (mut sim, mut w) = (FleetSim::new(p), CsvBatchWriter::new(Vec::new()));
+            let mut blocks = 0;
+            while let Some(block) = sim.next_block(steps) {
+                assert!(block.len() <= steps * p.params().devices);
+                assert_eq!(sim.steps_done(), ((blocks + 1) * steps).min(p.steps()));
+                w.write(&block).unwrap();
+                blocks += 1;
+            }
+            assert_eq!(sim.steps_done(), p.steps());
+            (w.into_inner(), blocks)
+        })
+}
+
+#[test]
+fn the_fleet_in_blocks_of_samples_is_the_fleet_at_once() {
+    // Faults and nuisance errors often, so that blocks cut through faults.
+    let mut q = SimParams::default().devices(6).hours(4.0).seed(5);
+    q.faults.rate = 0.01;
+    q.faults.nuisance_error_rate = 0.01;
+    let p = q.check().unwrap();
+    let whole = simulate(&p);
+    assert!(whole.tagged_rows() > 1000, "the span holds faults");
+    let expected = csv_bytes(&whole);
+    let n = p.steps();
+    for (steps, threads) in [(1, 1), (7, 2), (n - 1, 3), (n, 1), (n + 10, 2)] {
+        let (csv, blocks) = blocks_csv(&p, steps, threads);
+        assert_eq!(blocks, n.div_ceil(steps));
+        assert!(
+            csv == expected,
+            "blocks of {steps} samples on {threads} threads differ"
+        );
+    }
+    // Every column, not only the CSV's text: the NaN of a dropout included.
+    let mut sim = FleetSim::new(&p);
+    let first = sim.next_block(100).unwrap();
+    let rows = 100 * 6;
+    assert_eq!(first.timestamps(), &whole.timestamps()[..rows]);
+    assert_eq!(first.device_codes(), &whole.device_codes()[..rows]);
+    assert_eq!(
+        first.tag_codes().unwrap(),
+        &whole.tag_codes().unwrap()[..rows]
+    );
+    let second = sim.next_block(100).unwrap();
+    for k in 0..p.schema().len() {
+        let same = second
+            .signal(k)
+            .iter()
+            .zip(&whole.signal(k)[rows..2 * rows])
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "signal {k} of the second block");
+    }
+}
+
+#[test]
+fn a_fleet_simulated_into_a_file_is_the_file_of_the_whole_batch() {
+    // 300 devices: blocks of 873 samples (262,144 rows), so 1,080 samples take two.
+    let p = SimParams::default()
+        .devices(300)
+        .hours(3.0)
+        .seed(3)
+        .check()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (streamed, whole) = (
+        dir.path().join("a/streamed.csv"),
+        dir.path().join("whole.csv"),
+    );
+    let mut heard = Vec::new();
+    let done = simulate_to_csv(&p, &streamed, &mut |rows| heard.push(rows)).unwrap();
+    let batch = simulate(&p);
+    write_csv(&batch, &whole).unwrap();
+    assert_eq!(
+        std::fs::read(&streamed).unwrap(),
+        std::fs::read(&whole).unwrap()
+    );
+    assert_eq!(done.rows, p.rows() as u64);
+    assert_eq!(done.tagged_rows, batch.tagged_rows() as u64);
+    assert_eq!(heard, [873 * 300, 1080 * 300]);
+    // Only the file: no temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("a")).unwrap().collect();
+    assert_eq!(names.len(), 1);
+}
+
+#[test]
+fn a_batch_of_other_columns_is_refused_by_the_csv_writer() {
+    let p = params(2, 0.1);
+    let mut w = CsvBatchWriter::new(Vec::new());
+    w.write(&simulate(&p)).unwrap();
+    let mut other = SimParams::default().devices(2).hours(0.1);
+    other.signals.pop();
+    let err = w.write(&simulate(&other.check().unwrap())).unwrap_err();
+    assert!(err.to_string().contains("columns differ"), "{err}");
 }
 
 #[test]
