@@ -42,6 +42,35 @@ function fail(message) {
   process.exit(1);
 }
 
+/** What of each device tile is cut off: its name, its state and score (on one
+ * line, inside the tile) or its health. */
+async function tileProblems(page) {
+  return page.$$eval('[data-testid="device-tile"]', (tiles) => {
+    const bad = [];
+    for (const t of tiles) {
+      const box = t.getBoundingClientRect();
+      const part = (sel) => t.querySelector(sel).getBoundingClientRect();
+      for (const [name, sel] of [['name', '.tile-id'], ['state and score', '.tile-row'], ['health', '.tile-health']]) {
+        const r = part(sel);
+        if (r.height < 8 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5) {
+          bad.push(`${t.dataset.device}: its ${name} is at ${Math.round(r.top - box.top)}–${Math.round(r.bottom - box.top)} px of a ${Math.round(box.height)} px tile`);
+        }
+      }
+      // Only a long device name may be shortened (with an ellipsis).
+      for (const [name, sel] of [['state', '.tile-state'], ['score', '.tile-score'], ['health', '.tile-health']]) {
+        const el = t.querySelector(sel);
+        if (el.scrollWidth > el.clientWidth + 0.5) bad.push(`${t.dataset.device}: its ${name} ${JSON.stringify(el.textContent)} is cut short`);
+      }
+      const state = part('.tile-state'), score = part('.tile-score');
+      const size = parseFloat(getComputedStyle(t.querySelector('.tile-score')).fontSize);
+      if (score.height > 1.6 * size || Math.abs(score.top - state.top) > 0.5 || score.right > box.right + 0.5 || score.left < state.right - 0.5) {
+        bad.push(`${t.dataset.device}: its score ${JSON.stringify(t.querySelector('.tile-score').textContent)} does not sit whole beside the state`);
+      }
+    }
+    return bad;
+  });
+}
+
 async function main() {
   let opts;
   try { opts = parseArgs(process.argv.slice(2)); } catch (e) { fail(e.message); }
@@ -154,6 +183,22 @@ async function main() {
       throw new Error(`the score chart of ${device} was not drawn: ${JSON.stringify(label)}`);
     }
     await page.screenshot({ path: opts.screenshot, fullPage: true, timeout: left() });
+
+    // Every line of every tile stays in view: the real fleet's tiles, then the
+    // widest a tile gets (MAINT, a flagged score at the residual detector's cap,
+    // many open alerts, a long name), served in place of /api/devices.
+    const cut = await tileProblems(page);
+    if (cut.length) throw new Error(`a tile hides part of its content: ${cut.join('; ')}`);
+    const wide = [
+      { device: 'DEV-0009', state: 'MAINT', last_score: 30, flagged: true, health: 'alert', open_alerts: 12, alerts: 40, rows: 9999, last_seen: '2026-01-01T00:00:00Z' },
+      { device: 'PRESS-LINE-7-HYDRAULIC-UNIT-0001', state: 'IDLE', last_score: 1234.56, flagged: true, health: 'stale', open_alerts: 0, alerts: 3, rows: 10, last_seen: '2026-01-01T00:00:00Z' },
+    ];
+    await page.route(/\/api\/devices(\?|$)/, (route) => route.fulfill({ json: { devices: wide } }));
+    await page.waitForFunction((n) => document.querySelectorAll('[data-testid="device-tile"]').length === n
+      && document.querySelector('[data-testid="device-tile"][data-device="DEV-0009"] .tile-state')?.textContent === 'MAINT',
+    wide.length, { timeout: left(), polling: 100 });
+    const cutWide = await tileProblems(page);
+    if (cutWide.length) throw new Error(`a tile with the widest content hides part of it: ${cutWide.join('; ')}`);
 
     if (problems.length) throw new Error(`the page reported errors: ${problems.join(' | ')}`);
     await browser.close();
