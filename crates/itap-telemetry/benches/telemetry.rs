@@ -3,7 +3,9 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use itap_telemetry::{CsvReader, ParamGuard, ReadOptions, SimParams, simulate, write_csv_to};
+use itap_telemetry::{
+    CsvBatchWriter, CsvReader, FleetSim, ParamGuard, ReadOptions, SimParams, simulate, write_csv_to,
+};
 
 fn sizes() -> [(usize, f64); 2] {
     // (devices, hours) at 10 s: 54,000 and 864,000 rows.
@@ -43,6 +45,39 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     out.clear();
                     write_csv_to(&simulate(p), &mut out).expect("write");
+                    black_box(out.len())
+                })
+            },
+        );
+        // The fleet a block of samples at a time (`itap generate`'s way: about
+        // 262,144 rows a block), against `simulate`'s whole batch above.
+        let steps = (262_144 / devices).max(1);
+        g.bench_with_input(
+            BenchmarkId::new("fleet_sim_blocks", rows),
+            &params,
+            |b, p| {
+                b.iter(|| {
+                    let mut sim = FleetSim::new(p);
+                    let mut n = 0;
+                    while let Some(block) = sim.next_block(steps) {
+                        n += black_box(block).len();
+                    }
+                    n
+                })
+            },
+        );
+        g.bench_with_input(
+            BenchmarkId::new("fleet_sim_blocks_and_write_csv", rows),
+            &params,
+            |b, p| {
+                let mut out = Vec::with_capacity(csv.len());
+                b.iter(|| {
+                    out.clear();
+                    let (mut sim, mut w) = (FleetSim::new(p), CsvBatchWriter::new(&mut out));
+                    while let Some(block) = sim.next_block(steps) {
+                        w.write(&block).expect("write");
+                    }
+                    drop(w);
                     black_box(out.len())
                 })
             },

@@ -29,22 +29,34 @@ use params::{CheckedSimParams, codes};
 pub fn simulate(p: &CheckedSimParams) -> Batch {
     let devices = p.params.devices;
     let mut cols = Columns::new(p.schema.len(), p.steps * devices);
-    // A block of devices at a time, simulated in parallel and then spread into
-    // the batch's columns: only a block's own series are held beside the batch
-    // (a whole fleet's would double the memory while they are interleaved).
-    let block = 8 * rayon::current_num_threads().max(1);
-    let mut first = 0;
-    while first < devices {
-        let last = (first + block).min(devices);
-        let series: Vec<DeviceSeries> = (first..last)
-            .into_par_iter()
-            .map(|d| simulate_device(p, d))
-            .collect();
-        let series: Vec<&DeviceSeries> = series.iter().collect();
-        cols.spread(devices, first, &series);
-        first = last;
-    }
+    // A block of samples of every device at a time, spread into its own
+    // stretch of the batch's rows (the rows of a block are consecutive): only
+    // the block's series are held beside the batch, and its writes stay in the
+    // processor's caches.
+    let mut sim = FleetSim::new(p);
+    let steps = (BLOCK_ROWS / devices.max(1)).max(1);
+    while sim.fill(steps, &mut cols, true) {}
     cols.into_batch(p, 0)
+}
+
+/// Simulates one device alone; its rows are those [`simulate`] gives that device.
+pub fn simulate_device_batch(p: &CheckedSimParams, device: usize) -> Batch {
+    let s = simulate_device(p, device);
+    let n = p.steps;
+    Batch::from_columns(BatchColumns {
+        schema: p.schema.clone(),
+        timestamps: (0..n)
+            .map(|i| p.start_us + i as i64 * p.interval_us)
+            .collect(),
+        device_names: vec![p.device_id(device)],
+        device_codes: vec![0; n],
+        signals: s.signals,
+        states: Some(s.states),
+        error_codes: Some(s.errors),
+        tag_names: tag_names(),
+        tag_codes: Some(s.tags),
+    })
+    .expect("simulated columns are consistent by construction")
 }
 
 /// The fleet simulated a span of samples at a time, for fleets and spans too
@@ -104,42 +116,33 @@ impl<'p> FleetSim<'p> {
     /// (rayon); the rows do not depend on the thread count or on the block sizes.
     pub fn next_block(&mut self, steps: usize) -> Option<Batch> {
         let p = self.p;
+        let first_step = self.next_step;
+        let steps = steps.max(1).min(p.steps - first_step);
+        let mut cols = Columns::new(p.schema.len(), steps * self.devices.len());
+        self.fill(steps, &mut cols, false)
+            .then(|| cols.into_batch(p, first_step))
+    }
+
+    /// Advances every device by `steps` samples (fewer at the end) and puts
+    /// them in `cols`: at their own rows when `cols` holds the whole span
+    /// (`whole`), else at its start. Whether there were any left.
+    fn fill(&mut self, steps: usize, cols: &mut Columns, whole: bool) -> bool {
+        let p = self.p;
         let steps = steps.max(1).min(p.steps - self.next_step);
         if steps == 0 {
-            return None;
+            return false;
         }
         self.devices.par_iter_mut().for_each(|(sim, series)| {
             series.clear();
             sim.advance(p, steps, series);
         });
         let devices = self.devices.len();
-        let mut cols = Columns::new(p.schema.len(), steps * devices);
+        let first_row = if whole { self.next_step * devices } else { 0 };
         let series: Vec<&DeviceSeries> = self.devices.iter().map(|(_, s)| s).collect();
-        cols.spread(devices, 0, &series);
-        let batch = cols.into_batch(p, self.next_step);
+        cols.spread(first_row..first_row + steps * devices, devices, &series);
         self.next_step += steps;
-        Some(batch)
+        true
     }
-}
-
-/// Simulates one device alone; its rows are those [`simulate`] gives that device.
-pub fn simulate_device_batch(p: &CheckedSimParams, device: usize) -> Batch {
-    let s = simulate_device(p, device);
-    let n = p.steps;
-    Batch::from_columns(BatchColumns {
-        schema: p.schema.clone(),
-        timestamps: (0..n)
-            .map(|i| p.start_us + i as i64 * p.interval_us)
-            .collect(),
-        device_names: vec![p.device_id(device)],
-        device_codes: vec![0; n],
-        signals: s.signals,
-        states: Some(s.states),
-        error_codes: Some(s.errors),
-        tag_names: tag_names(),
-        tag_codes: Some(s.tags),
-    })
-    .expect("simulated columns are consistent by construction")
 }
 
 /// Rows of a [`FleetSim`] block that [`simulate_to_csv`] aims for (about 18 MB
@@ -608,29 +611,33 @@ impl Columns {
         }
     }
 
-    /// Puts the series of devices `first..first + series.len()` (of `devices`)
-    /// in their rows: step i of device d is row i × devices + d.
-    fn spread(&mut self, devices: usize, first: usize, series: &[&DeviceSeries]) {
+    /// Puts the series of every device (of `devices`) in `rows`, consecutive
+    /// rows ordered by time, then device: the series' step i of device d is row
+    /// `rows.start + i × devices + d`.
+    fn spread(&mut self, rows: std::ops::Range<usize>, devices: usize, series: &[&DeviceSeries]) {
         fn put<T: Copy>(
             col: &mut [T],
             devices: usize,
-            first: usize,
             series: &[&DeviceSeries],
             get: impl Fn(&DeviceSeries) -> &[T],
         ) {
             for (i, row) in col.chunks_exact_mut(devices).enumerate() {
-                for (slot, s) in row[first..first + series.len()].iter_mut().zip(series) {
+                for (slot, s) in row.iter_mut().zip(series) {
                     *slot = get(s)[i];
                 }
             }
         }
+        if devices == 0 {
+            return;
+        }
+        let r = rows;
         self.signals
             .par_iter_mut()
             .enumerate()
-            .for_each(|(j, col)| put(col, devices, first, series, |s| &s.signals[j]));
-        put(&mut self.states, devices, first, series, |s| &s.states);
-        put(&mut self.errors, devices, first, series, |s| &s.errors);
-        put(&mut self.tags, devices, first, series, |s| &s.tags);
+            .for_each(|(j, col)| put(&mut col[r.clone()], devices, series, |s| &s.signals[j]));
+        put(&mut self.states[r.clone()], devices, series, |s| &s.states);
+        put(&mut self.errors[r.clone()], devices, series, |s| &s.errors);
+        put(&mut self.tags[r], devices, series, |s| &s.tags);
     }
 
     /// The batch of these columns, whose first rows are sample `first_step`.
