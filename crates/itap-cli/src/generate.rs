@@ -91,15 +91,14 @@ pub(crate) fn run(args: &GenerateArgs, out: Output) -> Result<ExitCode> {
     };
     progress.set_style(
         ProgressStyle::with_template(
-            "{msg} {bar:30} {human_pos}/{human_len} rows [{elapsed} < {eta}]",
+            "{msg} {bar:20} {human_pos}/{human_len} rows [{elapsed} < {eta}]",
         )
         .expect("static template is valid"),
     );
     progress.set_message(format!(
-        "simulating {} devices × {} samples into {}",
+        "simulating {} devices × {} samples",
         checked.params().devices,
-        checked.steps(),
-        path.display()
+        checked.steps()
     ));
     progress.enable_steady_tick(Duration::from_millis(250));
 
