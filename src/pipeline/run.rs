@@ -192,13 +192,7 @@ fn write_csv_digest(batch: &Batch, path: &Path) -> Result<(String, u64)> {
         sha: Sha256::new(),
         bytes: 0,
     };
-    write_csv_to(batch, &mut out).map_err(|e| match e {
-        itap_telemetry::Error::Io { source, .. } => itap_telemetry::Error::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => other,
-    })?;
+    write_csv_to(batch, &mut out).map_err(|e| e.at_path(path))?;
     let (sha, bytes) = (out.sha.finalize(), out.bytes);
     file.commit()?;
     let hex = sha.iter().map(|b| format!("{b:02x}")).collect();

@@ -1019,10 +1019,7 @@ fn csv_lines(batch: &Batch, range: std::ops::Range<usize>, text: &mut Vec<u8>) -
 pub fn write_csv(batch: &Batch, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let mut file = AtomicFile::create(path)?;
-    write_csv_to(batch, &mut file).map_err(|e| match e {
-        Error::Io { source, .. } => Error::io(path, source),
-        other => other,
-    })?;
+    write_csv_to(batch, &mut file).map_err(|e| e.at_path(path))?;
     file.commit()
 }
 

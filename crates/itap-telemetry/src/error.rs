@@ -101,6 +101,16 @@ impl Error {
         Error::InvalidParam(InvalidParam::new(name, reason))
     }
 
+    /// An I/O error naming `path` (the writers name their output `<output>`,
+    /// not knowing where it goes); any other error is returned as it is.
+    #[must_use]
+    pub fn at_path(self, path: impl Into<PathBuf>) -> Self {
+        match self {
+            Error::Io { source, .. } => Error::io(path, source),
+            other => other,
+        }
+    }
+
     /// Names an [`InvalidParam`] inside `section` (see [`InvalidParam::prefixed`]);
     /// any other error is returned as it is.
     #[must_use]

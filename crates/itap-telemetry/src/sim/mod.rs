@@ -174,10 +174,6 @@ pub fn simulate_to_csv(
     on_rows: &mut dyn FnMut(u64),
 ) -> crate::Result<SimulatedCsv> {
     let path = path.as_ref();
-    let in_path = |e: crate::Error| match e {
-        crate::Error::Io { source, .. } => crate::Error::io(path, source),
-        other => other,
-    };
     let mut file = crate::AtomicFile::create(path)?;
     let mut out = crate::CsvBatchWriter::new(&mut file);
     let steps = (BLOCK_ROWS / p.params.devices.max(1)).max(1);
@@ -185,8 +181,9 @@ pub fn simulate_to_csv(
         rows: 0,
         tagged_rows: 0,
     };
-    // The next block is simulated while this one is written; the pool the
-    // caller runs in (if any) does the parallel parts of both.
+    // The next block is simulated on a thread of its own while this one is
+    // written, in a pool as large as the caller's (a thread outside any pool
+    // would use rayon's global one).
     let pool = rayon::current_num_threads();
     std::thread::scope(|s| -> crate::Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
@@ -205,7 +202,7 @@ pub fn simulate_to_csv(
             }
         });
         for block in rx {
-            out.write(&block).map_err(in_path)?;
+            out.write(&block).map_err(|e| e.at_path(path))?;
             done.rows += block.len() as u64;
             done.tagged_rows += block.tagged_rows() as u64;
             on_rows(done.rows);
