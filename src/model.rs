@@ -36,8 +36,9 @@ pub struct TrainingInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration_from: Option<String>,
     /// When the fitted rows were more than `[model] max_training_rows`: how many
-    /// of them, a seeded uniform sample, the scaler and the detector learned from
-    /// (the features' baselines learned from all of them).
+    /// of them, a sample by a seeded hash of (device, timestamp), the scaler and
+    /// the detector learned from (the features' baselines learned from all of
+    /// them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows_sampled: Option<u64>,
     /// Rows left out for their state.
@@ -48,6 +49,12 @@ pub struct TrainingInfo {
     pub exclusions: Vec<String>,
     /// Whether labels were ignored.
     pub unsupervised: bool,
+    /// When trained a group of devices at a time: how many devices the fleet's
+    /// pooled baselines and seasonal profiles were fitted on (all of them, or a
+    /// seeded sample of a larger fleet); absent when trained on the whole data
+    /// at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_devices: Option<u64>,
 }
 
 /// The model file: everything fitted on the training span, applied unchanged to

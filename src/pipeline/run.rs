@@ -21,7 +21,7 @@ use crate::pipeline::report::{
     Reported, RunContext, Staged, evaluate_explained, evaluate_scores, explained, store_alerts,
 };
 use crate::pipeline::split::split_by_time;
-use crate::pipeline::train::{TrainingSet, fit_chunked, set_sketch};
+use crate::pipeline::train::{TrainingSet, fit_chunked};
 
 /// The file, in the output folder, that [`run`] writes the rows validation set
 /// aside to under the quarantine policy.
@@ -249,7 +249,7 @@ fn analyse(
 ) -> Result<Analysed> {
     let split = split_by_time(batch, &p.eval)?;
     let t = Instant::now();
-    let (mut model, pending) = fit_chunked(batch, &split, &p.training, &p.features, &p.detector)?;
+    let model = fit_chunked(batch, &split, &p.training, &p.features, &p.detector)?;
     sw.record(
         "train",
         model.training.rows_used,
@@ -270,14 +270,12 @@ fn analyse(
 
     // The features are computed again, a chunk of devices at a time, and only
     // the scores are kept, with, when the threshold is already known (a rule
-    // on the sketch alone, and the sketch taken in training), the
-    // contributions the alerts will ask for.
+    // on the training sketch alone), the contributions the alerts will ask
+    // for.
     let t = Instant::now();
-    let early = match (&pending, p.eval.rule()) {
-        (None, rule) if !matches!(rule, ThresholdRule::TargetFalseAlerts(_)) => {
-            Some(p.eval.threshold(&model.training_scores)?)
-        }
-        _ => None,
+    let early = match p.eval.rule() {
+        ThresholdRule::TargetFalseAlerts(_) => None,
+        _ => Some(p.eval.threshold(&model.training_scores)?),
     };
     let ts = batch.timestamps();
     let (scores, kept) = match &early {
@@ -288,9 +286,6 @@ fn analyse(
         }
         None => (model.score_rows(batch)?, None),
     };
-    if let Some(rows) = pending {
-        set_sketch(&mut model, &rows, &scores);
-    }
     sw.record(
         "score",
         batch.len() as u64,

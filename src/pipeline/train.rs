@@ -3,7 +3,7 @@
 
 use itap_anomaly::ndarray::{Array2, Axis};
 use itap_anomaly::{
-    CheckedDetector, Detector, DetectorKind, DetectorParams, FittedDetector, StandardScaler,
+    CheckedDetector, Detector, DetectorKind, DetectorParams, FittedDetector, Model, StandardScaler,
 };
 use itap_eval::{ScoreSketch, Split};
 use itap_features::{
@@ -70,9 +70,12 @@ pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 /// large fleet's training span holds: a million rows resolve a tail
 /// probability of one in ten thousand a hundred times over, and the sample's
 /// features (rows × features × 8 bytes, 168 MB with the 21 default features) are
-/// the one part of training whose memory the limit bounds. The sample is drawn with
-/// [`TRAINING_SAMPLE_SEED`] (ChaCha8) from the fitted rows in batch order, so it
-/// is the same on every run and thread count.
+/// the one part of training whose memory the limit bounds. The sample is the
+/// rows with the smallest hashes of (device id, timestamp) under
+/// [`TRAINING_SAMPLE_SEED`], taken in time order: the same on every run and
+/// thread count, and the same whether the fleet is trained on at once or a group
+/// of devices at a time. The held-back rows the threshold is set from are
+/// sampled the same way when they are more than `max_training_rows`.
 ///
 /// Unless `unsupervised`, rows with a ground-truth fault tag are left out too when
 /// the data has tags ("trained only on normal operating data"); the model file says
@@ -96,7 +99,7 @@ pub struct TrainingSet {
 /// The default of [`TrainingSet::max_training_rows`].
 pub const DEFAULT_MAX_TRAINING_ROWS: u64 = 1_000_000;
 
-/// The seed of the training sample's ChaCha8 stream.
+/// The seed of the training sample's hash of (device id, timestamp).
 pub const TRAINING_SAMPLE_SEED: u64 = 0x17A9_5A4D;
 
 impl Default for TrainingSet {
@@ -147,18 +150,18 @@ pub struct Trained {
 }
 
 /// The rows of the training span the detector learns from.
-struct TrainingRows {
+pub(crate) struct TrainingRows {
     /// One flag per batch row: fitted on.
-    used: Vec<bool>,
+    pub(crate) used: Vec<bool>,
     /// The held-back rows the threshold's sketch is taken from (empty: none).
-    calibration: Vec<usize>,
+    pub(crate) calibration: Vec<usize>,
     /// What was used and left out, and why.
-    info: TrainingInfo,
+    pub(crate) info: TrainingInfo,
 }
 
 /// Fewest held-back rows worth calibrating on; with fewer the sketch is taken
 /// from the fitted rows.
-const MIN_CALIBRATION_ROWS: usize = 100;
+pub(crate) const MIN_CALIBRATION_ROWS: usize = 100;
 
 /// Moves the rows of `used` after the held-back cut into a calibration slice.
 fn hold_back(
@@ -166,6 +169,7 @@ fn hold_back(
     split: &Split,
     fraction: f64,
     used: &mut [bool],
+    always: bool,
 ) -> (Vec<usize>, Option<i64>) {
     if fraction <= 0.0 {
         return (Vec::new(), None);
@@ -177,7 +181,7 @@ fn hold_back(
         .filter(|&r| used[r] && ts[r] > cut)
         .collect();
     let fitted = used.iter().filter(|&&u| u).count() - calibration.len();
-    if calibration.len() < MIN_CALIBRATION_ROWS || fitted < 2 {
+    if !always && (calibration.len() < MIN_CALIBRATION_ROWS || fitted < 2) {
         return (Vec::new(), None);
     }
     for &r in &calibration {
@@ -186,29 +190,82 @@ fn hold_back(
     (calibration, Some(cut))
 }
 
-/// The rows the scaler and the detector are fitted on: `used` itself when it
-/// holds at most `max` rows (or `max` is 0), else a uniform sample of `max` of
-/// them drawn with [`TRAINING_SAMPLE_SEED`]. Returns the sample's size when one
-/// was drawn.
-fn sample_rows(used: &[bool], max: u64) -> (std::borrow::Cow<'_, [bool]>, Option<u64>) {
-    use rand::SeedableRng;
-    let n = used.iter().filter(|&&u| u).count();
+/// A row's place in the training sample: the rows with the smallest keys are
+/// taken. The key hashes the device id and the timestamp under
+/// [`TRAINING_SAMPLE_SEED`], so a row's key does not depend on where the row is
+/// in its batch, and a sample of a fleet taken a group of devices at a time is
+/// the sample of the whole (see [`crate::pipeline::grouped`]).
+pub(crate) fn sample_key(device: &str, ts: i64) -> u64 {
+    // FNV-1a of the id, mixed with the timestamp by SplitMix64's finaliser.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in device.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    mix(h ^ mix((ts as u64) ^ TRAINING_SAMPLE_SEED))
+}
+
+/// The `max` rows of `rows` (ascending batch rows) with the smallest
+/// [`sample_key`]s (ties by timestamp, then device id), ascending; `None` when
+/// `rows` holds at most `max` (or `max` is 0): they are all taken.
+pub(crate) fn sample_of(batch: &Batch, rows: &[usize], max: u64) -> Option<Vec<usize>> {
     let max = usize::try_from(max).unwrap_or(usize::MAX);
-    if max == 0 || n <= max {
-        return (std::borrow::Cow::Borrowed(used), None);
+    if max == 0 || rows.len() <= max {
+        return None;
     }
+    let (ts, codes, names) = (
+        batch.timestamps(),
+        batch.device_codes(),
+        batch.device_names(),
+    );
+    let mut keyed: Vec<(u64, i64, &str, usize)> = rows
+        .iter()
+        .map(|&r| {
+            let d = names[codes[r] as usize].as_str();
+            (sample_key(d, ts[r]), ts[r], d, r)
+        })
+        .collect();
+    keyed.select_nth_unstable(max - 1);
+    let mut picked: Vec<usize> = keyed[..max].iter().map(|k| k.3).collect();
+    picked.sort_unstable();
+    Some(picked)
+}
+
+/// The rows the scaler and the detector are fitted on: `used` itself when it
+/// holds at most `max` rows (or `max` is 0), else the `max` of them with the
+/// smallest [`sample_key`]s. Returns the sample's size when one was drawn.
+fn sample_rows<'u>(
+    batch: &Batch,
+    used: &'u [bool],
+    max: u64,
+) -> (std::borrow::Cow<'u, [bool]>, Option<u64>) {
     let rows: Vec<usize> = (0..used.len()).filter(|&r| used[r]).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(TRAINING_SAMPLE_SEED);
-    let mut sample = vec![false; used.len()];
-    for i in rand::seq::index::sample(&mut rng, n, max) {
-        sample[rows[i]] = true;
+    match sample_of(batch, &rows, max) {
+        None => (std::borrow::Cow::Borrowed(used), None),
+        Some(picked) => {
+            let mut sample = vec![false; used.len()];
+            for r in &picked {
+                sample[*r] = true;
+            }
+            (std::borrow::Cow::Owned(sample), Some(picked.len() as u64))
+        }
     }
-    (std::borrow::Cow::Owned(sample), Some(max as u64))
 }
 
 /// Chooses the training rows: the span before the cut, less the excluded states
-/// and (unless unsupervised) the rows tagged as faulty.
-fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRows {
+/// and (unless unsupervised) the rows tagged as faulty. The last slice is held
+/// back when it has enough rows, or `always` (a group of a fleet's devices,
+/// whose fleet decides).
+pub(crate) fn training_rows(
+    batch: &Batch,
+    split: &Split,
+    set: &TrainingSet,
+    always: bool,
+) -> TrainingRows {
     let (mut in_span, mut by_state, mut faulty) = (0u64, 0u64, 0u64);
     let states = batch.states();
     let used: Vec<bool> = (0..batch.len())
@@ -231,28 +288,15 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
             true
         })
         .collect();
-    let mut exclusions = Vec::new();
-    if set.unsupervised {
-        exclusions.push("none: unsupervised, every row of the training span, no labels".to_owned());
-    } else {
-        if states.is_some() && !set.exclude_states.is_empty() {
-            let names: Vec<&str> = set.exclude_states.iter().map(|s| s.as_str()).collect();
-            exclusions.push(format!("rows in state {}", names.join(", ")));
-        }
-        if batch.tag_codes().is_some() {
-            exclusions.push("rows with a ground-truth fault tag".to_owned());
-        }
-    }
     let mut used = used;
     let (calibration, calibration_from) =
-        hold_back(batch, split, set.calibration_fraction, &mut used);
-    if !calibration.is_empty() {
-        exclusions.push(format!(
-            "the last {}% of the training span ({} rows), held back to set the threshold on",
-            (set.calibration_fraction * 100.0).round(),
-            calibration.len()
-        ));
-    }
+        hold_back(batch, split, set.calibration_fraction, &mut used, always);
+    let exclusions = exclusions(
+        set,
+        states.is_some(),
+        batch.tag_codes().is_some(),
+        calibration.len() as u64,
+    );
     let rows_used = used.iter().filter(|&&u| u).count() as u64;
     TrainingRows {
         used,
@@ -268,14 +312,44 @@ fn training_rows(batch: &Batch, split: &Split, set: &TrainingSet) -> TrainingRow
             excluded_as_faulty: faulty,
             exclusions,
             unsupervised: set.unsupervised,
+            fleet_devices: None,
         },
         calibration,
     }
 }
 
+/// The training set's exclusions, in words, for data with or without states and
+/// tags, and `calibration` rows held back.
+pub(crate) fn exclusions(
+    set: &TrainingSet,
+    states: bool,
+    tags: bool,
+    calibration: u64,
+) -> Vec<String> {
+    let mut exclusions = Vec::new();
+    if set.unsupervised {
+        exclusions.push("none: unsupervised, every row of the training span, no labels".to_owned());
+    } else {
+        if states && !set.exclude_states.is_empty() {
+            let names: Vec<&str> = set.exclude_states.iter().map(|s| s.as_str()).collect();
+            exclusions.push(format!("rows in state {}", names.join(", ")));
+        }
+        if tags {
+            exclusions.push("rows with a ground-truth fault tag".to_owned());
+        }
+    }
+    if calibration > 0 {
+        exclusions.push(format!(
+            "the last {}% of the training span ({calibration} rows), held back to set the threshold on",
+            (set.calibration_fraction * 100.0).round(),
+        ));
+    }
+    exclusions
+}
+
 /// Each feature's signal family, for attribution ("Device" for device-level
 /// features).
-fn families(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<String> {
+pub(crate) fn families(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<String> {
     catalogue
         .iter()
         .map(|f| {
@@ -295,7 +369,7 @@ fn families(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<String> {
 
 /// The side of each feature that is anomalous: its signal's declared direction
 /// (run lengths of missing values and error codes only count upwards).
-fn directions(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<Direction> {
+pub(crate) fn directions(catalogue: &[FeatureInfo], schema: &Schema) -> Vec<Direction> {
     catalogue
         .iter()
         .map(|f| match f.kind {
@@ -351,7 +425,7 @@ fn fit_features(
     features: &CheckedFeatures,
 ) -> Result<(TrainingRows, itap_features::FeaturesFit)> {
     set.check()?;
-    let rows = training_rows(batch, split, set);
+    let rows = training_rows(batch, split, set, false);
     if rows.info.rows_used < 2 {
         return Err(Error::NoTrainingRows(rows.info.exclusions.join("; ")));
     }
@@ -391,7 +465,7 @@ pub fn train(
     let x = feature_array(matrix);
     // The features' per-device baselines above learn from every fitted row; the
     // scaler and the detector from at most `max_training_rows` of them.
-    let (fit_rows, rows_sampled) = sample_rows(&used, set.max_training_rows);
+    let (fit_rows, rows_sampled) = sample_rows(batch, &used, set.max_training_rows);
     let scaler = StandardScaler::fit_rows(x.view(), &fit_rows)?;
     let scaled = ScaledFeatures::scale(x, &scaler)?;
     let model = detector
@@ -401,11 +475,7 @@ pub fn train(
     // The scores the threshold is set from: the held-back rows' (or, without
     // them, the fitted rows'). Each row's score depends on that row alone, so
     // scoring them apart gives the scores the score stage will.
-    let sketch_rows: Vec<usize> = if calibration.is_empty() {
-        (0..used.len()).filter(|&r| used[r]).collect()
-    } else {
-        calibration
-    };
+    let sketch_rows = sketch_rows(batch, &used, calibration, set.max_training_rows);
     let train_scores = model
         .score(scaled.view().select(Axis(0), &sketch_rows).view())?
         .to_vec();
@@ -444,8 +514,9 @@ pub struct TrainedScores {
 /// What [`train`] and then scoring every row give (the same model file, the
 /// same scores), computed a chunk of devices at a time: the features are
 /// computed twice, once to collect the rows the scaler and the detector learn
-/// from (at most `max_training_rows`), once to score, so the memory held is the
-/// batch, those rows' features and one score per row, not every row's features.
+/// from and the held-back rows (at most `max_training_rows` of each), once to
+/// score, so the memory held is the batch, those rows' features and one score
+/// per row, not every row's features.
 ///
 /// # Errors
 /// As [`train`].
@@ -456,26 +527,32 @@ pub fn train_and_score(
     features: &CheckedFeatures,
     detector: &CheckedDetector,
 ) -> Result<TrainedScores> {
-    let (mut model, pending) = fit_chunked(batch, split, set, features, detector)?;
+    let model = fit_chunked(batch, split, set, features, detector)?;
     let scores = model.score_rows(batch)?;
-    if let Some(rows) = pending {
-        set_sketch(&mut model, &rows, &scores);
-    }
     Ok(TrainedScores { model, scores })
 }
 
-/// The model [`train_and_score`] makes. Its sketch of held-back scores is set
-/// when the held-back rows were at most `max_training_rows` (their features are
-/// then copied out in the training pass and scored at once); otherwise it is
-/// empty, and the rows to take it from (ascending) come back beside it, to be
-/// scored by the scoring pass.
+/// The rows the threshold's sketch is taken from: the held-back rows, or the
+/// fitted rows when none were held back; at most `max` of them (a sample by
+/// [`sample_key`] beyond it).
+fn sketch_rows(batch: &Batch, used: &[bool], calibration: Vec<usize>, max: u64) -> Vec<usize> {
+    let rows: Vec<usize> = if calibration.is_empty() {
+        (0..used.len()).filter(|&r| used[r]).collect()
+    } else {
+        calibration
+    };
+    sample_of(batch, &rows, max).unwrap_or(rows)
+}
+
+/// The model [`train_and_score`] makes: the model [`train`] makes, without
+/// holding every row's features.
 pub(crate) fn fit_chunked(
     batch: &Batch,
     split: &Split,
     set: &TrainingSet,
     features: &CheckedFeatures,
     detector: &CheckedDetector,
-) -> Result<(ModelFile, Option<Vec<usize>>)> {
+) -> Result<ModelFile> {
     let (
         TrainingRows {
             used,
@@ -487,24 +564,16 @@ pub(crate) fn fit_chunked(
     let schema = batch.schema().clone();
     // The features' per-device baselines above learn from every fitted row; the
     // scaler and the detector from at most `max_training_rows` of them.
-    let (fit_rows, rows_sampled) = sample_rows(&used, set.max_training_rows);
+    let (fit_rows, rows_sampled) = sample_rows(batch, &used, set.max_training_rows);
     let fit_rows: Vec<usize> = (0..fit_rows.len()).filter(|&r| fit_rows[r]).collect();
-    let sketch_rows: Vec<usize> = if calibration.is_empty() {
-        (0..used.len()).filter(|&r| used[r]).collect()
-    } else {
-        calibration
-    };
-    // The rows the sketch is taken from are scored here when they are few
-    // enough to hold (or are the very rows fitted on), else by the scoring pass.
-    let max = usize::try_from(set.max_training_rows).unwrap_or(usize::MAX);
+    let sketch_rows = sketch_rows(batch, &used, calibration, set.max_training_rows);
     let same = sketch_rows == fit_rows;
-    let sketch_now = same || max == 0 || sketch_rows.len() <= max;
     let engine = ChunkedTransform::new(batch, &fit)?;
     let catalogue = engine.catalogue();
-    let mut arrays = if sketch_now && !same {
-        gather_rows(&engine, &[&fit_rows, &sketch_rows])?
-    } else {
+    let mut arrays = if same {
         gather_rows(&engine, &[&fit_rows])?
+    } else {
+        gather_rows(&engine, &[&fit_rows, &sketch_rows])?
     };
     drop(engine);
     let held_back = (arrays.len() > 1).then(|| arrays.pop()).flatten();
@@ -512,26 +581,9 @@ pub(crate) fn fit_chunked(
         .pop()
         .unwrap_or_else(|| unreachable!("one array per list"));
     drop(fit_rows);
-    let all = vec![true; x.nrows()];
-    let scaler = StandardScaler::fit_rows(x.view(), &all)?;
-    let scaled = ScaledFeatures::scale(x, &scaler)?;
-    let fitted = detector
-        .clone()
-        .directions(directions(&catalogue, &schema))
-        .fit_rows(scaled.view(), &all)?;
-    // Each row's score depends on that row alone: the rows scored apart score
-    // as the scoring pass will score them.
-    let sketch_scores = match held_back {
-        Some(h) => Some(fitted.score(ScaledFeatures::scale(h, &scaler)?.view())?),
-        None if same => Some(fitted.score(scaled.view())?),
-        None => None,
-    };
-    drop(scaled);
-    let (training_scores, pending) = match sketch_scores {
-        Some(v) => (ScoreSketch::from_scores(&v.to_vec()), None),
-        None => (ScoreSketch::from_scores(&[]), Some(sketch_rows)),
-    };
-    let file = ModelFile {
+    let (scaler, fitted, training_scores) =
+        fit_scaler_and_detector(x, held_back, detector, directions(&catalogue, &schema))?;
+    Ok(ModelFile {
         format_version: MODEL_FORMAT_VERSION,
         created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
         detector: fitted,
@@ -546,15 +598,31 @@ pub(crate) fn fit_chunked(
             ..info
         },
         training_scores,
-    };
-    Ok((file, pending))
+    })
 }
 
-/// Sets the model's sketch from the scores of `rows` (those [`fit_chunked`]
-/// named, in that order, as [`train`] takes them).
-pub(crate) fn set_sketch(model: &mut ModelFile, rows: &[usize], scores: &[f64]) {
-    let held_back: Vec<f64> = rows.iter().map(|&r| scores[r]).collect();
-    model.training_scores = ScoreSketch::from_scores(&held_back);
+/// Fits the scaler and the detector on the rows of `x` (rows × features) and
+/// sketches the scores of `held_back`'s rows (or, without them, of `x`'s).
+pub(crate) fn fit_scaler_and_detector(
+    x: Array2<f64>,
+    held_back: Option<Array2<f64>>,
+    detector: &CheckedDetector,
+    directions: Vec<Direction>,
+) -> Result<(StandardScaler, Model, ScoreSketch)> {
+    let all = vec![true; x.nrows()];
+    let scaler = StandardScaler::fit_rows(x.view(), &all)?;
+    let scaled = ScaledFeatures::scale(x, &scaler)?;
+    let fitted = detector
+        .clone()
+        .directions(directions)
+        .fit_rows(scaled.view(), &all)?;
+    // Each row's score depends on that row alone: the rows scored apart score
+    // as the scoring pass will score them.
+    let scores = match held_back {
+        Some(h) => fitted.score(ScaledFeatures::scale(h, &scaler)?.view())?,
+        None => fitted.score(scaled.view())?,
+    };
+    Ok((scaler, fitted, ScoreSketch::from_scores(&scores.to_vec())))
 }
 
 /// The features of each list of rows (ascending batch rows), in that order, as

@@ -86,24 +86,47 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         .parent()
         .unwrap_or(std::path::Path::new(""))
         .join(itap::QUARANTINE_FILE);
-    let loaded = match load(&args.data, &config, &default_quarantine)? {
-        Ok(l) => l,
-        Err(code) => return Ok(code),
-    };
     let started = Instant::now();
-    let split = itap::split_by_time(&loaded.batch, &eval)?;
-    let itap::TrainedScores { model, scores } =
-        itap::train_and_score(&loaded.batch, &split, &training, &features, &detector)
-            .map_err(in_config)
-            .context("cannot train")?;
-    let threshold = itap::threshold_for_scores(
-        &loaded.batch,
-        &scores,
-        &model,
-        &eval,
-        &config.alert_params()?,
-    )
-    .map_err(in_config)?;
+    let trained = match in_groups(args, &config)? {
+        Some(groups) => {
+            train_in_groups(groups, &config, &eval, &training, &features, &detector, out)?
+        }
+        None => {
+            let loaded = match load(&args.data, &config, &default_quarantine)? {
+                Ok(l) => l,
+                Err(code) => return Ok(code),
+            };
+            let split = itap::split_by_time(&loaded.batch, &eval)?;
+            let itap::TrainedScores { model, scores } =
+                itap::train_and_score(&loaded.batch, &split, &training, &features, &detector)
+                    .map_err(in_config)
+                    .context("cannot train")?;
+            let threshold = itap::threshold_for_scores(
+                &loaded.batch,
+                &scores,
+                &model,
+                &eval,
+                &config.alert_params()?,
+            )
+            .map_err(in_config)?;
+            Trained {
+                model,
+                threshold,
+                rows: loaded.batch.len() as u64,
+                input: loaded.input.path.clone(),
+                loaded: Some(loaded),
+                groups: None,
+            }
+        }
+    };
+    let Trained {
+        model,
+        threshold,
+        rows,
+        input,
+        loaded,
+        groups,
+    } = trained;
     model.save(&path)?;
     let seconds = started.elapsed().as_secs_f64();
     let t = &model.training;
@@ -111,12 +134,14 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         let o = TrainOutput {
             model: path.display().to_string(),
             detector: model.describe(),
-            input: &loaded.input.path,
+            input: &input,
             training: t,
             features: &model.feature_names,
             threshold: threshold.value,
             threshold_rule: threshold.rule,
-            rows_quarantined: loaded.quarantined.as_ref().map(|q| q.0),
+            rows_quarantined: loaded
+                .as_ref()
+                .and_then(|l| l.quarantined.as_ref().map(|q| q.0)),
             seconds,
         };
         println!("{}", serde_json::to_string(&o)?);
@@ -124,10 +149,19 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         println!(
             "trained {} on {} ({} rows)",
             model.describe(),
-            loaded.input.path,
-            thousands(loaded.batch.len() as u64)
+            input,
+            thousands(rows)
         );
-        loaded.print_quarantined();
+        if let Some(l) = &loaded {
+            l.print_quarantined();
+        }
+        if let (Some(n), Some(devices)) = (groups, t.fleet_devices) {
+            println!(
+                "  read           {n} groups of devices of at most {} rows ([model] group_rows); fleet-wide baselines and profiles from {} devices",
+                thousands(config.model.group_rows),
+                thousands(devices)
+            );
+        }
         println!(
             "  training span  {} – {} ({} rows)",
             t.first,
@@ -142,7 +176,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         );
         if let Some(n) = t.rows_sampled {
             println!(
-                "  sample         {} of them fit the scaler and the detector (seeded; [model] max_training_rows)",
+                "  sample         {} of them fit the scaler and the detector (seeded hash; [model] max_training_rows)",
                 thousands(n)
             );
         }
@@ -167,4 +201,107 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         println!("  wrote          {} in {seconds:.2} s", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A model, its threshold, and what it was trained on.
+struct Trained {
+    model: itap::ModelFile,
+    threshold: itap::eval::Threshold,
+    rows: u64,
+    input: String,
+    /// The rows, when they were loaded whole.
+    loaded: Option<crate::data::Loaded>,
+    /// The groups of devices read, when read a group at a time.
+    groups: Option<usize>,
+}
+
+/// The stored dataset to read a group of devices at a time: when there is no
+/// --input, `[model] group_rows` is not 0 and the dataset has more rows.
+fn in_groups(args: &TrainArgs, config: &Config) -> Result<Option<(itap::StoreGroups, String)>> {
+    let limit = config.model.group_rows;
+    if args.data.input.is_some() || limit == 0 {
+        return Ok(None);
+    }
+    let settings = config.store_settings(&args.data.db, None, None)?;
+    let groups = itap::StoreGroups::open(&settings).with_context(|| {
+        format!(
+            "cannot open dataset `{}` in {}",
+            settings.dataset, settings.url
+        )
+    })?;
+    let rows: u64 = itap::DeviceGroups::devices(&groups)
+        .iter()
+        .map(|d| d.1)
+        .sum();
+    if rows > limit {
+        let input = format!("{} (dataset `{}`)", settings.url, settings.dataset);
+        Ok(Some((groups, input)))
+    } else {
+        groups.close();
+        Ok(None)
+    }
+}
+
+/// Trains on a stored dataset a group of devices at a time, with a progress bar.
+#[allow(clippy::too_many_arguments)]
+fn train_in_groups(
+    (mut groups, input): (itap::StoreGroups, String),
+    config: &Config,
+    eval: &itap::eval::CheckedEval,
+    training: &itap::TrainingSet,
+    features: &itap::features::CheckedFeatures,
+    detector: &itap::anomaly::CheckedDetector,
+    out: Output,
+) -> Result<Trained> {
+    use itap::DeviceGroups;
+    if matches!(eval.rule(), itap::eval::ThresholdRule::TargetFalseAlerts(_)) {
+        anyhow::bail!(
+            "[eval] target_false_alerts_per_device_day sets the threshold by replaying the alerts over every held-back row, which training a group of devices at a time does not hold; use eval.threshold_quantile, or set [model] group_rows = 0 to load the dataset whole"
+        );
+    }
+    let rows: u64 = groups.devices().iter().map(|d| d.1).sum();
+    let devices = groups.devices().len();
+    let group_rows = config.model.group_rows;
+    let bar = if out.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        // indicatif draws only when stderr is a terminal.
+        indicatif::ProgressBar::new(devices as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:20} {human_pos}/{human_len} devices [{elapsed} < {eta}]",
+        )
+        .expect("static template is valid"),
+    );
+    bar.set_message(format!(
+        "training on {} rows a group of devices at a time",
+        crate::fmt::thousands(rows)
+    ));
+    let mut n = 0;
+    let how = itap::GroupedTraining {
+        eval,
+        set: training,
+        features,
+        detector,
+        group_rows,
+        fleet_rows: group_rows,
+    };
+    let model = itap::train_grouped(&mut groups, &how, &mut |done, _| {
+        n += 1;
+        bar.set_position(done as u64);
+    })
+    .map_err(in_config)
+    .context("cannot train")?;
+    bar.finish_and_clear();
+    groups.close();
+    let threshold = eval.threshold(&model.training_scores)?;
+    Ok(Trained {
+        model,
+        threshold,
+        rows,
+        input,
+        loaded: None,
+        groups: Some(n),
+    })
 }

@@ -179,6 +179,67 @@ fn train_then_score_share_the_split_and_the_model() {
 }
 
 #[test]
+fn a_dataset_larger_than_group_rows_is_trained_a_group_of_devices_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir).arg("generate").args(FLEET).assert().success();
+    itap(&dir)
+        .args(["ingest", "data/raw/telemetry.csv"])
+        .assert()
+        .success();
+    // Loaded whole (2,880 rows ≤ the default group_rows), then in groups of
+    // at most 1,440 rows (two devices): every device has 720 rows.
+    itap(&dir)
+        .args(["train", "--model", "whole.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("groups of devices").not());
+    fs::write(dir.path().join("g.toml"), "[model]\ngroup_rows = 1440\n").unwrap();
+    itap(&dir)
+        .args(["train", "--config", "g.toml", "--model", "grouped.json"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("2 groups of devices of at most 1,440 rows")
+                .and(predicate::str::contains("from 2 devices"))
+                .and(predicate::str::contains("(dataset `telemetry`)")),
+        );
+    let (whole, grouped) = (
+        json(&dir.path().join("whole.json")),
+        json(&dir.path().join("grouped.json")),
+    );
+    assert_eq!(grouped["training"]["fleet_devices"], 2);
+    assert!(whole["training"].get("fleet_devices").is_none());
+    // Every device has its own baselines either way; the rows trained on are
+    // the same.
+    assert_eq!(
+        grouped["features"]["devices"].as_array().unwrap().len(),
+        4,
+        "each device's baselines"
+    );
+    for key in [
+        "rows_in_span",
+        "rows_used",
+        "calibration_rows",
+        "excluded_by_state",
+    ] {
+        assert_eq!(grouped["training"][key], whole["training"][key], "{key}");
+    }
+    // A threshold rule that needs every held-back row is refused, saying what
+    // to do.
+    fs::write(
+        dir.path().join("t.toml"),
+        "[model]\ngroup_rows = 1440\n[eval]\ntarget_false_alerts_per_device_day = 2.0\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args(["train", "--config", "t.toml", "--model", "t.json"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("group_rows = 0"));
+    assert!(!dir.path().join("t.json").exists());
+}
+
+#[test]
 fn unsupervised_training_uses_every_row_of_the_span() {
     let dir = tempfile::tempdir().unwrap();
     itap(&dir).arg("generate").args(FLEET).assert().success();

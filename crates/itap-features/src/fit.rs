@@ -240,11 +240,191 @@ const MIN_SAMPLES_PER_CYCLE: i64 = 4;
 /// [`Error::UnknownSignal`] when the parameters name a signal the batch lacks,
 /// [`Error::MaskLength`] for a row mask of the wrong length, and
 /// [`Error::EmptyTraining`] when the span holds no row.
-// Over 120 lines, left so in the clean-up that cut the engine: one pass that
-// gathers each device's training values per state and per phase bin and reduces
-// them; the next change to fitting should cut it into gather and reduce.
 pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Result<FeaturesFit> {
-    let signals = select_signals(params, batch.schema())?;
+    Ok(fit_with_overall(batch, span, params)?.0)
+}
+
+/// The fleet-wide parts of a fit: the baselines of all devices pooled, each
+/// signal's spread over the whole span (the last fallback scale) and the
+/// seasonal profiles. [`fit_devices`] fits any group of devices against them,
+/// so that a fleet too large to hold at once is fitted a group at a time; see
+/// [`fit_fleet`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetFit {
+    params: FeatureParams,
+    signals: Vec<String>,
+    pooled: Vec<Baseline>,
+    overall: Vec<f64>,
+    seasonal: Vec<SeasonalProfile>,
+    devices: usize,
+    train_rows: usize,
+}
+
+impl FleetFit {
+    /// The featurised signals, in column order.
+    pub fn signals(&self) -> &[String] {
+        &self.signals
+    }
+
+    /// Devices of the batch it was fitted on that had training rows.
+    pub fn devices(&self) -> usize {
+        self.devices
+    }
+
+    /// Training rows it was fitted on.
+    pub fn train_rows(&self) -> usize {
+        self.train_rows
+    }
+
+    /// The fit of the devices of `part` alone with these fleet parts: what
+    /// [`transform`](crate::transform) needs for those devices' rows (the same
+    /// features as with the assembled fit of every group). Unlike
+    /// [`FeaturesFit::assemble`] it takes a part without devices.
+    pub fn fit_for(&self, part: &DevicesFit) -> FeaturesFit {
+        FeaturesFit {
+            params: self.params.clone(),
+            signals: self.signals.clone(),
+            devices: part.devices.clone(),
+            pooled: self.pooled.clone(),
+            seasonal: self.seasonal.clone(),
+            train_rows: part.train_rows,
+            train_first: part.bounds.map(|b| format_timestamp(b.0)),
+            train_last: part.bounds.map(|b| format_timestamp(b.1)),
+        }
+    }
+}
+
+/// The fleet-wide parts of [`fit`] on `batch`: the pooled baselines, the
+/// fallback spreads and the seasonal profiles exactly as [`fit`] computes them.
+/// Fitted on a whole fleet, [`fit_devices`] on any partition of its devices
+/// and [`FeaturesFit::assemble`] give [`fit`]'s result; fitted on a sample of a
+/// fleet's devices, they stand for the fleet (the pooled medians and the
+/// profiles are then the sample's).
+///
+/// # Errors
+/// As [`fit`].
+pub fn fit_fleet(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Result<FleetFit> {
+    let (fit, overall) = fit_with_overall(batch, span, params)?;
+    Ok(FleetFit {
+        params: fit.params,
+        signals: fit.signals,
+        pooled: fit.pooled,
+        overall,
+        seasonal: fit.seasonal,
+        devices: fit.devices.len(),
+        train_rows: fit.train_rows,
+    })
+}
+
+/// The per-device parts of a fit for the devices of one batch, against the
+/// fleet's parts (see [`fit_devices`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesFit {
+    signals: Vec<String>,
+    devices: Vec<DeviceBaselines>,
+    train_rows: usize,
+    bounds: Option<(i64, i64)>,
+}
+
+impl DevicesFit {
+    /// Per-device baselines, ordered by device id.
+    pub fn devices(&self) -> &[DeviceBaselines] {
+        &self.devices
+    }
+
+    /// Training rows used.
+    pub fn train_rows(&self) -> usize {
+        self.train_rows
+    }
+}
+
+/// Each device's baselines in `batch`, fitted on its rows of `span` as [`fit`]
+/// fits them, with the fleet's pooled baselines, spreads and seasonal profiles
+/// standing in where [`fit`] uses the whole batch's. A batch whose span has no
+/// row gives no device (not an error: another group may have them).
+///
+/// # Errors
+/// [`Error::UnknownSignal`] when the batch lacks one of the fleet's signals,
+/// [`Error::MaskLength`] for a row mask of the wrong length.
+pub fn fit_devices(batch: &Batch, span: TrainSpan<'_>, fleet: &FleetFit) -> Result<DevicesFit> {
+    let g = gather(batch, span, fleet.signals.clone())?;
+    let raw = raw_baselines(&g);
+    let pooled_for = |state: Option<State>| fleet.pooled.iter().find(|p| p.state == state);
+    let mut devices = fixed_devices(batch, &raw, &fleet.overall, pooled_for);
+    spread_devices(batch, &g, &mut devices, &fleet.seasonal);
+    Ok(DevicesFit {
+        signals: g.signals,
+        devices,
+        train_rows: g.train_rows,
+        bounds: (g.train_rows > 0).then_some((g.first, g.last)),
+    })
+}
+
+impl FeaturesFit {
+    /// One fit from the fleet's parts and the devices' parts fitted against them
+    /// ([`fit_fleet`], [`fit_devices`]), each device from the one part that has
+    /// it: the training rows and bounds are the parts' together.
+    ///
+    /// # Errors
+    /// [`Error::InvalidFit`] when a part was fitted on other signals or two parts
+    /// hold the same device; [`Error::EmptyTraining`] when no part had a
+    /// training row.
+    pub fn assemble(fleet: FleetFit, parts: Vec<DevicesFit>) -> Result<FeaturesFit> {
+        let mut devices = Vec::with_capacity(parts.iter().map(|p| p.devices.len()).sum());
+        let (mut train_rows, mut bounds) = (0, None::<(i64, i64)>);
+        for part in parts {
+            if part.signals != fleet.signals {
+                return Err(Error::InvalidFit {
+                    reason: format!(
+                        "a group of devices was fitted on signals {:?}, the fleet on {:?}",
+                        part.signals, fleet.signals
+                    ),
+                });
+            }
+            train_rows += part.train_rows;
+            if let Some((lo, hi)) = part.bounds {
+                bounds = Some(bounds.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+            }
+            devices.extend(part.devices);
+        }
+        devices.sort_by(|a, b| a.device.cmp(&b.device));
+        if let Some(w) = devices.windows(2).find(|w| w[0].device == w[1].device) {
+            return Err(Error::InvalidFit {
+                reason: format!("device `{}` was fitted in two groups", w[0].device),
+            });
+        }
+        let Some((first, last)) = bounds else {
+            return Err(Error::EmptyTraining {
+                span: "the training rows of every group of devices".to_owned(),
+            });
+        };
+        Ok(FeaturesFit {
+            params: fleet.params,
+            signals: fleet.signals,
+            devices,
+            pooled: fleet.pooled,
+            seasonal: fleet.seasonal,
+            train_rows,
+            train_first: Some(format_timestamp(first)),
+            train_last: Some(format_timestamp(last)),
+        })
+    }
+}
+
+/// A batch's training rows gathered for fitting.
+struct Gathered<'b> {
+    signals: Vec<String>,
+    cols: Vec<&'b [f64]>,
+    mask: Vec<bool>,
+    order: crate::order::Order,
+    /// Training rows per (device code, key), in device-then-time order.
+    groups: Vec<Vec<usize>>,
+    train_rows: usize,
+    first: i64,
+    last: i64,
+}
+
+fn gather<'b>(batch: &'b Batch, span: TrainSpan<'_>, signals: Vec<String>) -> Result<Gathered<'b>> {
     let mask = train_mask(batch, span)?;
     let order = device_order(batch);
     let schema = batch.schema();
@@ -260,8 +440,6 @@ pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Resu
     let ts = batch.timestamps();
     let states = batch.states();
     let codes = batch.device_codes();
-
-    // Training rows per (device code, key), in device-then-time order.
     let ndev = batch.device_names().len();
     let mut groups: Vec<Vec<usize>> = vec![Vec::new(); ndev * KEYS];
     let mut first = i64::MAX;
@@ -281,23 +459,135 @@ pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Resu
             groups[d * KEYS + state_key(s[r])].push(r);
         }
     }
-    if train_rows == 0 {
+    Ok(Gathered {
+        signals,
+        cols,
+        mask,
+        order,
+        groups,
+        train_rows,
+        first,
+        last,
+    })
+}
+
+/// Robust location and scale per (device, key).
+fn raw_baselines(g: &Gathered<'_>) -> Vec<Option<Baseline>> {
+    g.groups
+        .par_iter()
+        .enumerate()
+        .map(|(k, rows)| robust(rows.iter().copied(), &g.cols, key_state(k % KEYS)))
+        .collect()
+}
+
+/// Replaces unusable scales: by the pooled baseline's of the same key, else by
+/// the signal's overall spread.
+fn fix_scales(b: &mut Baseline, pooled: Option<&Baseline>, overall: &[f64]) {
+    for (s, fallback) in overall.iter().enumerate() {
+        let (Some(loc), Some(scale)) = (b.location[s], b.scale[s]) else {
+            continue;
+        };
+        if !usable_scale(scale, loc) {
+            b.scale[s] = Some(match pooled {
+                Some(p) => match (p.location[s], p.scale[s]) {
+                    (Some(pl), Some(ps)) if usable_scale(ps, pl) => ps,
+                    _ => *fallback,
+                },
+                None => *fallback,
+            });
+        }
+    }
+}
+
+/// Each device's baselines with usable scales, ordered by device id (devices
+/// without a baseline left out).
+fn fixed_devices<'p>(
+    batch: &Batch,
+    raw: &[Option<Baseline>],
+    overall: &[f64],
+    pooled_for: impl Fn(Option<State>) -> Option<&'p Baseline>,
+) -> Vec<DeviceBaselines> {
+    let mut devices: Vec<DeviceBaselines> = Vec::new();
+    for (d, name) in batch.device_names().iter().enumerate() {
+        let mut baselines = Vec::new();
+        for b in raw[d * KEYS..(d + 1) * KEYS].iter().flatten() {
+            let mut b = b.clone();
+            let state = b.state;
+            fix_scales(&mut b, pooled_for(state), overall);
+            baselines.push(b);
+        }
+        if !baselines.is_empty() {
+            devices.push(DeviceBaselines {
+                device: name.clone(),
+                baselines,
+            });
+        }
+    }
+    devices.sort_by(|a, b| a.device.cmp(&b.device));
+    devices
+}
+
+/// The residual's level and spread per device baseline: the control charts'
+/// centre and unit.
+fn spread_devices(
+    batch: &Batch,
+    g: &Gathered<'_>,
+    devices: &mut [DeviceBaselines],
+    seasonal: &[SeasonalProfile],
+) {
+    let code_of: std::collections::BTreeMap<&str, usize> = batch
+        .device_names()
+        .iter()
+        .enumerate()
+        .map(|(d, n)| (n.as_str(), d))
+        .collect();
+    let ts = batch.timestamps();
+    devices.par_iter_mut().for_each(|dev| {
+        let Some(&d) = code_of.get(dev.device.as_str()) else {
+            return;
+        };
+        for b in &mut dev.baselines {
+            let key = b.state.map_or(0, state_key);
+            residual_spread(
+                b,
+                g.groups[d * KEYS + key].iter().copied(),
+                &g.cols,
+                ts,
+                seasonal,
+            );
+        }
+    });
+}
+
+/// [`fit`], and each signal's overall spread (the last fallback scale).
+// One pass gathers each device's training values per state; the reductions
+// are the functions above, shared with fitting a group of devices against a
+// fleet's parts ([`fit_devices`]).
+fn fit_with_overall(
+    batch: &Batch,
+    span: TrainSpan<'_>,
+    params: &CheckedFeatures,
+) -> Result<(FeaturesFit, Vec<f64>)> {
+    let signals = select_signals(params, batch.schema())?;
+    let g = gather(batch, span, signals)?;
+    if g.train_rows == 0 {
         return Err(Error::EmptyTraining {
             span: span_words(span),
         });
     }
+    let (cols, groups) = (&g.cols, &g.groups);
+    let ts = batch.timestamps();
+    let states = batch.states();
+    let codes = batch.device_codes();
+    let ndev = batch.device_names().len();
 
     // Robust location and scale per (device, key) and pooled per key.
-    let raw: Vec<Option<Baseline>> = groups
-        .par_iter()
-        .enumerate()
-        .map(|(g, rows)| robust(rows.iter().copied(), &cols, key_state(g % KEYS)))
-        .collect();
+    let raw = raw_baselines(&g);
     let pooled_raw: Vec<Option<Baseline>> = (0..KEYS)
         .into_par_iter()
         .map(|k| {
             let rows = (0..ndev).flat_map(|d| groups[d * KEYS + k].iter().copied());
-            robust(rows, &cols, key_state(k))
+            robust(rows, cols, key_state(k))
         })
         .collect();
     // The signal's spread over the whole training span: the last fallback scale.
@@ -322,48 +612,17 @@ pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Resu
             if usable_scale(sd, 0.0) { sd } else { 1.0 }
         })
         .collect();
-    let fix = |b: &mut Baseline, pooled: Option<&Baseline>| {
-        for (s, fallback) in overall.iter().enumerate() {
-            let (Some(loc), Some(scale)) = (b.location[s], b.scale[s]) else {
-                continue;
-            };
-            if !usable_scale(scale, loc) {
-                b.scale[s] = Some(match pooled {
-                    Some(p) => match (p.location[s], p.scale[s]) {
-                        (Some(pl), Some(ps)) if usable_scale(ps, pl) => ps,
-                        _ => *fallback,
-                    },
-                    None => *fallback,
-                });
-            }
-        }
-    };
     let mut pooled: Vec<Baseline> = Vec::new();
     for mut b in pooled_raw.into_iter().flatten() {
-        fix(&mut b, None);
+        fix_scales(&mut b, None, &overall);
         pooled.push(b);
     }
     let pooled_for = |state: Option<State>| pooled.iter().find(|p| p.state == state);
-    let mut devices: Vec<DeviceBaselines> = Vec::new();
-    for (d, name) in batch.device_names().iter().enumerate() {
-        let mut baselines = Vec::new();
-        for b in raw[d * KEYS..(d + 1) * KEYS].iter().flatten() {
-            let mut b = b.clone();
-            let state = b.state;
-            fix(&mut b, pooled_for(state));
-            baselines.push(b);
-        }
-        if !baselines.is_empty() {
-            devices.push(DeviceBaselines {
-                device: name.clone(),
-                baselines,
-            });
-        }
-    }
-    devices.sort_by(|a, b| a.device.cmp(&b.device));
+    let mut devices = fixed_devices(batch, &raw, &overall, pooled_for);
 
     // Seasonal profiles, on the deviations from the device's state baseline.
-    let interval = median_interval(batch, &order, &mask);
+    let interval = median_interval(batch, &g.order, &g.mask);
+    let (first, last) = (g.first, g.last);
     let dev_lookup: Vec<Option<&DeviceBaselines>> = batch
         .device_names()
         .iter()
@@ -378,7 +637,8 @@ pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Resu
         .flat_map(|d| groups[d * KEYS].iter().copied())
         .collect();
     let bins = params.params().seasonal_bins;
-    let seasonal: Vec<SeasonalProfile> = signals
+    let seasonal: Vec<SeasonalProfile> = g
+        .signals
         .par_iter()
         .enumerate()
         .map(|(s, name)| {
@@ -435,45 +695,28 @@ pub fn fit(batch: &Batch, span: TrainSpan<'_>, params: &CheckedFeatures) -> Resu
             best
         })
         .collect();
+    drop(dev_lookup);
+    drop(train);
 
     // The residual's level and spread per baseline: the control charts' centre and unit.
-    let code_of: std::collections::BTreeMap<&str, usize> = batch
-        .device_names()
-        .iter()
-        .enumerate()
-        .map(|(d, n)| (n.as_str(), d))
-        .collect();
-    devices.par_iter_mut().for_each(|dev| {
-        let Some(&d) = code_of.get(dev.device.as_str()) else {
-            return;
-        };
-        for b in &mut dev.baselines {
-            let key = b.state.map_or(0, state_key);
-            residual_spread(
-                b,
-                groups[d * KEYS + key].iter().copied(),
-                &cols,
-                ts,
-                &seasonal,
-            );
-        }
-    });
+    spread_devices(batch, &g, &mut devices, &seasonal);
     for b in &mut pooled {
         let key = b.state.map_or(0, state_key);
         let rows = (0..ndev).flat_map(|d| groups[d * KEYS + key].iter().copied());
-        residual_spread(b, rows, &cols, ts, &seasonal);
+        residual_spread(b, rows, cols, ts, &seasonal);
     }
 
-    Ok(FeaturesFit {
+    let fit = FeaturesFit {
         params: params.params().clone(),
-        signals,
+        signals: g.signals.clone(),
         devices,
         pooled,
         seasonal,
-        train_rows,
+        train_rows: g.train_rows,
         train_first: Some(format_timestamp(first)),
         train_last: Some(format_timestamp(last)),
-    })
+    };
+    Ok((fit, overall))
 }
 
 fn span_words(span: TrainSpan<'_>) -> String {

@@ -16,7 +16,8 @@ pub use engine::{
 };
 pub use error::{Error, Result};
 pub use fit::{
-    Baseline, DeviceBaselines, FeaturesFit, SeasonalProfile, TrainSpan, describe_period, fit,
+    Baseline, DeviceBaselines, DevicesFit, FeaturesFit, FleetFit, SeasonalProfile, TrainSpan,
+    describe_period, fit, fit_devices, fit_fleet,
 };
 pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use matrix::{FeatureMatrix, PARQUET_CATALOGUE_KEY};

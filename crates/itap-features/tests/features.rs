@@ -720,3 +720,82 @@ fn a_fit_edited_into_inconsistency_is_refused_not_panicked_on() {
         Error::InvalidParam(_)
     ));
 }
+
+/// The rows of `b` whose device is one of `devices` (codes), in batch order.
+fn devices_of(b: &Batch, devices: &[u32]) -> Batch {
+    let rows: Vec<usize> = (0..b.len())
+        .filter(|&r| devices.contains(&b.device_codes()[r]))
+        .collect();
+    b.take(&rows)
+}
+
+#[test]
+fn a_fleet_fitted_a_group_of_devices_at_a_time_is_the_fit_of_the_whole() {
+    use itap_features::{fit_devices, fit_fleet};
+    // 7 devices over 6 h (states, faults, nuisance errors; 10 s samples),
+    // a training span that leaves MAINT and faulty rows out.
+    let b = simulate(&SimParams::default().devices(7).hours(6.0).check().unwrap());
+    let p = FeatureParams::default()
+        .kinds(FeatureKind::ALL)
+        .spectral_bands([[0.0, 0.01]])
+        .check()
+        .unwrap();
+    let cut = b.time_bounds().unwrap().0 + 4 * 3_600_000_000;
+    let used: Vec<bool> = (0..b.len())
+        .map(|r| {
+            b.timestamps()[r] <= cut
+                && b.states().unwrap()[r] != State::Maint
+                && b.tag_of(r).is_none()
+        })
+        .collect();
+    let whole = fit(&b, TrainSpan::Rows(&used), &p).unwrap();
+    let fleet = fit_fleet(&b, TrainSpan::Rows(&used), &p).unwrap();
+    assert_eq!(fleet.devices(), 7);
+    for groups in [
+        vec![vec![0, 1, 2, 3, 4, 5, 6]],
+        vec![vec![6], vec![0, 3, 4], vec![1, 2, 5]],
+    ] {
+        let parts: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                let rows: Vec<usize> = (0..b.len())
+                    .filter(|&r| g.contains(&b.device_codes()[r]))
+                    .collect();
+                let mask: Vec<bool> = rows.iter().map(|&r| used[r]).collect();
+                fit_devices(&b.take(&rows), TrainSpan::Rows(&mask), &fleet).unwrap()
+            })
+            .collect();
+        let assembled = FeaturesFit::assemble(fleet.clone(), parts).unwrap();
+        assert_eq!(assembled, whole, "groups {groups:?}");
+        // A group's rows transformed with the assembled fit are the whole
+        // batch's rows transformed with the whole fit.
+        let x = transform(&b, &whole).unwrap();
+        let g = devices_of(&b, &groups[groups.len() - 1]);
+        let y = transform(&g, &assembled).unwrap();
+        let rows: Vec<usize> = (0..b.len())
+            .filter(|&r| groups[groups.len() - 1].contains(&b.device_codes()[r]))
+            .collect();
+        for j in 0..x.n_features() {
+            for (k, &r) in rows.iter().enumerate() {
+                assert!(same(x.column(j)[r], y.column(j)[k]), "feature {j} row {r}");
+            }
+        }
+    }
+    // A device in two groups, and a group of other signals, are refused.
+    let g = fit_devices(&devices_of(&b, &[0, 1]), TrainSpan::All, &fleet).unwrap();
+    let h = fit_devices(&devices_of(&b, &[1]), TrainSpan::All, &fleet).unwrap();
+    assert!(matches!(
+        FeaturesFit::assemble(fleet.clone(), vec![g, h]),
+        Err(Error::InvalidFit { .. })
+    ));
+    // Groups without a training row give no device; with none at all there is
+    // no fit.
+    let two = devices_of(&b, &[2, 3]);
+    let none = vec![false; two.len()];
+    let empty = fit_devices(&two, TrainSpan::Rows(&none), &fleet).unwrap();
+    assert_eq!(empty.devices().len(), 0);
+    assert!(matches!(
+        FeaturesFit::assemble(fleet, vec![empty]),
+        Err(Error::EmptyTraining { .. })
+    ));
+}

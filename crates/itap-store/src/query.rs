@@ -304,6 +304,31 @@ impl Store {
         Ok(out.unwrap_or_else(|| BatchBuilder::new(ds.schema.clone(), true, true, true).finish()))
     }
 
+    /// Each device of a dataset with its rows and its first and last timestamp
+    /// (UTC microseconds), by device id: what reading a dataset a group of
+    /// devices at a time needs, from the (device, time) key alone.
+    ///
+    /// # Errors
+    /// [`crate::Error::NoSuchDataset`]; [`crate::Error::Database`].
+    pub async fn device_rows(&self, dataset: &str) -> Result<Vec<(String, u64, i64, i64)>> {
+        let ds = self.require_dataset(dataset).await?;
+        let d = self.dialect();
+        let sql = format!(
+            "SELECT device_id, COUNT(*), {}, {} FROM {} GROUP BY device_id ORDER BY device_id",
+            d.micros("MIN(ts)"),
+            d.micros("MAX(ts)"),
+            quote(&ds.name)
+        );
+        let during = || format!("counting the rows of each device of `{dataset}`");
+        let rows: Vec<(String, i64, i64, i64)> = on_pool!(&self.pool, p => {
+            sqlx::query_as(AssertSqlSafe(sql)).fetch_all(p).await.during(during)?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|(d, n, lo, hi)| (d, n.max(0) as u64, lo, hi))
+            .collect())
+    }
+
     /// Metrics of a dataset: rows, time bounds, rows per device, missing rate per
     /// signal, tag and error rates and counts, stored alerts.
     ///
