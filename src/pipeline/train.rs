@@ -72,10 +72,12 @@ pub const DEFAULT_CALIBRATION_FRACTION: f64 = 0.2;
 /// features (rows × features × 8 bytes, 168 MB with the 21 default features) are
 /// the one part of training whose memory the limit bounds. The sample is the
 /// rows with the smallest hashes of (device id, timestamp) under
-/// [`TRAINING_SAMPLE_SEED`], taken in time order: the same on every run and
-/// thread count, and the same whether the fleet is trained on at once or a group
-/// of devices at a time. The held-back rows the threshold is set from are
-/// sampled the same way when they are more than `max_training_rows`.
+/// [`TRAINING_SAMPLE_SEED`], taken in the batch's order (training a group of
+/// devices at a time takes them by time, then device id: the same order for a
+/// batch loaded from the store or simulated): the same rows on every run and
+/// thread count, and whether the fleet is trained on at once or a group of
+/// devices at a time. The held-back rows the threshold is set from are sampled
+/// the same way when they are more than `max_training_rows`.
 ///
 /// Unless `unsupervised`, rows with a ground-truth fault tag are left out too when
 /// the data has tags ("trained only on normal operating data"); the model file says
