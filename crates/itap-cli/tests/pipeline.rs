@@ -19,6 +19,17 @@ fn json(path: &Path) -> serde_json::Value {
 
 const FLEET: [&str; 4] = ["--devices", "4", "--hours", "2"];
 
+/// A temporary folder whose default database holds the generated FLEET.
+fn stored_fleet() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir).arg("generate").args(FLEET).assert().success();
+    itap(&dir)
+        .args(["ingest", "data/raw/telemetry.csv"])
+        .assert()
+        .success();
+    dir
+}
+
 #[test]
 fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,12 +132,7 @@ fn run_does_every_stage_and_rerunning_stores_nothing_twice() {
 
 #[test]
 fn train_then_score_share_the_split_and_the_model() {
-    let dir = tempfile::tempdir().unwrap();
-    itap(&dir).arg("generate").args(FLEET).assert().success();
-    itap(&dir)
-        .args(["ingest", "data/raw/telemetry.csv"])
-        .assert()
-        .success();
+    let dir = stored_fleet();
     itap(&dir)
         .args(["train", "--train-fraction", "0.5"])
         .assert()
@@ -180,12 +186,7 @@ fn train_then_score_share_the_split_and_the_model() {
 
 #[test]
 fn a_dataset_larger_than_group_rows_is_trained_a_group_of_devices_at_a_time() {
-    let dir = tempfile::tempdir().unwrap();
-    itap(&dir).arg("generate").args(FLEET).assert().success();
-    itap(&dir)
-        .args(["ingest", "data/raw/telemetry.csv"])
-        .assert()
-        .success();
+    let dir = stored_fleet();
     // Loaded whole (2,880 rows ≤ the default group_rows), then in groups of
     // at most 1,440 rows (two devices): every device has 720 rows.
     itap(&dir)
