@@ -412,8 +412,7 @@ pub fn train_grouped(
             for &r in &rows.calibration {
                 held_back[r] = true;
             }
-            offer_rows(&engine, &b, &rows.used, fitted)?;
-            offer_rows(&engine, &b, &held_back, held)?;
+            offer_rows(&engine, &b, &[(&rows.used, fitted), (&held_back, held)])?;
         }
         parts.push(part);
         done += group.len();
@@ -466,12 +465,12 @@ pub fn train_grouped(
     })
 }
 
-/// Offers the features of the rows of `b` marked in `rows` to `sample`.
+/// Offers the features of the rows of `b` marked in each list's flags to its
+/// sample, in one pass of the feature engine.
 fn offer_rows(
     engine: &ChunkedTransform<'_>,
     b: &Batch,
-    rows: &[bool],
-    sample: &Mutex<BottomK>,
+    lists: &[(&[bool], &Mutex<BottomK>)],
 ) -> Result<()> {
     let (ts, codes) = (b.timestamps(), b.device_codes());
     let names: Vec<Arc<str>> = b
@@ -480,25 +479,27 @@ fn offer_rows(
         .map(|n| Arc::from(n.as_str()))
         .collect();
     engine.for_each(|chunk: &FeatureChunk<'_>| {
-        let keyed: Vec<(usize, SampleKey)> = chunk
-            .rows()
-            .iter()
-            .enumerate()
-            .filter(|&(_, &r)| rows[r])
-            .map(|(k, &r)| {
-                let d = &names[codes[r] as usize];
-                (k, (sample_key(d, ts[r]), ts[r], Arc::clone(d)))
-            })
-            .collect();
-        if keyed.is_empty() {
-            return Ok::<(), Error>(());
-        }
         let cols = chunk.columns();
-        let mut s = sample.lock().unwrap_or_else(PoisonError::into_inner);
-        for (k, key) in keyed {
-            s.offer(key, cols.iter().map(|c| c[k]));
+        for &(rows, sample) in lists {
+            let keyed: Vec<(usize, SampleKey)> = chunk
+                .rows()
+                .iter()
+                .enumerate()
+                .filter(|&(_, &r)| rows[r])
+                .map(|(k, &r)| {
+                    let d = &names[codes[r] as usize];
+                    (k, (sample_key(d, ts[r]), ts[r], Arc::clone(d)))
+                })
+                .collect();
+            if keyed.is_empty() {
+                continue;
+            }
+            let mut s = sample.lock().unwrap_or_else(PoisonError::into_inner);
+            for (k, key) in keyed {
+                s.offer(key, cols.iter().map(|c| c[k]));
+            }
         }
-        Ok(())
+        Ok::<(), Error>(())
     })
 }
 
