@@ -25,6 +25,13 @@ fault tag (\"normal operation\"); --unsupervised takes every row and no labels.
 The model file records the span, the exclusions, the feature names and the
 training-score quantiles that thresholds are taken from.
 
+A stored dataset with more rows than [model] group_rows (default 1,000,000) is
+read a group of devices at a time, so memory stays bounded whatever its size:
+each device's baselines from its own rows, the fleet-wide baselines and seasonal
+profiles from a seeded sample of devices (all of them when the dataset has no
+more rows than that), the scaler and detector from the same seeded sample of
+rows as in memory. group_rows = 0 loads the dataset whole.
+
 With --input, a file with error rows is refused under the default --policy
 reject; --policy quarantine sets those rows aside (into --quarantine, by default
 quarantine.csv next to the model file, with their reasons) and trains on the rest.
