@@ -30,11 +30,11 @@ use itap_store::{RangeQuery, Store};
 use itap_telemetry::{Batch, format_timestamp};
 
 use crate::error::{Error, Result};
-use crate::model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo, schema_digest};
+use crate::model::{ModelFile, TrainingInfo};
 use crate::pipeline::ingest::{StoreSettings, store_runtime};
 use crate::pipeline::train::{
-    MIN_CALIBRATION_ROWS, TrainingSet, detector_features, directions, exclusions, families,
-    fit_scaler_and_detector, sample_key, training_rows,
+    MIN_CALIBRATION_ROWS, TrainingSet, detector_features, directions, exclusions,
+    fit_scaler_and_detector, model_file, sample_key, training_rows,
 };
 
 /// A dataset read a group of devices at a time.
@@ -340,10 +340,12 @@ pub fn train_grouped(
 
     // The fleet's parts, from a sample of its devices.
     let sample = fleet_sample(&devices, how.fleet_rows.max(1));
-    let fleet = {
+    // Held back `always`, every group has the same cut: the sample's says it.
+    let (fleet, calibration_from) = {
         let b = data.load(&sample)?;
         let rows = training_rows(&b, &split, set, true);
-        itap_features::fit_fleet(&b, TrainSpan::Rows(&rows.used), &features)?
+        let fleet = itap_features::fit_fleet(&b, TrainSpan::Rows(&rows.used), &features)?;
+        (fleet, rows.info.calibration_from)
     };
 
     let groups = groups_of(&devices, group_rows);
@@ -354,7 +356,7 @@ pub fn train_grouped(
         rows_in_span: 0,
         rows_used: 0,
         calibration_rows: 0,
-        calibration_from: None,
+        calibration_from,
         rows_sampled: None,
         excluded_by_state: 0,
         excluded_as_faulty: 0,
@@ -378,9 +380,6 @@ pub fn train_grouped(
         totals.calibration_rows += i.calibration_rows;
         totals.excluded_by_state += i.excluded_by_state;
         totals.excluded_as_faulty += i.excluded_as_faulty;
-        if totals.calibration_from.is_none() {
-            totals.calibration_from.clone_from(&i.calibration_from);
-        }
         let part = itap_features::fit_devices(&b, TrainSpan::Rows(&rows.used), &fleet)?;
         if i.rows_used + i.calibration_rows > 0 {
             let fit = fleet.fit_for(&part);
@@ -447,22 +446,9 @@ pub fn train_grouped(
         .into_array();
     let held = held.into_inner().unwrap_or_else(PoisonError::into_inner);
     let held = (!held.heap.is_empty()).then(|| held.into_array());
-    let (scaler, detector, training_scores) =
-        fit_scaler_and_detector(x, held, how.detector, directions(&catalogue, &schema))?;
+    let fitted = fit_scaler_and_detector(x, held, how.detector, directions(&catalogue, &schema))?;
     let features = FeaturesFit::assemble(fleet, parts)?;
-    Ok(ModelFile {
-        format_version: MODEL_FORMAT_VERSION,
-        created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
-        detector,
-        scaler,
-        feature_names: catalogue.iter().map(|f| f.name.clone()).collect(),
-        feature_families: families(&catalogue, &schema),
-        features,
-        schema_digest: schema_digest(&schema),
-        schema,
-        training: totals,
-        training_scores,
-    })
+    Ok(model_file(fitted, &catalogue, schema, features, totals))
 }
 
 /// Offers the features of the rows of `b` marked in each list's flags to its

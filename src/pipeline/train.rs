@@ -461,9 +461,8 @@ pub fn train(
     ) = fit_features(batch, split, set, features)?;
     let matrix = itap_features::transform(batch, &fit)?;
     let schema = batch.schema().clone();
-    let feature_names: Vec<String> = matrix.names().map(str::to_owned).collect();
-    let feature_families = families(matrix.catalogue(), &schema);
-    let directions = directions(matrix.catalogue(), &schema);
+    let catalogue = matrix.catalogue().to_vec();
+    let directions = directions(&catalogue, &schema);
     let x = feature_array(matrix);
     // The features' per-device baselines above learn from every fitted row; the
     // scaler and the detector from at most `max_training_rows` of them.
@@ -481,22 +480,16 @@ pub fn train(
     let train_scores = model
         .score(scaled.view().select(Axis(0), &sketch_rows).view())?
         .to_vec();
-    let file = ModelFile {
-        format_version: MODEL_FORMAT_VERSION,
-        created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
-        detector: model,
-        scaler,
-        feature_names,
-        feature_families,
-        features: fit,
-        schema_digest: schema_digest(&schema),
+    let file = model_file(
+        (scaler, model, ScoreSketch::from_scores(&train_scores)),
+        &catalogue,
         schema,
-        training: TrainingInfo {
+        fit,
+        TrainingInfo {
             rows_sampled,
             ..info
         },
-        training_scores: ScoreSketch::from_scores(&train_scores),
-    };
+    );
     Ok(Trained {
         model: file,
         features: scaled,
@@ -583,24 +576,42 @@ pub(crate) fn fit_chunked(
         .pop()
         .unwrap_or_else(|| unreachable!("one array per list"));
     drop(fit_rows);
-    let (scaler, fitted, training_scores) =
-        fit_scaler_and_detector(x, held_back, detector, directions(&catalogue, &schema))?;
-    Ok(ModelFile {
-        format_version: MODEL_FORMAT_VERSION,
-        created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
-        detector: fitted,
-        scaler,
-        feature_names: catalogue.iter().map(|f| f.name.clone()).collect(),
-        feature_families: families(&catalogue, &schema),
-        features: fit,
-        schema_digest: schema_digest(&schema),
+    let fitted = fit_scaler_and_detector(x, held_back, detector, directions(&catalogue, &schema))?;
+    Ok(model_file(
+        fitted,
+        &catalogue,
         schema,
-        training: TrainingInfo {
+        fit,
+        TrainingInfo {
             rows_sampled,
             ..info
         },
+    ))
+}
+
+/// The model file of the fitted scaler, detector and sketch, the features
+/// they read (named and grouped into families by `catalogue`) and what training
+/// used.
+pub(crate) fn model_file(
+    (scaler, detector, training_scores): (StandardScaler, Model, ScoreSketch),
+    catalogue: &[FeatureInfo],
+    schema: Schema,
+    features: itap_features::FeaturesFit,
+    training: TrainingInfo,
+) -> ModelFile {
+    ModelFile {
+        format_version: MODEL_FORMAT_VERSION,
+        created_by: format!("itap {}", env!("CARGO_PKG_VERSION")),
+        detector,
+        scaler,
+        feature_names: catalogue.iter().map(|f| f.name.clone()).collect(),
+        feature_families: families(catalogue, &schema),
+        features,
+        schema_digest: schema_digest(&schema),
+        schema,
+        training,
         training_scores,
-    })
+    }
 }
 
 /// Fits the scaler and the detector on the rows of `x` (rows × features) and
