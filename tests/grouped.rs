@@ -1,6 +1,7 @@
 //! Training a group of devices at a time gives the model of training on the whole
 //! at sizes where both fit; its sample does not depend on the grouping nor on the
-//! thread count.
+//! thread count. Scoring and evaluating a group of devices at a time gives the
+//! files of scoring the whole.
 
 use itap::anomaly::DetectorParams;
 use itap::eval::EvalParams;
@@ -8,9 +9,13 @@ use itap::features::FeatureParams;
 use itap::store::Store;
 use itap::telemetry::{Batch, SimParams, simulate};
 use itap::validate::ValidationParams;
+use std::path::Path;
+
+use itap::eval::{AlertParams, InputDigest};
 use itap::{
-    BatchGroups, GroupedTraining, ModelFile, ParamGuard, StoreGroups, StoreSettings, TrainingSet,
-    default_detector, split_by_time, train_and_score, train_grouped,
+    BatchGroups, GroupedScoring, GroupedTraining, ModelFile, ParamGuard, RunContext, StoreGroups,
+    StoreSettings, TrainingSet, default_detector, evaluate_scores_and_write, score_grouped,
+    split_at_model_cut, split_by_time, train_and_score, train_grouped,
 };
 
 /// 12 devices × 8 h of 10 s samples: 34,560 rows, 2,880 a device.
@@ -177,6 +182,112 @@ fn a_stored_dataset_trained_a_group_of_devices_at_a_time_is_trained_as_when_load
         .model;
     let mut groups = StoreGroups::open(&settings).unwrap();
     let m = grouped(&mut groups, &set, &detector, 4 * 2_880, 34_560);
-    groups.close();
     assert_eq!(json(&m), json(&whole));
+
+    // Scored from the store a group of devices at a time: the files of scoring
+    // the loaded rows.
+    let out = dir.path().join("whole");
+    score_whole(&loaded, &whole, &out);
+    let expected = files(&out);
+    let out = dir.path().join("groups");
+    let reported = score_grouped(
+        &mut groups,
+        &scoring(&whole, 4 * 2_880 + 1),
+        &out,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    groups.close();
+    assert_eq!(files(&out), expected);
+    assert!(!reported.alerts.is_empty());
+}
+
+/// What scoring writes into `out`: metrics.json, alerts.json and report.html,
+/// and scores.csv's lines (sorted, and as written).
+fn files(out: &Path) -> (String, String, String, Vec<String>) {
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let mut lines: Vec<String> = read("scores.csv").lines().map(str::to_owned).collect();
+    lines.sort();
+    (
+        read("metrics.json"),
+        read("alerts.json"),
+        read("report.html"),
+        lines,
+    )
+}
+
+fn context() -> RunContext {
+    RunContext {
+        input: InputDigest {
+            path: "the fleet".into(),
+            sha256: None,
+        },
+        config: serde_json::json!({"eval": "defaults"}),
+        alerts: AlertParams::default().check().unwrap(),
+    }
+}
+
+/// Scores `b` whole with `model` and writes the files into `out`.
+fn score_whole(b: &Batch, model: &ModelFile, out: &Path) -> itap::Reported {
+    let eval = EvalParams::default().check().unwrap();
+    let split = split_at_model_cut(b, model, Path::new("model.json")).unwrap();
+    let scores = model.score_rows(b).unwrap();
+    evaluate_scores_and_write(b, &scores, model, &split, &eval, &context(), out).unwrap()
+}
+
+fn scoring<'a>(model: &'a ModelFile, group_rows: u64) -> GroupedScoring<'a> {
+    static EVAL: std::sync::OnceLock<itap::eval::CheckedEval> = std::sync::OnceLock::new();
+    static CTX: std::sync::OnceLock<RunContext> = std::sync::OnceLock::new();
+    GroupedScoring {
+        model,
+        model_path: Path::new("model.json"),
+        eval: EVAL.get_or_init(|| EvalParams::default().check().unwrap()),
+        ctx: CTX.get_or_init(context),
+        group_rows,
+    }
+}
+
+#[test]
+fn a_fleet_scored_a_group_of_devices_at_a_time_gives_the_files_of_scoring_it_whole() {
+    let b = fleet();
+    let eval = EvalParams::default().check().unwrap();
+    let split = split_by_time(&b, &eval).unwrap();
+    let features = FeatureParams::default().check().unwrap();
+    let detector = default_detector().check().unwrap();
+    let model = train_and_score(&b, &split, &TrainingSet::default(), &features, &detector)
+        .unwrap()
+        .model;
+    let dir = tempfile::tempdir().unwrap();
+    let whole = score_whole(&b, &model, &dir.path().join("whole"));
+    let ev = &whole.evaluation;
+    assert!(
+        whole.alerts.len() > 3 && ev.events.events > 3,
+        "{:?}",
+        ev.events
+    );
+    assert!(ev.events.false_alerts > 0 && ev.events.detected > 0);
+    let expected = files(&dir.path().join("whole"));
+    let written = std::fs::read_to_string(dir.path().join("whole/scores.csv")).unwrap();
+    // One group, a device a group, groups of 5, 5 and 2 devices.
+    for group_rows in [100_000, 2_880, 5 * 2_880 + 7] {
+        let out = dir.path().join(format!("g{group_rows}"));
+        let mut seen = Vec::new();
+        let reported = score_grouped(
+            &mut BatchGroups::new(&b),
+            &scoring(&model, group_rows),
+            &out,
+            &mut |done, all| seen.push((done, all)),
+        )
+        .unwrap();
+        assert_eq!(seen.last(), Some(&(12, 12)));
+        assert_eq!(reported.evaluation, whole.evaluation);
+        assert_eq!(reported.alerts, whole.alerts);
+        assert!(
+            files(&out) == expected,
+            "files differ with group_rows {group_rows}"
+        );
+        let lines = std::fs::read_to_string(out.join("scores.csv")).unwrap();
+        // In time order as one group; group after group otherwise.
+        assert_eq!(lines == written, group_rows == 100_000);
+    }
 }

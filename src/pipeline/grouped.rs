@@ -174,7 +174,7 @@ pub const DEFAULT_GROUP_ROWS: u64 = 1_000_000;
 
 /// Consecutive devices (by id) in groups of at most `rows` rows (a device with
 /// more is a group alone).
-fn groups_of(devices: &[(String, u64)], rows: u64) -> Vec<Vec<String>> {
+pub(crate) fn groups_of(devices: &[(String, u64)], rows: u64) -> Vec<Vec<String>> {
     let mut out: Vec<Vec<String>> = Vec::new();
     let mut held = 0u64;
     for (d, n) in devices {

@@ -7,11 +7,13 @@
 //! | `split` | the time split: training span and evaluated rows |
 //! | `train` | the training rows; fit features, scaler, detector into a model file |
 //! | `grouped` | training a group of devices at a time, for data too large to hold |
+//! | `grouped_score` | scoring and evaluating a group of devices at a time |
 //! | `score` | a model's features and scores for any telemetry |
 //! | `report` | evaluation at itap-eval's threshold; metrics.json, scores.csv, report.html |
 //! | `run` | every stage in order, timed |
 
 mod grouped;
+mod grouped_score;
 mod ingest;
 mod report;
 mod run;
@@ -22,6 +24,7 @@ mod train;
 pub use grouped::{
     BatchGroups, DEFAULT_GROUP_ROWS, DeviceGroups, GroupedTraining, StoreGroups, train_grouped,
 };
+pub use grouped_score::{GroupedScoring, score_grouped};
 pub use ingest::{
     StoreSettings, ingest_file, load_dataset, read_validated, store_batch, store_runtime,
     store_validated, validate_in_memory,

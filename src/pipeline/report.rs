@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use itap_eval::{
     ALERTS_FORMAT_VERSION, Alert, AlertsFile, Attribution, CheckedAlerts, CheckedEval, EvalContext,
     Evaluation, InputDigest, METRICS_FORMAT_VERSION, MetricsFile, ScoredRows, Split, Threshold,
-    ThresholdRule,
+    ThresholdRule, Timelines,
 };
 use itap_store::{AlertRecord, AlertsWritten};
 use itap_telemetry::{AtomicFile, Batch, TimeZone, parse_timestamp};
@@ -263,24 +263,34 @@ fn evaluate_only(
             attribution: Some(&attribution),
         },
     )?;
-    Ok(Evaluated {
-        metrics: MetricsFile {
-            format_version: METRICS_FORMAT_VERSION,
-            input: ctx.input.clone(),
-            config: ctx.config.clone(),
-            detector: model.describe(),
-            evaluation: evaluated.evaluation,
-        },
-        alerts: AlertsFile {
-            format_version: ALERTS_FORMAT_VERSION,
-            threshold,
-            params: ctx.alerts.params().clone(),
-            alerts: evaluated.alerts,
-        },
-    })
+    Ok(Evaluated::new(evaluated, threshold, model, ctx))
 }
 
 impl Evaluated {
+    /// metrics.json's and alerts.json's contents from an evaluation at `threshold`.
+    pub(crate) fn new(
+        evaluated: itap_eval::Evaluated,
+        threshold: Threshold,
+        model: &ModelFile,
+        ctx: &RunContext,
+    ) -> Self {
+        Evaluated {
+            metrics: MetricsFile {
+                format_version: METRICS_FORMAT_VERSION,
+                input: ctx.input.clone(),
+                config: ctx.config.clone(),
+                detector: model.describe(),
+                evaluation: evaluated.evaluation,
+            },
+            alerts: AlertsFile {
+                format_version: ALERTS_FORMAT_VERSION,
+                threshold,
+                params: ctx.alerts.params().clone(),
+                alerts: evaluated.alerts,
+            },
+        }
+    }
+
     /// The writing half of [`evaluate_and_write`]: metrics.json, alerts.json,
     /// scores.csv and report.html into `out` (the rows and scores evaluated).
     pub(crate) fn write(self, batch: &Batch, scores: &[f64], out: &Path) -> Result<Reported> {
@@ -291,14 +301,26 @@ impl Evaluated {
     /// temporary files in `out`, synced but not in place: [`Staged::commit`]
     /// publishes them, dropping the [`Staged`] removes them.
     pub(crate) fn stage(self, batch: &Batch, scores: &[f64], out: &Path) -> Result<Staged> {
-        let Evaluated { metrics, alerts } = self;
         let rows = ScoredRows::from_batch(batch, scores)?;
+        let threshold = self.alerts.threshold.value;
+        let scores_file = itap_eval::stage_scores_csv(&rows, threshold, &out.join("scores.csv"))?;
+        let mut timelines = Timelines::for_evaluation(&self.metrics.evaluation, MAX_TIMELINES)?;
+        timelines.offer(&rows);
+        self.stage_with(scores_file, &timelines, out)
+    }
+
+    /// [`Evaluated::stage`] with scores.csv written already and the report's
+    /// timelines gathered (a group of devices at a time).
+    pub(crate) fn stage_with(
+        self,
+        scores_file: AtomicFile,
+        timelines: &Timelines,
+        out: &Path,
+    ) -> Result<Staged> {
+        let Evaluated { metrics, alerts } = self;
         let metrics_file = itap_eval::stage_json(&metrics, &out.join("metrics.json"))?;
         let alerts_file = itap_eval::stage_json(&alerts, &out.join("alerts.json"))?;
-        let scores_file =
-            itap_eval::stage_scores_csv(&rows, alerts.threshold.value, &out.join("scores.csv"))?;
-        let html =
-            itap_eval::report_html("ITAP evaluation report", &metrics, &rows, &alerts.alerts, 6)?;
+        let html = itap_eval::report_page(REPORT_TITLE, &metrics, timelines, &alerts.alerts)?;
         let report_file = itap_telemetry::stage_atomic(out.join("report.html"), html.as_bytes())?;
         Ok(Staged {
             evaluation: metrics.evaluation,
@@ -307,6 +329,12 @@ impl Evaluated {
         })
     }
 }
+
+/// The report page's title.
+const REPORT_TITLE: &str = "ITAP evaluation report";
+
+/// Devices whose score timelines the report draws.
+pub(crate) const MAX_TIMELINES: usize = 6;
 
 /// An evaluation's files written but not yet in place (see [`Evaluated::stage`]).
 #[derive(Debug)]

@@ -30,6 +30,22 @@ pub fn split_by_time(batch: &Batch, eval: &CheckedEval) -> Result<Split> {
 /// [`Error::ModelFile`] when the model's training span cannot be read;
 /// [`Error::NoData`] when the batch is empty.
 pub fn split_at_model_cut(batch: &Batch, model: &ModelFile, model_path: &Path) -> Result<Split> {
+    let (first, last) = batch
+        .time_bounds()
+        .ok_or_else(|| Error::NoData("the data set has no rows".to_owned()))?;
+    split_for_bounds(first, last, model, model_path)
+}
+
+/// [`split_at_model_cut`] for data from `first` to `last` (UTC microseconds).
+///
+/// # Errors
+/// [`Error::ModelFile`] when the model's training span cannot be read.
+pub(crate) fn split_for_bounds(
+    first: i64,
+    last: i64,
+    model: &ModelFile,
+    model_path: &Path,
+) -> Result<Split> {
     let parse = |t: &str| {
         parse_timestamp(t, TimeZone::default()).map_err(|e| Error::ModelFile {
             path: model_path.to_path_buf(),
@@ -38,9 +54,6 @@ pub fn split_at_model_cut(batch: &Batch, model: &ModelFile, model_path: &Path) -
     };
     let cut_us = parse(&model.training.until)?;
     let model_first = parse(&model.training.first)?;
-    let (first, last) = batch
-        .time_bounds()
-        .ok_or_else(|| Error::NoData("the data set has no rows".to_owned()))?;
     Ok(Split {
         first_us: first.min(model_first),
         last_us: last.max(cut_us),

@@ -142,3 +142,63 @@ pub(crate) fn load(
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     itap::store_runtime().context("cannot start the async runtime")
 }
+
+/// The stored dataset to read a group of devices at a time: when there is no
+/// --input, `[model] group_rows` is not 0 and the dataset has more rows. With
+/// it, how to name it in metrics.json.
+pub(crate) fn in_groups(
+    args: &DataArgs,
+    config: &Config,
+) -> Result<Option<(itap::StoreGroups, String)>> {
+    let limit = config.model.group_rows;
+    if args.input.is_some() || limit == 0 {
+        return Ok(None);
+    }
+    let settings = config.store_settings(&args.db, None, None)?;
+    let groups = itap::StoreGroups::open(&settings).with_context(|| {
+        format!(
+            "cannot open dataset `{}` in {}",
+            settings.dataset, settings.url
+        )
+    })?;
+    let rows: u64 = itap::DeviceGroups::devices(&groups)
+        .iter()
+        .map(|d| d.1)
+        .sum();
+    if rows > limit {
+        let input = format!("{} (dataset `{}`)", settings.url, settings.dataset);
+        Ok(Some((groups, input)))
+    } else {
+        groups.close();
+        Ok(None)
+    }
+}
+
+/// A progress bar of the devices of `groups` done, "`doing` N rows a group of
+/// devices at a time" (drawn only when stderr is a terminal and not --quiet).
+pub(crate) fn group_bar(
+    groups: &itap::StoreGroups,
+    doing: &str,
+    out: crate::Output,
+) -> indicatif::ProgressBar {
+    use itap::DeviceGroups;
+    let rows: u64 = groups.devices().iter().map(|d| d.1).sum();
+    let devices = groups.devices().len();
+    let bar = if out.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        // indicatif draws only when stderr is a terminal.
+        indicatif::ProgressBar::new(devices as u64)
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg} {bar:20} {human_pos}/{human_len} devices [{elapsed} < {eta}]",
+        )
+        .expect("static template is valid"),
+    );
+    bar.set_message(format!(
+        "{doing} {} rows a group of devices at a time",
+        crate::fmt::thousands(rows)
+    ));
+    bar
+}

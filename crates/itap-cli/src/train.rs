@@ -94,7 +94,7 @@ pub(crate) fn run(args: &TrainArgs, out: Output) -> Result<ExitCode> {
         .unwrap_or(std::path::Path::new(""))
         .join(itap::QUARANTINE_FILE);
     let started = Instant::now();
-    let trained = match in_groups(args, &config)? {
+    let trained = match crate::data::in_groups(&args.data, &config)? {
         Some(groups) => {
             train_in_groups(groups, &config, &eval, &training, &features, &detector, out)?
         }
@@ -222,33 +222,6 @@ struct Trained {
     groups: Option<usize>,
 }
 
-/// The stored dataset to read a group of devices at a time: when there is no
-/// --input, `[model] group_rows` is not 0 and the dataset has more rows.
-fn in_groups(args: &TrainArgs, config: &Config) -> Result<Option<(itap::StoreGroups, String)>> {
-    let limit = config.model.group_rows;
-    if args.data.input.is_some() || limit == 0 {
-        return Ok(None);
-    }
-    let settings = config.store_settings(&args.data.db, None, None)?;
-    let groups = itap::StoreGroups::open(&settings).with_context(|| {
-        format!(
-            "cannot open dataset `{}` in {}",
-            settings.dataset, settings.url
-        )
-    })?;
-    let rows: u64 = itap::DeviceGroups::devices(&groups)
-        .iter()
-        .map(|d| d.1)
-        .sum();
-    if rows > limit {
-        let input = format!("{} (dataset `{}`)", settings.url, settings.dataset);
-        Ok(Some((groups, input)))
-    } else {
-        groups.close();
-        Ok(None)
-    }
-}
-
 /// Trains on a stored dataset a group of devices at a time, with a progress bar.
 #[allow(clippy::too_many_arguments)]
 fn train_in_groups(
@@ -267,24 +240,8 @@ fn train_in_groups(
         );
     }
     let rows: u64 = groups.devices().iter().map(|d| d.1).sum();
-    let devices = groups.devices().len();
     let group_rows = config.model.group_rows;
-    let bar = if out.quiet {
-        indicatif::ProgressBar::hidden()
-    } else {
-        // indicatif draws only when stderr is a terminal.
-        indicatif::ProgressBar::new(devices as u64)
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg} {bar:20} {human_pos}/{human_len} devices [{elapsed} < {eta}]",
-        )
-        .expect("static template is valid"),
-    );
-    bar.set_message(format!(
-        "training on {} rows a group of devices at a time",
-        crate::fmt::thousands(rows)
-    ));
+    let bar = crate::data::group_bar(&groups, "training on", out);
     let mut n = 0;
     let how = itap::GroupedTraining {
         eval,

@@ -241,6 +241,69 @@ fn a_dataset_larger_than_group_rows_is_trained_a_group_of_devices_at_a_time() {
 }
 
 #[test]
+fn a_dataset_larger_than_group_rows_is_scored_a_group_of_devices_at_a_time() {
+    let dir = stored_fleet();
+    itap(&dir)
+        .args(["train", "--model", "m.json"])
+        .assert()
+        .success();
+    // Loaded whole, then in groups of at most 1,440 rows (two devices).
+    itap(&dir)
+        .args(["score", "--model", "m.json", "--out", "whole"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("groups of devices").not());
+    fs::write(dir.path().join("g.toml"), "[model]\ngroup_rows = 1440\n").unwrap();
+    itap(&dir)
+        .args([
+            "score", "--config", "g.toml", "--model", "m.json", "--out", "groups",
+        ])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("scored and evaluated 2,880 rows")
+                .and(predicate::str::contains(
+                    "2 groups of devices of at most 1,440 rows",
+                ))
+                .and(predicate::str::contains(
+                    "wrote          groups/report.html",
+                )),
+        );
+    // The same files but for the order of scores.csv's lines.
+    let read = |f: &str| fs::read_to_string(dir.path().join(f)).unwrap();
+    for f in ["metrics.json", "alerts.json", "report.html"] {
+        assert!(
+            read(&format!("whole/{f}")) == read(&format!("groups/{f}")),
+            "{f} differs"
+        );
+    }
+    let metrics = json(&dir.path().join("groups/metrics.json"));
+    assert!(metrics["evaluation"]["rows_evaluated"].as_u64().unwrap() > 500);
+    let sorted = |f: &str| {
+        let mut l: Vec<String> = read(f).lines().map(str::to_owned).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(sorted("whole/scores.csv"), sorted("groups/scores.csv"));
+    assert_ne!(read("whole/scores.csv"), read("groups/scores.csv"));
+    // A threshold rule that needs every held-back row is refused, and nothing
+    // is written.
+    fs::write(
+        dir.path().join("t.toml"),
+        "[model]\ngroup_rows = 1440\n[eval]\ntarget_false_alerts_per_device_day = 2.0\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args([
+            "score", "--config", "t.toml", "--model", "m.json", "--out", "t",
+        ])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("group_rows = 0"));
+    assert!(!dir.path().join("t").exists());
+}
+
+#[test]
 fn unsupervised_training_uses_every_row_of_the_span() {
     let dir = tempfile::tempdir().unwrap();
     itap(&dir).arg("generate").args(FLEET).assert().success();

@@ -1,6 +1,6 @@
 //! Breakdowns of the evaluated rows: per device, per operating state, per fault kind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use itap_telemetry::State;
 
@@ -8,72 +8,150 @@ use crate::evaluate::{Breakdown, FaultMetrics, ScoredRows, Selection};
 use crate::events::TagEvents;
 use crate::metrics::{Confusion, quantile, ratio, roc_auc};
 
-/// The evaluated rows (positions in `sel`) of each key, keys in order; rows whose
-/// key is `None` are left out.
-fn group<K: Ord>(sel: &Selection, key: impl Fn(usize) -> Option<K>) -> BTreeMap<K, Vec<usize>> {
-    let mut by: BTreeMap<K, Vec<usize>> = BTreeMap::new();
-    for (i, &r) in sel.rows.iter().enumerate() {
-        if let Some(k) = key(r) {
-            by.entry(k).or_default().push(i);
-        }
-    }
-    by
+/// The evaluated rows of a fleet, or of the parts of it evaluated so far, in
+/// compact columns: what the fleet-wide figures (ROC and PR, the sweep, the
+/// confusion at the threshold, per state and per fault) are computed from.
+/// Their order does not matter to any of them.
+#[derive(Debug)]
+pub(crate) struct Columns {
+    /// Scores.
+    pub(crate) scores: Vec<f64>,
+    /// Fault tag codes into `tag_names` (0 = normal).
+    pub(crate) tags: Vec<u32>,
+    /// Operating states, one per row; empty without a state column.
+    pub(crate) states: Vec<State>,
+    /// The tag dictionary; entry 0 is "".
+    pub(crate) tag_names: Vec<String>,
+    /// Each tag's code.
+    tag_codes: BTreeMap<String, u32>,
 }
 
-/// The figures of one group of evaluated rows (`members` are positions in `sel`).
-fn breakdown(sel: &Selection, key: String, members: &[usize]) -> Breakdown {
-    let s: Vec<f64> = members.iter().map(|&i| sel.scores[i]).collect();
-    let l: Vec<bool> = members.iter().map(|&i| sel.labels[i]).collect();
-    let c = Confusion::count(members.iter().map(|&i| sel.flagged[i]), l.iter().copied());
+impl Columns {
+    pub(crate) fn new() -> Self {
+        Columns {
+            scores: Vec::new(),
+            tags: Vec::new(),
+            states: Vec::new(),
+            tag_names: vec![String::new()],
+            tag_codes: BTreeMap::from([(String::new(), 0)]),
+        }
+    }
+
+    /// This dictionary's code of every tag of `names` (entry 0, "", is 0).
+    pub(crate) fn codes_of(&mut self, names: &[String]) -> Vec<u32> {
+        names
+            .iter()
+            .map(|n| {
+                if let Some(&c) = self.tag_codes.get(n) {
+                    return c;
+                }
+                let c = self.tag_names.len() as u32;
+                self.tag_names.push(n.clone());
+                self.tag_codes.insert(n.clone(), c);
+                c
+            })
+            .collect()
+    }
+
+    /// Appends the rows `sel` evaluated of `rows` (`codes`: [`Columns::codes_of`]
+    /// the rows' tag names).
+    pub(crate) fn extend(&mut self, rows: &ScoredRows<'_>, sel: &Selection, codes: &[u32]) {
+        let n = sel.rows.len();
+        self.scores.extend_from_slice(&sel.scores);
+        self.tags.reserve(n);
+        match rows.tag_codes {
+            Some(t) => self
+                .tags
+                .extend(sel.rows.iter().map(|&r| codes[t[r] as usize])),
+            None => self.tags.extend(std::iter::repeat_n(0, n)),
+        }
+        if let Some(s) = rows.states {
+            self.states.reserve(n);
+            self.states.extend(sel.rows.iter().map(|&r| s[r]));
+        }
+    }
+
+    /// Each row's label: faulty or not.
+    pub(crate) fn labels(&self) -> Vec<bool> {
+        self.tags.iter().map(|&t| t != 0).collect()
+    }
+}
+
+/// The figures of one group of evaluated rows (`s` their scores, `l` their labels).
+fn breakdown(key: String, s: &[f64], l: &[bool], threshold: f64) -> Breakdown {
+    let c = Confusion::count(s.iter().map(|&x| x > threshold), l.iter().copied());
     Breakdown {
         key,
-        rows: members.len() as u64,
+        rows: s.len() as u64,
         faulty: l.iter().filter(|&&x| x).count() as u64,
         flagged: c.tp + c.fp,
         precision: c.precision(),
         recall: c.recall(),
         f1: c.f1(),
-        roc_auc: roc_auc(&s, &l),
+        roc_auc: roc_auc(s, l),
     }
 }
 
 /// One breakdown per device, in device-id order.
-pub(crate) fn per_device(rows: &ScoredRows<'_>, sel: &Selection) -> Vec<Breakdown> {
-    group(sel, |r| {
-        Some(rows.device_names[rows.device_codes[r] as usize].as_str())
-    })
-    .iter()
-    .map(|(d, m)| breakdown(sel, (*d).to_owned(), m))
-    .collect()
+pub(crate) fn per_device(rows: &ScoredRows<'_>, sel: &Selection, threshold: f64) -> Vec<Breakdown> {
+    let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, &r) in sel.rows.iter().enumerate() {
+        let name = rows.device_names[rows.device_codes[r] as usize].as_str();
+        by.entry(name).or_default().push(i);
+    }
+    by.into_iter()
+        .map(|(d, m)| {
+            let s: Vec<f64> = m.iter().map(|&i| sel.scores[i]).collect();
+            let l: Vec<bool> = m.iter().map(|&i| sel.labels[i]).collect();
+            breakdown(d.to_owned(), &s, &l, threshold)
+        })
+        .collect()
 }
 
-/// One breakdown per operating state, in state order; none without a state column.
-pub(crate) fn per_state(rows: &ScoredRows<'_>, sel: &Selection) -> Vec<Breakdown> {
-    let Some(states) = rows.states else {
+/// One breakdown per operating state, in state order; none without a state
+/// column. One state's rows are gathered at a time.
+pub(crate) fn per_state(cols: &Columns, labels: &[bool], threshold: f64) -> Vec<Breakdown> {
+    if cols.states.is_empty() {
         return Vec::new();
-    };
-    group(sel, |r| Some::<State>(states[r]))
-        .iter()
-        .map(|(s, m)| breakdown(sel, s.as_str().to_owned(), m))
+    }
+    let present: BTreeSet<State> = cols.states.iter().copied().collect();
+    present
+        .into_iter()
+        .map(|state| {
+            let (mut s, mut l) = (Vec::new(), Vec::new());
+            for ((&x, &y), _) in cols
+                .scores
+                .iter()
+                .zip(labels)
+                .zip(&cols.states)
+                .filter(|(_, st)| **st == state)
+            {
+                s.push(x);
+                l.push(y);
+            }
+            breakdown(state.as_str().to_owned(), &s, &l, threshold)
+        })
         .collect()
 }
 
 /// Row recall and event figures per fault kind, in tag order; none without ground
-/// truth. Rows count with their own scores.
+/// truth (`labelled`). Rows count with their own scores; `events` are keyed by
+/// the columns' tag codes.
 pub(crate) fn per_fault(
-    rows: &ScoredRows<'_>,
-    sel: &Selection,
+    cols: &Columns,
+    threshold: f64,
     events: &BTreeMap<u32, TagEvents>,
+    labelled: bool,
 ) -> Vec<FaultMetrics> {
-    let Some(tags) = rows.tag_codes else {
+    if !labelled {
         return Vec::new();
-    };
+    }
     let mut counts: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
-    for (i, &r) in sel.rows.iter().enumerate() {
-        if tags[r] != 0 {
-            let c = counts.entry(tags[r]).or_default();
+    for (&t, &s) in cols.tags.iter().zip(&cols.scores) {
+        if t != 0 {
+            let c = counts.entry(t).or_default();
             c.0 += 1;
-            c.1 += u64::from(sel.flagged[i]);
+            c.1 += u64::from(s > threshold);
         }
     }
     let mut codes: Vec<u32> = counts.keys().chain(events.keys()).copied().collect();
@@ -86,7 +164,7 @@ pub(crate) fn per_fault(
             let (rows_k, flagged_k) = counts.get(&code).copied().unwrap_or_default();
             let ev = events.get(&code).unwrap_or(&none);
             FaultMetrics {
-                tag: rows.tag_names[code as usize].clone(),
+                tag: cols.tag_names[code as usize].clone(),
                 rows: rows_k,
                 flagged: flagged_k,
                 recall: ratio(flagged_k, rows_k),

@@ -7,16 +7,13 @@ use itap_telemetry::{Batch, State, format_timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::alert_params::{AlertParams, CheckedAlerts};
-use crate::breakdown::{per_device, per_fault, per_state};
 use crate::error::{Error, Result};
-use crate::events::{event_metrics, events, label_alerts, per_device_rows};
-use crate::fleet::{DeviceAlerts, fleet, top_alerts};
-use crate::metrics::{
-    Confusion, CurvePoint, average_precision, curves, quantile, quantile_sorted, ratio, roc_auc,
-};
+use crate::fleet::DeviceAlerts;
+use crate::metrics::{Confusion, CurvePoint, quantile, quantile_sorted, ratio};
 use crate::params::{CheckedEval, Split, ThresholdRule};
+use crate::parts::EvaluationParts;
 use crate::threshold::ScoreSketch;
-use crate::tracker::{Alert, build_alerts};
+use crate::tracker::Alert;
 use itap_telemetry::ParamGuard;
 
 /// Scored rows, aligned row for row: the keys and labels of a batch and one score
@@ -156,7 +153,7 @@ pub struct PointMetrics {
 }
 
 impl PointMetrics {
-    fn new(c: Confusion) -> Self {
+    pub(crate) fn new(c: Confusion) -> Self {
         let n = c.tp + c.fp + c.fn_ + c.tn;
         PointMetrics {
             confusion: c,
@@ -356,12 +353,10 @@ pub(crate) struct Selection {
     pub(crate) scores: Vec<f64>,
     /// Their labels (faulty or not).
     pub(crate) labels: Vec<bool>,
-    /// Whether each scores above the threshold.
-    pub(crate) flagged: Vec<bool>,
 }
 
 impl Selection {
-    fn new(rows: &ScoredRows<'_>, split: &Split, states: &[State], threshold: f64) -> Self {
+    pub(crate) fn new(rows: &ScoredRows<'_>, split: &Split, states: &[State]) -> Self {
         let n = rows.timestamps.len();
         let keep: Vec<bool> = (0..n)
             .map(|r| {
@@ -373,22 +368,12 @@ impl Selection {
         idx.extend((0..n).filter(|&r| keep[r]));
         let scores: Vec<f64> = idx.iter().map(|&r| rows.scores[r]).collect();
         let labels: Vec<bool> = idx.iter().map(|&r| rows.is_fault(r)).collect();
-        let flagged: Vec<bool> = scores.iter().map(|&s| s > threshold).collect();
         Selection {
             keep,
             rows: idx,
             scores,
             labels,
-            flagged,
         }
-    }
-
-    /// Metrics at the operating threshold.
-    fn at_threshold(&self) -> PointMetrics {
-        PointMetrics::new(Confusion::count(
-            self.flagged.iter().copied(),
-            self.labels.iter().copied(),
-        ))
     }
 }
 
@@ -432,51 +417,9 @@ pub struct Evaluated {
 /// # Errors
 /// [`Error::Misaligned`] when the inputs do not line up.
 pub fn evaluate_with(rows: &ScoredRows<'_>, ctx: &EvalContext<'_>) -> Result<Evaluated> {
-    rows.check()?;
-    let p = ctx.params.params();
-    let (split, threshold) = (ctx.split, ctx.threshold);
-    let sel = Selection::new(rows, split, &p.states, threshold.value);
-    let (roc_curve, pr_curve) = curves(&sel.scores, &sel.labels, 200);
-    let by_device = per_device_rows(rows, &sel.keep);
-    let evs = events(rows, &by_device);
-    let mut alerts = build_alerts(
-        rows,
-        &sel.keep,
-        threshold.value,
-        ctx.calibration,
-        ctx.alerts,
-        ctx.attribution,
-    );
-    label_alerts(rows, &evs, &mut alerts, p.grace_seconds, ctx.alerts);
-    let (events, events_by_tag) = event_metrics(rows, &by_device, &evs, &alerts, p);
-    let evaluation = Evaluation {
-        split: split_info(split),
-        threshold,
-        rows_total: rows.timestamps.len() as u64,
-        rows_train: rows
-            .timestamps
-            .iter()
-            .filter(|&&t| split.is_train(t))
-            .count() as u64,
-        rows_evaluated: sel.rows.len() as u64,
-        rows_faulty: sel.labels.iter().filter(|&&l| l).count() as u64,
-        eval_states: eval_states(rows, &p.states),
-        labelled: rows.tag_codes.is_some(),
-        at_threshold: sel.at_threshold(),
-        roc_auc: roc_auc(&sel.scores, &sel.labels),
-        pr_auc: average_precision(&sel.scores, &sel.labels),
-        per_fault: per_fault(rows, &sel, &events_by_tag),
-        per_device: per_device(rows, &sel),
-        per_state: per_state(rows, &sel),
-        events,
-        sweep: sweep(&sel, &p.sweep_percentiles),
-        attribution_method: ctx.attribution.map(|a| a.method.clone()),
-        top_alerts: top_alerts(&alerts, p.top_n),
-        fleet: fleet(rows, &by_device, &alerts),
-        roc_curve,
-        pr_curve,
-    };
-    Ok(Evaluated { evaluation, alerts })
+    let mut parts = EvaluationParts::new();
+    parts.add(rows, ctx)?;
+    parts.finish(ctx)
 }
 
 /// [`evaluate_with`] with the default `[alerts]` settings and, for severity, a
@@ -513,7 +456,7 @@ pub fn evaluate(
     Ok(evaluate_with(rows, &ctx)?.evaluation)
 }
 
-fn split_info(split: &Split) -> SplitInfo {
+pub(crate) fn split_info(split: &Split) -> SplitInfo {
     SplitInfo {
         first: format_timestamp(split.first_us),
         cut: format_timestamp(split.cut_us),
@@ -522,18 +465,10 @@ fn split_info(split: &Split) -> SplitInfo {
     }
 }
 
-/// The states evaluated, or `all` without a state column.
-fn eval_states(rows: &ScoredRows<'_>, states: &[State]) -> Vec<String> {
-    if rows.states.is_some() {
-        states.iter().map(|s| s.as_str().to_owned()).collect()
-    } else {
-        vec!["all".to_owned()]
-    }
-}
-
-/// The diagnostic sweep: precision and recall at percentiles of the test scores.
-fn sweep(sel: &Selection, percentiles: &[f64]) -> Sweep {
-    let mut sorted = sel.scores.clone();
+/// The diagnostic sweep: precision and recall at percentiles of the test
+/// scores (`scores`, with their `labels`).
+pub(crate) fn sweep(scores: &[f64], labels: &[bool], percentiles: &[f64]) -> Sweep {
+    let mut sorted = scores.to_vec();
     sorted.retain(|s| !s.is_nan());
     sorted.sort_by(f64::total_cmp);
     let points = if sorted.is_empty() {
@@ -543,10 +478,7 @@ fn sweep(sel: &Selection, percentiles: &[f64]) -> Sweep {
             .iter()
             .map(|&pc| {
                 let t = quantile_sorted(&sorted, pc / 100.0);
-                let c = Confusion::count(
-                    sel.scores.iter().map(|&s| s > t),
-                    sel.labels.iter().copied(),
-                );
+                let c = Confusion::count(scores.iter().map(|&s| s > t), labels.iter().copied());
                 SweepPoint {
                     percentile: pc,
                     threshold: t,

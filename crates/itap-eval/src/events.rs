@@ -88,6 +88,15 @@ pub(crate) struct TagEvents {
     pub(crate) delays_s: Vec<f64>,
 }
 
+impl TagEvents {
+    /// Adds another part's events of the same tag.
+    pub(crate) fn merge(&mut self, other: TagEvents) {
+        self.events += other.events;
+        self.detected += other.detected;
+        self.delays_s.extend(other.delays_s);
+    }
+}
+
 /// The time an event can be detected in: from its start to its end, and at least
 /// the grace period.
 fn window(e: &Span, grace_us: i64) -> (i64, i64) {
@@ -163,16 +172,17 @@ pub(crate) fn label_alerts(
     }
 }
 
-/// The event- and alert-level figures, and the events of each fault tag (for the
-/// per-fault breakdown). `alerts` must carry their `fault` ([`label_alerts`]).
-pub(crate) fn event_metrics(
+/// How the events of one part of the fleet were detected by its alerts: the
+/// events of each fault tag (codes of `rows`) and every detection delay,
+/// seconds, in event order. `alerts` must carry their `fault`
+/// ([`label_alerts`]).
+pub(crate) fn detections(
     rows: &ScoredRows<'_>,
-    by_device: &BTreeMap<u32, Vec<usize>>,
     evs: &[Span],
     alerts: &[Alert],
-    p: &EvalParams,
-) -> (EventMetrics, BTreeMap<u32, TagEvents>) {
-    let grace_us = (p.grace_seconds * 1e6) as i64;
+    grace_s: f64,
+) -> (BTreeMap<u32, TagEvents>, Vec<f64>) {
+    let grace_us = (grace_s * 1e6) as i64;
     let codes = alert_devices(rows, alerts);
     let alerts_of = positions_by_device(&codes, |&c| c);
     let mut by_tag: BTreeMap<u32, TagEvents> = BTreeMap::new();
@@ -196,11 +206,36 @@ pub(crate) fn event_metrics(
             all_delays.push(d);
         }
     }
-    let labelled = rows.tag_codes.is_some();
+    (by_tag, all_delays)
+}
+
+/// What the event- and alert-level figures are made of, summed over the parts
+/// of a fleet.
+#[derive(Debug, Default)]
+pub(crate) struct EventCounts {
+    /// Ground-truth events.
+    pub(crate) events: u64,
+    /// Of those, detected.
+    pub(crate) detected: u64,
+    /// Every detection delay, seconds.
+    pub(crate) delays_s: Vec<f64>,
+    /// Evaluated device-days.
+    pub(crate) device_days: f64,
+    /// Whether the rows carried ground truth.
+    pub(crate) labelled: bool,
+}
+
+/// The event- and alert-level figures from the counts and every alert (with
+/// its `fault`).
+pub(crate) fn event_metrics(
+    counts: &EventCounts,
+    alerts: &[Alert],
+    p: &EvalParams,
+) -> EventMetrics {
     let true_alerts = alerts.iter().filter(|a| a.fault.is_some()).count() as u64;
     let n_alerts = alerts.len() as u64;
     let false_alerts = n_alerts - true_alerts;
-    let device_days = device_days(rows, by_device);
+    let device_days = counts.device_days;
     let per_day = |n: u64| {
         if device_days > 0.0 {
             n as f64 / device_days
@@ -208,38 +243,45 @@ pub(crate) fn event_metrics(
             0.0
         }
     };
-    let detected = by_tag.values().map(|v| v.detected).sum::<u64>();
-    let metrics = EventMetrics {
-        events: evs.len() as u64,
-        detected,
-        event_recall: ratio(detected, evs.len() as u64),
-        delay_median_s: quantile(&all_delays, 0.5),
-        delay_p90_s: quantile(&all_delays, 0.9),
+    EventMetrics {
+        events: counts.events,
+        detected: counts.detected,
+        event_recall: ratio(counts.detected, counts.events),
+        delay_median_s: quantile(&counts.delays_s, 0.5),
+        delay_p90_s: quantile(&counts.delays_s, 0.9),
         alerts: n_alerts,
         true_alerts,
         false_alerts,
-        alert_precision: (labelled && n_alerts > 0).then(|| ratio(true_alerts, n_alerts)),
+        alert_precision: (counts.labelled && n_alerts > 0).then(|| ratio(true_alerts, n_alerts)),
         device_days,
         alerts_per_device_day: per_day(n_alerts),
         false_alerts_per_device_day: per_day(false_alerts),
         grace_s: p.grace_seconds,
-    };
-    (metrics, by_tag)
+    }
 }
 
-/// Days from each device's first to its last selected row, summed.
-pub(crate) fn device_days(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>>) -> f64 {
+/// Each device's days from its first to its last selected row, by device code.
+pub(crate) fn days_of_each(
+    rows: &ScoredRows<'_>,
+    by_device: &BTreeMap<u32, Vec<usize>>,
+) -> Vec<(u32, f64)> {
     by_device
-        .values()
-        .filter(|list| !list.is_empty())
-        .map(|list| {
+        .iter()
+        .filter(|(_, list)| !list.is_empty())
+        .map(|(&d, list)| {
             let (a, b) = (
                 rows.timestamps[list[0]],
                 rows.timestamps[list[list.len() - 1]],
             );
-            (b - a) as f64 / 86_400e6
+            (d, (b - a) as f64 / 86_400e6)
         })
-        .sum()
+        .collect()
+}
+
+/// Days from each device's first to its last selected row, summed (by device
+/// code).
+pub(crate) fn device_days(rows: &ScoredRows<'_>, by_device: &BTreeMap<u32, Vec<usize>>) -> f64 {
+    days_of_each(rows, by_device).iter().map(|d| d.1).sum()
 }
 
 #[cfg(test)]
@@ -377,9 +419,10 @@ mod tests {
             grace_seconds: grace_s,
             ..EvalParams::default()
         };
-        let (metrics, by_tag) = event_metrics(&rows, &BTreeMap::new(), &evs, &alerts, &p);
+        let (by_tag, all_delays) = detections(&rows, &evs, &alerts, p.grace_seconds);
         let detected = first.iter().filter(|f| f.is_some()).count() as u64;
-        assert_eq!(metrics.detected, detected);
+        assert_eq!(by_tag.values().map(|t| t.detected).sum::<u64>(), detected);
+        assert_eq!(all_delays.len() as u64, detected);
         assert!(detected > 0 && detected < evs.len() as u64, "{detected}");
         let delays: Vec<f64> = evs
             .iter()

@@ -8,6 +8,7 @@ mod events;
 mod fleet;
 mod metrics;
 mod params;
+mod parts;
 mod report;
 mod threshold;
 mod tracker;
@@ -23,9 +24,10 @@ pub use fleet::DeviceAlerts;
 pub use itap_telemetry::{InvalidParam, ParamGuard};
 pub use metrics::{Confusion, CurvePoint, average_precision, curves, quantile, roc_auc};
 pub use params::{CheckedEval, EvalParams, Split, ThresholdRule};
+pub use parts::EvaluationParts;
 pub use report::{
-    InputDigest, METRICS_FORMAT_VERSION, MetricsFile, report_html, scores_csv, stage_json,
-    stage_scores_csv, write_json, write_scores_csv,
+    InputDigest, METRICS_FORMAT_VERSION, MetricsFile, ScoresCsv, Timelines, report_html,
+    report_page, scores_csv, stage_json, stage_scores_csv, write_json, write_scores_csv,
 };
 pub use threshold::{SKETCH_MAX_QUANTILE, SKETCH_MIN_QUANTILE, ScoreSketch};
 pub use tracker::{ALERTS_FORMAT_VERSION, Alert, AlertRow, AlertTracker, AlertsFile, build_alerts};

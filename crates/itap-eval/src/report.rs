@@ -1,5 +1,6 @@
 //! Artifacts: metrics.json, scores.csv and a self-contained report.html.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
@@ -117,25 +118,66 @@ pub fn write_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> R
 /// # Errors
 /// As [`write_scores_csv`].
 pub fn stage_scores_csv(rows: &ScoredRows<'_>, threshold: f64, path: &Path) -> Result<AtomicFile> {
-    let mut file = AtomicFile::create(path)?;
-    file.write_all(SCORES_HEADER.as_bytes())
-        .map_err(|e| Error::io(path, e))?;
-    itap_telemetry::write_in_blocks(
-        &mut file,
-        rows.timestamps.len(),
-        SCORES_BLOCK_ROWS,
-        |range, text: &mut String| {
-            text.clear();
-            push_score_lines(text, rows, threshold, range);
-            Ok(())
-        },
-    )
-    .map_err(|e| match e {
-        itap_telemetry::Error::Io { source, .. } => Error::io(path, source),
-        other => other.into(),
-    })?;
-    file.sync()?;
-    Ok(file)
+    let mut csv = ScoresCsv::create(path)?;
+    csv.append(rows, threshold)?;
+    csv.finish()
+}
+
+/// scores.csv written a part of the rows at a time (each part's lines in its
+/// order, the parts in the order they come) into a temporary file beside its
+/// path: [`ScoresCsv::finish`] syncs it, and [`AtomicFile::commit`] then
+/// publishes it; dropped before, it leaves the path as it was.
+#[derive(Debug)]
+pub struct ScoresCsv {
+    file: AtomicFile,
+    path: std::path::PathBuf,
+}
+
+impl ScoresCsv {
+    /// The temporary file, with the header.
+    ///
+    /// # Errors
+    /// As [`write_scores_csv`].
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(SCORES_HEADER.as_bytes())
+            .map_err(|e| Error::io(path, e))?;
+        Ok(ScoresCsv {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Appends one line per row of `rows`, flagged above `threshold`.
+    ///
+    /// # Errors
+    /// As [`write_scores_csv`].
+    pub fn append(&mut self, rows: &ScoredRows<'_>, threshold: f64) -> Result<()> {
+        let path = &self.path;
+        itap_telemetry::write_in_blocks(
+            &mut self.file,
+            rows.timestamps.len(),
+            SCORES_BLOCK_ROWS,
+            |range, text: &mut String| {
+                text.clear();
+                push_score_lines(text, rows, threshold, range);
+                Ok(())
+            },
+        )
+        .map_err(|e| match e {
+            itap_telemetry::Error::Io { source, .. } => Error::io(path, source),
+            other => other.into(),
+        })
+    }
+
+    /// The file, synced, not yet in place.
+    ///
+    /// # Errors
+    /// As [`write_scores_csv`].
+    pub fn finish(mut self) -> Result<AtomicFile> {
+        self.file.sync()?;
+        Ok(self.file)
+    }
 }
 
 /// Appends the scores.csv lines of rows `range`.
@@ -197,29 +239,6 @@ fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
 }
 
-/// A palette index for each tag code: 1 for the fault kind that occurs first in
-/// time, 2 for the next… (ties by name); 0 for "no fault".
-fn tag_colours(rows: &ScoredRows<'_>) -> Vec<usize> {
-    let mut first = vec![i64::MAX; rows.tag_names.len()];
-    if let Some(tags) = rows.tag_codes {
-        for (&t, &ts) in tags.iter().zip(rows.timestamps) {
-            let f = &mut first[t as usize];
-            *f = (*f).min(ts);
-        }
-    }
-    let mut kinds: Vec<usize> = (1..rows.tag_names.len()).collect();
-    kinds.sort_by(|&a, &b| {
-        first[a]
-            .cmp(&first[b])
-            .then_with(|| rows.tag_names[a].cmp(&rows.tag_names[b]))
-    });
-    let mut colour = vec![0; rows.tag_names.len()];
-    for (rank, &k) in kinds.iter().enumerate() {
-        colour[k] = rank + 1;
-    }
-    colour
-}
-
 /// The self-contained report page: summary tables and SVG plots (score timelines
 /// with fault spans and `alerts` shaded by severity, ROC and PR curves, per-fault
 /// recall and delay, the diagnostic sweep), the alerts table (the first 500 by
@@ -237,6 +256,22 @@ pub fn report_html(
     rows: &ScoredRows<'_>,
     alerts: &[Alert],
     max_timelines: usize,
+) -> Result<String> {
+    let mut timelines = Timelines::for_evaluation(&metrics.evaluation, max_timelines)?;
+    timelines.offer(rows);
+    report_page(title, metrics, &timelines, alerts)
+}
+
+/// [`report_html`] with the timelines' rows gathered beforehand (a part of the
+/// fleet at a time): the same page when `timelines` was offered the same rows.
+///
+/// # Errors
+/// [`Error::Plot`] when a plot cannot be drawn.
+pub fn report_page(
+    title: &str,
+    metrics: &MetricsFile,
+    timelines: &Timelines,
+    alerts: &[Alert],
 ) -> Result<String> {
     let ev = &metrics.evaluation;
     let mut h = String::with_capacity(256 * 1024);
@@ -309,7 +344,7 @@ pub fn report_html(
 
     // Timelines.
     h.push_str("<h2>Score timelines</h2><p class=\"note\">Evaluated span; shaded: ground-truth fault events; bars along the top: alerts from start to end (yellow info, orange warning, red critical); dashed: operating threshold; scores far above it (beyond four times the threshold and the 90th percentile) are drawn at the top of the plot.</p><div class=\"grid\">");
-    for svg in timelines(rows, ev, alerts, max_timelines)? {
+    for svg in timelines.draw(ev, alerts)? {
         h.push_str(&svg);
     }
     h.push_str("</div>");
@@ -521,143 +556,253 @@ fn breakdown_table(rows: &[crate::evaluate::Breakdown]) -> String {
     h
 }
 
-/// One SVG per device (those with the most events first) over the evaluated span.
-fn timelines(
-    rows: &ScoredRows<'_>,
-    ev: &Evaluation,
-    als: &[Alert],
+/// One device's rows in the evaluated span (all states), for its timeline.
+#[derive(Debug, Clone)]
+struct DeviceTimeline {
+    /// Device id.
+    name: String,
+    /// Its ground-truth events in the span.
+    events: usize,
+    /// Its rows' timestamps, in time order.
+    ts: Vec<i64>,
+    /// Their scores.
+    scores: Vec<f64>,
+    /// Its events: start, end, tag code (into [`Timelines`]'s dictionary).
+    spans: Vec<(i64, i64, u32)>,
+}
+
+/// The rows the report's score timelines draw, gathered a part of the fleet at
+/// a time ([`Timelines::offer`]): the rows from the cut on of the devices with
+/// the most ground-truth events (ties by device id), and when each fault kind
+/// first occurs (its colour: 1 for the first, then in order; ties by name).
+/// It holds only the chosen devices' rows.
+#[derive(Debug, Clone)]
+pub struct Timelines {
+    cut: i64,
     max: usize,
-) -> Result<Vec<String>> {
-    let cut = itap_telemetry::parse_timestamp(&ev.split.cut, itap_telemetry::TimeZone::UTC)?;
-    let keep: Vec<bool> = rows.timestamps.iter().map(|&t| t >= cut).collect();
-    let mut by_device: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
-    for (r, &k) in keep.iter().enumerate() {
-        if k {
-            by_device.entry(rows.device_codes[r]).or_default().push(r);
+    chosen: Vec<DeviceTimeline>,
+    tag_names: Vec<String>,
+    tag_codes: BTreeMap<String, u32>,
+    first_seen: Vec<i64>,
+}
+
+impl Timelines {
+    /// None yet, for at most `max` devices, from `cut_us` on.
+    pub fn new(cut_us: i64, max: usize) -> Self {
+        Timelines {
+            cut: cut_us,
+            max,
+            chosen: Vec::new(),
+            tag_names: vec![String::new()],
+            tag_codes: BTreeMap::from([(String::new(), 0)]),
+            first_seen: vec![i64::MAX],
         }
     }
-    for v in by_device.values_mut() {
-        v.sort_by_key(|&r| rows.timestamps[r]);
+
+    /// [`Timelines::new`] from the evaluation's cut.
+    ///
+    /// # Errors
+    /// [`Error::Telemetry`] when the evaluation's cut does not parse.
+    pub fn for_evaluation(ev: &Evaluation, max: usize) -> Result<Self> {
+        let cut = itap_telemetry::parse_timestamp(&ev.split.cut, itap_telemetry::TimeZone::UTC)?;
+        Ok(Timelines::new(cut, max))
     }
-    let evs = events(rows, &by_device);
-    let mut counts: std::collections::BTreeMap<u32, usize> = Default::default();
-    for e in &evs {
-        *counts.entry(e.device).or_default() += 1;
+
+    fn code(&mut self, name: &str) -> u32 {
+        if let Some(&c) = self.tag_codes.get(name) {
+            return c;
+        }
+        let c = self.tag_names.len() as u32;
+        self.tag_names.push(name.to_owned());
+        self.tag_codes.insert(name.to_owned(), c);
+        self.first_seen.push(i64::MAX);
+        c
     }
-    let mut order: Vec<(usize, u32)> = by_device
-        .keys()
-        .map(|&d| (counts.get(&d).copied().unwrap_or(0), d))
-        .collect();
-    // Ties by device name, and each fault kind's colour by when it first occurs
-    // (then by name): the picture depends on the data, not on the order the rows
-    // were loaded in (a file, the database, the simulator's dictionary).
-    order.sort_by(|a, b| {
-        b.0.cmp(&a.0)
-            .then_with(|| rows.device_names[a.1 as usize].cmp(&rows.device_names[b.1 as usize]))
-    });
-    let tag_colour = tag_colours(rows);
-    let tag_colour = |code: u32| tag_colour[code as usize];
-    let mut out = Vec::new();
-    for &(_, d) in order.iter().take(max) {
-        let list = &by_device[&d];
-        let t0 = rows.timestamps[list[0]];
-        let hours = |t: i64| (t - t0) as f64 / 3.6e9;
-        let x_max = hours(rows.timestamps[list[list.len() - 1]]).max(1e-6);
-        let finite: Vec<f64> = list
-            .iter()
-            .map(|&r| rows.scores[r])
-            .filter(|s| s.is_finite())
-            .collect();
-        let y_min = finite
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
-            .min(ev.threshold.value);
-        let y_max = finite
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
-            .max(ev.threshold.value);
-        // A few huge scores (a PCA residual of a dropout can be 100× the
-        // threshold) would flatten everything else: above the larger of four times
-        // the threshold and the 90th percentile, scores are drawn at the top.
-        let cap = (4.0 * ev.threshold.value).max(crate::quantile(&finite, 0.9).unwrap_or(y_max));
-        let y_max = if cap > y_min { y_max.min(cap) } else { y_max };
-        let (y_min, y_max) = if y_min.is_finite() && y_max > y_min {
-            let pad = (y_max - y_min) * 0.05;
-            (y_min - pad, y_max + pad)
-        } else {
-            (0.0, 1.0)
-        };
-        let mut svg = String::new();
-        {
-            let root = SVGBackend::with_string(&mut svg, (580, 240)).into_drawing_area();
-            root.fill(&WHITE).map_err(plot_err("timeline"))?;
+
+    /// Offers the rows of some devices (every row of each; other devices in
+    /// other calls).
+    pub fn offer(&mut self, rows: &ScoredRows<'_>) {
+        let codes: Vec<u32> = rows.tag_names.iter().map(|n| self.code(n)).collect();
+        if let Some(tags) = rows.tag_codes {
+            for (&t, &ts) in tags.iter().zip(rows.timestamps) {
+                let f = &mut self.first_seen[codes[t as usize] as usize];
+                *f = (*f).min(ts);
+            }
+        }
+        let mut by_device: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+        for (r, &t) in rows.timestamps.iter().enumerate() {
+            if t >= self.cut {
+                by_device.entry(rows.device_codes[r]).or_default().push(r);
+            }
+        }
+        for v in by_device.values_mut() {
+            v.sort_by_key(|&r| rows.timestamps[r]);
+        }
+        let evs = events(rows, &by_device);
+        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        for e in &evs {
+            *counts.entry(e.device).or_default() += 1;
+        }
+        for (&d, list) in &by_device {
             let name = &rows.device_names[d as usize];
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    format!("{name} (hours after {})", format_timestamp(t0)),
-                    ("sans-serif", 14),
-                )
-                .margin(8)
-                .x_label_area_size(24)
-                .y_label_area_size(48)
-                .build_cartesian_2d(0.0..x_max, y_min..y_max)
-                .map_err(plot_err("timeline"))?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .draw()
-                .map_err(plot_err("timeline"))?;
-            for e in evs.iter().filter(|e| e.device == d) {
-                let color = Palette99::pick(tag_colour(e.tag)).mix(0.25);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [
-                            (hours(e.start), y_min),
-                            (hours(e.end).max(hours(e.start) + x_max / 400.0), y_max),
-                        ],
-                        color.filled(),
-                    )))
-                    .map_err(plot_err("timeline"))?;
+            let n = counts.get(&d).copied().unwrap_or(0);
+            // Only a device that would be among the chosen is copied.
+            if self.chosen.len() >= self.max
+                && !self
+                    .chosen
+                    .last()
+                    .is_some_and(|w| Self::before((n, name), w))
+            {
+                continue;
             }
-            chart
-                .draw_series(LineSeries::new(
-                    list.iter()
-                        .filter(|&&r| rows.scores[r].is_finite())
-                        .map(|&r| (hours(rows.timestamps[r]), rows.scores[r].min(y_max))),
-                    BLUE.stroke_width(1),
-                ))
-                .map_err(plot_err("timeline"))?;
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(0.0, ev.threshold.value), (x_max, ev.threshold.value)],
-                    4,
-                    3,
-                    BLACK.stroke_width(1),
-                ))
-                .map_err(plot_err("timeline"))?;
-            for a in als.iter().filter(|a| a.device == *name) {
-                let colour = severity_colour(a.severity);
-                let (x0, x1) = (
-                    hours(a.start_us),
-                    hours(a.end_us).max(hours(a.start_us) + x_max / 300.0),
-                );
-                chart
-                    .draw_series([
-                        Rectangle::new([(x0, y_min), (x1, y_max)], colour.mix(0.12).filled()),
-                        Rectangle::new(
-                            [(x0, y_max - (y_max - y_min) * 0.05), (x1, y_max)],
-                            colour.filled(),
-                        ),
-                    ])
-                    .map_err(plot_err("timeline"))?;
-            }
-            root.present().map_err(plot_err("timeline"))?;
+            self.chosen.push(DeviceTimeline {
+                name: name.clone(),
+                events: n,
+                ts: list.iter().map(|&r| rows.timestamps[r]).collect(),
+                scores: list.iter().map(|&r| rows.scores[r]).collect(),
+                spans: evs
+                    .iter()
+                    .filter(|e| e.device == d)
+                    .map(|e| (e.start, e.end, codes[e.tag as usize]))
+                    .collect(),
+            });
+            self.chosen
+                .sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.name.cmp(&b.name)));
+            self.chosen.truncate(self.max);
         }
-        out.push(svg);
     }
-    Ok(out)
+
+    /// Whether a device with `n` events and id `name` comes before `w`.
+    fn before((n, name): (usize, &String), w: &DeviceTimeline) -> bool {
+        n > w.events || (n == w.events && *name < w.name)
+    }
+
+    /// A palette index for each tag code: 1 for the fault kind that occurs
+    /// first in time, 2 for the next… (ties by name); 0 for "no fault".
+    fn colours(&self) -> Vec<usize> {
+        let mut kinds: Vec<usize> = (1..self.tag_names.len()).collect();
+        kinds.sort_by(|&a, &b| {
+            self.first_seen[a]
+                .cmp(&self.first_seen[b])
+                .then_with(|| self.tag_names[a].cmp(&self.tag_names[b]))
+        });
+        let mut colour = vec![0; self.tag_names.len()];
+        for (rank, &k) in kinds.iter().enumerate() {
+            colour[k] = rank + 1;
+        }
+        colour
+    }
+
+    /// One SVG per chosen device (those with the most events first) over the
+    /// evaluated span.
+    fn draw(&self, ev: &Evaluation, als: &[Alert]) -> Result<Vec<String>> {
+        let tag_colour = self.colours();
+        let tag_colour = |code: u32| tag_colour[code as usize];
+        let mut out = Vec::new();
+        for dev in &self.chosen {
+            let t0 = dev.ts[0];
+            let hours = |t: i64| (t - t0) as f64 / 3.6e9;
+            let x_max = hours(dev.ts[dev.ts.len() - 1]).max(1e-6);
+            let finite: Vec<f64> = dev
+                .scores
+                .iter()
+                .copied()
+                .filter(|s| s.is_finite())
+                .collect();
+            let y_min = finite
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .min(ev.threshold.value);
+            let y_max = finite
+                .iter()
+                .copied()
+                .fold(f64::NEG_INFINITY, f64::max)
+                .max(ev.threshold.value);
+            // A few huge scores (a PCA residual of a dropout can be 100× the
+            // threshold) would flatten everything else: above the larger of four times
+            // the threshold and the 90th percentile, scores are drawn at the top.
+            let cap =
+                (4.0 * ev.threshold.value).max(crate::quantile(&finite, 0.9).unwrap_or(y_max));
+            let y_max = if cap > y_min { y_max.min(cap) } else { y_max };
+            let (y_min, y_max) = if y_min.is_finite() && y_max > y_min {
+                let pad = (y_max - y_min) * 0.05;
+                (y_min - pad, y_max + pad)
+            } else {
+                (0.0, 1.0)
+            };
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, (580, 240)).into_drawing_area();
+                root.fill(&WHITE).map_err(plot_err("timeline"))?;
+                let name = &dev.name;
+                let mut chart = ChartBuilder::on(&root)
+                    .caption(
+                        format!("{name} (hours after {})", format_timestamp(t0)),
+                        ("sans-serif", 14),
+                    )
+                    .margin(8)
+                    .x_label_area_size(24)
+                    .y_label_area_size(48)
+                    .build_cartesian_2d(0.0..x_max, y_min..y_max)
+                    .map_err(plot_err("timeline"))?;
+                chart
+                    .configure_mesh()
+                    .light_line_style(WHITE)
+                    .draw()
+                    .map_err(plot_err("timeline"))?;
+                for &(start, end, tag) in &dev.spans {
+                    let color = Palette99::pick(tag_colour(tag)).mix(0.25);
+                    chart
+                        .draw_series(std::iter::once(Rectangle::new(
+                            [
+                                (hours(start), y_min),
+                                (hours(end).max(hours(start) + x_max / 400.0), y_max),
+                            ],
+                            color.filled(),
+                        )))
+                        .map_err(plot_err("timeline"))?;
+                }
+                chart
+                    .draw_series(LineSeries::new(
+                        dev.ts
+                            .iter()
+                            .zip(&dev.scores)
+                            .filter(|(_, s)| s.is_finite())
+                            .map(|(&t, &s)| (hours(t), s.min(y_max))),
+                        BLUE.stroke_width(1),
+                    ))
+                    .map_err(plot_err("timeline"))?;
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(0.0, ev.threshold.value), (x_max, ev.threshold.value)],
+                        4,
+                        3,
+                        BLACK.stroke_width(1),
+                    ))
+                    .map_err(plot_err("timeline"))?;
+                for a in als.iter().filter(|a| a.device == *name) {
+                    let colour = severity_colour(a.severity);
+                    let (x0, x1) = (
+                        hours(a.start_us),
+                        hours(a.end_us).max(hours(a.start_us) + x_max / 300.0),
+                    );
+                    chart
+                        .draw_series([
+                            Rectangle::new([(x0, y_min), (x1, y_max)], colour.mix(0.12).filled()),
+                            Rectangle::new(
+                                [(x0, y_max - (y_max - y_min) * 0.05), (x1, y_max)],
+                                colour.filled(),
+                            ),
+                        ])
+                        .map_err(plot_err("timeline"))?;
+                }
+                root.present().map_err(plot_err("timeline"))?;
+            }
+            out.push(svg);
+        }
+        Ok(out)
+    }
 }
 
 fn curve_svg(

@@ -635,7 +635,7 @@ fn shares(contrib: &[f64], features: &[String], families: &[String]) -> (Vec<Sha
     (fams, feats)
 }
 
-fn sort_alerts(v: &mut [Alert]) {
+pub(crate) fn sort_alerts(v: &mut [Alert]) {
     v.sort_by(|a, b| a.start_us.cmp(&b.start_us).then(a.device.cmp(&b.device)));
 }
 
