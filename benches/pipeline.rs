@@ -45,6 +45,8 @@ fn run_params(sim: &CheckedSimParams, dir: &Path, i: usize) -> RunParams {
             .expect("defaults"),
         out_dir: dir.join(format!("artifacts-{rows}")),
         config_json: serde_json::json!({"bench": "pipeline"}),
+        memory_rows: 0,
+        group_rows: itap::DEFAULT_GROUP_ROWS,
     }
 }
 

@@ -244,6 +244,7 @@ fn scoring<'a>(model: &'a ModelFile, group_rows: u64) -> GroupedScoring<'a> {
         eval: EVAL.get_or_init(|| EvalParams::default().check().unwrap()),
         ctx: CTX.get_or_init(context),
         group_rows,
+        split: None,
     }
 }
 

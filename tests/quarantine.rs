@@ -42,6 +42,8 @@ fn params(policy: Policy, db: &Path, out: &Path) -> RunParams {
         alerts: itap::eval::AlertParams::default().check().unwrap(),
         out_dir: out.to_path_buf(),
         config_json: serde_json::json!({"test": "quarantine"}),
+        memory_rows: 0,
+        group_rows: itap::DEFAULT_GROUP_ROWS,
     }
 }
 

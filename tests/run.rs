@@ -31,6 +31,8 @@ fn params(source: Source, db: &Path, out: &Path) -> RunParams {
         alerts: itap::eval::AlertParams::default().check().unwrap(),
         out_dir: out.to_path_buf(),
         config_json: serde_json::json!({"test": "run"}),
+        memory_rows: 0,
+        group_rows: itap::DEFAULT_GROUP_ROWS,
     }
 }
 
@@ -282,4 +284,112 @@ fn the_threshold_never_depends_on_test_labels() {
         train_clean.threshold.value.to_bits(),
         base.threshold.value.to_bits()
     );
+}
+
+/// The files of a run in `out`: each whole, and scores.csv's lines sorted.
+fn run_files(out: &Path) -> Vec<String> {
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let mut lines: Vec<String> = read("scores.csv").lines().map(str::to_owned).collect();
+    lines.sort();
+    let mut files = vec![
+        read("metrics.json"),
+        read("alerts.json"),
+        read("report.html"),
+    ];
+    files.push(lines.join("\n"));
+    files
+}
+
+#[test]
+fn an_input_larger_than_memory_rows_is_streamed_through_the_store_with_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    // 6 devices × 4 h: 8,640 rows.
+    let sim = SimParams::default().devices(6).hours(4.0).check().unwrap();
+    let csv = |name: &str| dir.path().join(name);
+    let whole = params(
+        Source::Simulate(Box::new(sim.clone()), csv("fleet.csv")),
+        &dir.path().join("whole.db"),
+        &dir.path().join("whole"),
+    );
+    let (held, stages) = run(&whole);
+    assert_eq!(stages[..3], ["generate", "validate", "train"]);
+    let written = std::fs::read(csv("fleet.csv")).unwrap();
+
+    // Streamed, one group: the same files (the fleet-wide parts from every
+    // device), the same CSV, the rows stored.
+    let mut streamed = params(
+        Source::Simulate(Box::new(sim.clone()), csv("fleet.csv")),
+        &dir.path().join("streamed.db"),
+        &dir.path().join("streamed"),
+    );
+    streamed.memory_rows = 8_000;
+    streamed.group_rows = 10_000;
+    let (got, stages) = run(&streamed);
+    assert_eq!(stages, ["generate", "ingest", "train", "score+evaluate"]);
+    assert!(
+        std::fs::read(csv("fleet.csv")).unwrap() == written,
+        "the same CSV"
+    );
+    assert_eq!(stored_rows(&dir.path().join("streamed.db")), 8_640);
+    assert_eq!(got.evaluation, held.evaluation);
+    assert_eq!(got.alerts, held.alerts);
+    assert_eq!(got.alerts_stored.inserted, held.alerts_stored.inserted);
+    assert!(!got.alerts.is_empty());
+    assert!(
+        run_files(&dir.path().join("streamed")) == run_files(&dir.path().join("whole")),
+        "the streamed run's files differ"
+    );
+    let model = |d: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join(d).join("model.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    let (mut a, b) = (model("streamed"), model("whole"));
+    assert_eq!(a["training"]["fleet_devices"], 6);
+    a["training"]
+        .as_object_mut()
+        .unwrap()
+        .remove("fleet_devices");
+    assert_eq!(a, b);
+
+    // A CSV input larger than memory_rows, groups of two devices: streamed too
+    // (its rows estimated from its size), and a re-run stores nothing twice.
+    let mut from_csv = params(
+        Source::Csv(csv("fleet.csv")),
+        &dir.path().join("csv.db"),
+        &dir.path().join("csv"),
+    );
+    from_csv.memory_rows = 8_000;
+    from_csv.group_rows = 3_000;
+    let (first, stages) = run(&from_csv);
+    assert_eq!(stages, ["ingest", "train", "score+evaluate"]);
+    assert_eq!(first.evaluation.rows_total, 8_640);
+    assert!(
+        first.evaluation.roc_auc.is_some_and(|a| a > 0.7),
+        "{:?}",
+        first.evaluation.roc_auc
+    );
+    let (again, _) = run(&from_csv);
+    assert_eq!(again.alerts_stored.inserted, 0);
+    assert_eq!(again.evaluation, first.evaluation);
+    assert_eq!(stored_rows(&dir.path().join("csv.db")), 8_640);
+
+    // A threshold rule that needs every held-back row is refused before
+    // anything is written.
+    let mut target = params(
+        Source::Csv(csv("fleet.csv")),
+        &dir.path().join("t.db"),
+        &dir.path().join("t"),
+    );
+    target.memory_rows = 8_000;
+    target.eval = EvalParams {
+        target_false_alerts_per_device_day: Some(2.0),
+        ..EvalParams::default()
+    }
+    .check()
+    .unwrap();
+    let err = itap::run(&target, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("memory_rows"), "{err}");
+    assert!(!dir.path().join("t.db").exists() && !dir.path().join("t").exists());
 }

@@ -36,6 +36,9 @@ pub struct GroupedScoring<'a> {
     /// Rows read at a time: a group's devices (a device with more is a group
     /// alone).
     pub group_rows: u64,
+    /// The split to evaluate at; `None`: the model's cut over the data's span
+    /// (as [`crate::split_at_model_cut`] gives it).
+    pub split: Option<&'a Split>,
 }
 
 /// Scores every row of `data` with `how.model`, evaluates the rows after the
@@ -63,7 +66,10 @@ pub fn score_grouped(
     let (first, last) = data
         .time_bounds()
         .ok_or_else(|| Error::NoData("the data set has no rows".to_owned()))?;
-    let split: Split = split_for_bounds(first, last, model, how.model_path)?;
+    let split: Split = match how.split {
+        Some(s) => *s,
+        None => split_for_bounds(first, last, model, how.model_path)?,
+    };
     let devices = data.devices().to_vec();
     let mut parts = EvaluationParts::new();
     let mut timelines = Timelines::new(split.cut_us, MAX_TIMELINES);

@@ -33,7 +33,9 @@ pub use report::{
     Reported, RunContext, alert_record, calibration_rows, evaluate_and_write,
     evaluate_scores_and_write, operating_threshold, store_alerts, threshold_for_scores,
 };
-pub use run::{QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run};
+pub use run::{
+    DEFAULT_MEMORY_ROWS, QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run,
+};
 pub use score::{
     ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, RowContributions, ScaledFeatures, Scored,
 };

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
+use crate::pipeline::grouped::{DeviceGroups, GroupedTraining, StoreGroups, train_grouped};
+use crate::pipeline::grouped_score::{GroupedScoring, score_grouped};
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
 };
@@ -105,7 +107,17 @@ pub struct RunParams {
     pub out_dir: PathBuf,
     /// The configuration, recorded in metrics.json.
     pub config_json: serde_json::Value,
+    /// Rows held in memory at most: a larger input is stored first and
+    /// analysed from the store a group of devices at a time (see [`run`]);
+    /// 0 = always in memory.
+    pub memory_rows: u64,
+    /// Rows read from the store at a time when the input is larger than
+    /// `memory_rows` (a group of whole devices).
+    pub group_rows: u64,
 }
+
+/// The default of [`RunParams::memory_rows`].
+pub const DEFAULT_MEMORY_ROWS: u64 = 10_000_000;
 
 /// What [`run`] produced.
 #[derive(Debug, Clone)]
@@ -324,6 +336,16 @@ fn analyse(
 /// score stage. To train on everything a dataset holds, load it with
 /// [`crate::load_dataset`] and call the stages one by one (as `itap train` does).
 ///
+/// An input of more than [`RunParams::memory_rows`] rows (the simulated fleet's
+/// rows, or a CSV's estimated from its size and its first lines) is not held:
+/// it is simulated into its CSV a block at a time (stage generate), read,
+/// validated and stored as it streams by (stage ingest), and then the stored
+/// dataset is trained on and scored a group of devices at a time
+/// ([`crate::train_grouped`], [`crate::score_grouped`]; stages train and
+/// score+evaluate). The analysis then covers every row the dataset holds, this
+/// input's and any stored before. scores.csv lists the groups one after
+/// another; a threshold rule on false alerts per device-day is refused there.
+///
 /// Under the validation policy `reject` (the default) an input with error rows is
 /// refused; under `quarantine` those rows are set aside into [`QUARANTINE_FILE`]
 /// in `out_dir` (with their reasons; the file is written, possibly with a header
@@ -341,6 +363,9 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
     let quarantine = (p.validation.params().policy == Policy::Quarantine)
         .then(|| p.out_dir.join(QUARANTINE_FILE));
     let quarantine = quarantine.as_deref();
+    if p.memory_rows > 0 && input_rows(&p.source)? > p.memory_rows {
+        return run_streamed(p, quarantine, &mut sw);
+    }
     let (input, (valid, report)) = match &p.source {
         Source::Simulate(sim, path) => (
             path,
@@ -459,5 +484,203 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         alerts_stored,
         artifacts,
         rows_quarantined,
+    })
+}
+
+/// The input's rows: the simulated fleet's, or a CSV's estimated from its size
+/// and the mean length of its first lines (up to 64 KiB after the header).
+fn input_rows(source: &Source) -> Result<u64> {
+    match source {
+        Source::Simulate(sim, _) => Ok(sim.rows() as u64),
+        Source::Csv(path) => {
+            use std::io::Read;
+            let io = |source| itap_telemetry::Error::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut file = std::fs::File::open(path).map_err(io)?;
+            let size = file.metadata().map_err(io)?.len();
+            let mut head = Vec::with_capacity(65_536);
+            std::io::Read::by_ref(&mut file)
+                .take(65_536)
+                .read_to_end(&mut head)
+                .map_err(io)?;
+            // Whole lines after the header.
+            let ends: Vec<usize> = head
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i)
+                .collect();
+            Ok(match ends.as_slice() {
+                [header, .., last] if last > header => {
+                    let lines = (ends.len() - 1) as u64;
+                    let per_line = (*last - *header) as u64 / lines;
+                    size.saturating_sub(*header as u64 + 1) / per_line.max(1)
+                }
+                _ => ends.len().saturating_sub(1) as u64,
+            })
+        }
+    }
+}
+
+/// [`run`] for an input larger than [`RunParams::memory_rows`]: generate (into
+/// the CSV), ingest (read, validate and store as it streams by), then train on
+/// and score the stored dataset a group of devices at a time.
+fn run_streamed(
+    p: &RunParams,
+    quarantine: Option<&Path>,
+    sw: &mut Stopwatch<'_>,
+) -> Result<RunSummary> {
+    if matches!(p.eval.rule(), ThresholdRule::TargetFalseAlerts(_)) {
+        return Err(crate::Error::param(
+            "eval.target_false_alerts_per_device_day",
+            format!(
+                "sets the threshold by replaying the alerts over every held-back row, which a run of more than {} rows (model.memory_rows) does not hold; use eval.threshold_quantile, or raise model.memory_rows",
+                p.memory_rows
+            ),
+        ));
+    }
+    let (path, opts) = match &p.source {
+        Source::Simulate(sim, path) => {
+            let t = Instant::now();
+            let done = itap_telemetry::simulate_to_csv(sim, path, &mut |_| {})?;
+            sw.record(
+                "generate",
+                done.rows,
+                t,
+                format!(
+                    "{} devices → {} (streamed: more than {} rows)",
+                    sim.params().devices,
+                    path.display(),
+                    p.memory_rows
+                ),
+            );
+            // The simulated signals' declarations (unit, range, family), as
+            // the rows in memory carry them.
+            let opts = ReadOptions {
+                declared: sim.schema().signals().to_vec(),
+                ..ReadOptions::default()
+            };
+            (path, opts)
+        }
+        Source::Csv(path) => (path, p.read.clone()),
+    };
+    let t = Instant::now();
+    let (report, ingested) = store_runtime()?.block_on(crate::pipeline::ingest::ingest_file(
+        path,
+        &opts,
+        &p.validation,
+        quarantine,
+        &p.store,
+        &mut |_, _| {},
+    ))?;
+    let c = &ingested.counts;
+    sw.record(
+        "ingest",
+        report.rows,
+        t,
+        format!(
+            "read, validated ({}, {} rows accepted) and stored as it streamed by: {} dataset `{}`: inserted {}, duplicates {}, conflicts {}",
+            report.verdict.as_str(),
+            report.rows_accepted,
+            p.store.url,
+            p.store.dataset,
+            c.inserted,
+            c.duplicates,
+            c.conflicts
+        ),
+    );
+
+    let mut groups = StoreGroups::open(&p.store)?;
+    let t = Instant::now();
+    let how = GroupedTraining {
+        eval: &p.eval,
+        set: &p.training,
+        features: &p.features,
+        detector: &p.detector,
+        group_rows: p.group_rows,
+        fleet_rows: p.group_rows,
+    };
+    let trained = train_grouped(&mut groups, &how, &mut |_, _| {});
+    let model = match trained {
+        Ok(m) => m,
+        Err(e) => {
+            groups.close();
+            return Err(e);
+        }
+    };
+    let stored: u64 = groups.devices().iter().map(|d| d.1).sum();
+    sw.record(
+        "train",
+        model.training.rows_used,
+        t,
+        format!(
+            "{} features, {} of {} training rows used, from the {} rows of dataset `{}` a group of devices at a time (fleet-wide parts from {} devices)",
+            model.feature_names.len(),
+            model.training.rows_used,
+            model.training.rows_in_span,
+            stored,
+            p.store.dataset,
+            model.training.fleet_devices.unwrap_or(0)
+        ),
+    );
+
+    let t = Instant::now();
+    let model_path = p.out_dir.join("model.json");
+    let model_file = itap_eval::stage_json(&model, &model_path)?;
+    let ctx = RunContext {
+        input: InputDigest {
+            path: path.display().to_string(),
+            sha256: report.input.sha256.clone(),
+        },
+        config: p.config_json.clone(),
+        alerts: p.alerts.clone(),
+    };
+    // The run's split, as training took it (with its training fraction).
+    let split = match groups.time_bounds() {
+        Some((first, last)) => Some(p.eval.split(first, last)?),
+        None => None,
+    };
+    let scoring = GroupedScoring {
+        model: &model,
+        model_path: &model_path,
+        eval: &p.eval,
+        ctx: &ctx,
+        group_rows: p.group_rows,
+        split: split.as_ref(),
+    };
+    let scored = score_grouped(&mut groups, &scoring, &p.out_dir, &mut |_, _| {});
+    groups.close();
+    let Reported {
+        evaluation,
+        alerts,
+        files: mut artifacts,
+    } = scored?;
+    model_file.commit()?;
+    let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
+    sw.record(
+        "score+evaluate",
+        evaluation.rows_total,
+        t,
+        format!(
+            "ROC-AUC {}, PR-AUC {}, {} alerts ({} new in the store); a group of devices at a time",
+            evaluation.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
+            evaluation.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
+            alerts.len(),
+            alerts_stored.inserted
+        ),
+    );
+    artifacts.insert(0, model_path);
+    if let Some(q) = quarantine {
+        artifacts.push(q.to_path_buf());
+    }
+    Ok(RunSummary {
+        timings: std::mem::take(&mut sw.timings),
+        evaluation,
+        alerts,
+        alerts_stored,
+        artifacts,
+        rows_quarantined: report.rows - report.rows_accepted,
     })
 }

@@ -119,6 +119,8 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
         alerts: config.alert_params()?,
         out_dir: dir,
         config_json: config.to_json(&args.flags),
+        memory_rows: config.model.memory_rows,
+        group_rows: config.model.group_rows,
     };
     let started = Instant::now();
     let quiet = out.quiet;

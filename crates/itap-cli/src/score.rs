@@ -105,6 +105,7 @@ pub(crate) fn run(args: &ScoreArgs, out: Output) -> Result<ExitCode> {
             eval: &eval,
             ctx: &ctx,
             group_rows: config.model.group_rows,
+            split: None,
         };
         let reported = itap::score_grouped(&mut groups, &how, &dir, &mut |done, _| {
             n += 1;
