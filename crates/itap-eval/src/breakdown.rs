@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use itap_telemetry::State;
 
-use crate::evaluate::{Breakdown, FaultMetrics, ScoredRows, Selection};
+use crate::evaluate::{Breakdown, FaultMetrics, ScoredRows};
 use crate::events::TagEvents;
 use crate::metrics::{Confusion, quantile, ratio, roc_auc};
 
@@ -53,21 +53,21 @@ impl Columns {
             .collect()
     }
 
-    /// Appends the rows `sel` evaluated of `rows` (`codes`: [`Columns::codes_of`]
-    /// the rows' tag names).
-    pub(crate) fn extend(&mut self, rows: &ScoredRows<'_>, sel: &Selection, codes: &[u32]) {
-        let n = sel.rows.len();
-        self.scores.extend_from_slice(&sel.scores);
+    /// Appends the rows of `rows` marked in `keep`, in their order (`codes`:
+    /// [`Columns::codes_of`] the rows' tag names).
+    pub(crate) fn extend(&mut self, rows: &ScoredRows<'_>, keep: &[bool], codes: &[u32]) {
+        let n = keep.iter().filter(|&&k| k).count();
+        let kept = || (0..keep.len()).filter(|&r| keep[r]);
+        self.scores.reserve(n);
+        self.scores.extend(kept().map(|r| rows.scores[r]));
         self.tags.reserve(n);
         match rows.tag_codes {
-            Some(t) => self
-                .tags
-                .extend(sel.rows.iter().map(|&r| codes[t[r] as usize])),
+            Some(t) => self.tags.extend(kept().map(|r| codes[t[r] as usize])),
             None => self.tags.extend(std::iter::repeat_n(0, n)),
         }
         if let Some(s) = rows.states {
             self.states.reserve(n);
-            self.states.extend(sel.rows.iter().map(|&r| s[r]));
+            self.states.extend(kept().map(|r| s[r]));
         }
     }
 
@@ -92,20 +92,26 @@ fn breakdown(key: String, s: &[f64], l: &[bool], threshold: f64) -> Breakdown {
     }
 }
 
-/// One breakdown per device, in device-id order.
-pub(crate) fn per_device(rows: &ScoredRows<'_>, sel: &Selection, threshold: f64) -> Vec<Breakdown> {
-    let mut by: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, &r) in sel.rows.iter().enumerate() {
-        let name = rows.device_names[rows.device_codes[r] as usize].as_str();
-        by.entry(name).or_default().push(i);
-    }
-    by.into_iter()
-        .map(|(d, m)| {
-            let s: Vec<f64> = m.iter().map(|&i| sel.scores[i]).collect();
-            let l: Vec<bool> = m.iter().map(|&i| sel.labels[i]).collect();
-            breakdown(d.to_owned(), &s, &l, threshold)
+/// One breakdown per device, in device-id order, of the rows of each device in
+/// `by_device` (device code → rows of `rows`).
+pub(crate) fn per_device(
+    rows: &ScoredRows<'_>,
+    by_device: &BTreeMap<u32, Vec<usize>>,
+    threshold: f64,
+) -> Vec<Breakdown> {
+    let mut out: Vec<Breakdown> = by_device
+        .iter()
+        .map(|(&d, list)| {
+            let s: Vec<f64> = list.iter().map(|&r| rows.scores[r]).collect();
+            let l: Vec<bool> = list
+                .iter()
+                .map(|&r| rows.tag_codes.is_some_and(|t| t[r] != 0))
+                .collect();
+            breakdown(rows.device_names[d as usize].clone(), &s, &l, threshold)
         })
-        .collect()
+        .collect();
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    out
 }
 
 /// One breakdown per operating state, in state order; none without a state

@@ -77,10 +77,6 @@ impl<'a> ScoredRows<'a> {
         }
         Ok(())
     }
-
-    fn is_fault(&self, r: usize) -> bool {
-        self.tag_codes.is_some_and(|t| t[r] != 0)
-    }
 }
 
 /// Per-row contributions, for the family and feature shares of alerts.
@@ -341,40 +337,15 @@ pub struct SplitInfo {
     pub train_fraction: Option<f64>,
 }
 
-/// The rows evaluated (at or after the cut, in an evaluated state), with their
-/// scores, labels and flags, aligned.
-#[derive(Debug)]
-pub(crate) struct Selection {
-    /// Per input row: evaluated or not.
-    pub(crate) keep: Vec<bool>,
-    /// The input row of each evaluated row, in input order.
-    pub(crate) rows: Vec<usize>,
-    /// Their scores.
-    pub(crate) scores: Vec<f64>,
-    /// Their labels (faulty or not).
-    pub(crate) labels: Vec<bool>,
-}
-
-impl Selection {
-    pub(crate) fn new(rows: &ScoredRows<'_>, split: &Split, states: &[State]) -> Self {
-        let n = rows.timestamps.len();
-        let keep: Vec<bool> = (0..n)
-            .map(|r| {
-                !split.is_train(rows.timestamps[r])
-                    && rows.states.is_none_or(|s| states.contains(&s[r]))
-            })
-            .collect();
-        let mut idx: Vec<usize> = Vec::with_capacity(keep.iter().filter(|&&k| k).count());
-        idx.extend((0..n).filter(|&r| keep[r]));
-        let scores: Vec<f64> = idx.iter().map(|&r| rows.scores[r]).collect();
-        let labels: Vec<bool> = idx.iter().map(|&r| rows.is_fault(r)).collect();
-        Selection {
-            keep,
-            rows: idx,
-            scores,
-            labels,
-        }
-    }
+/// The rows evaluated, a flag per row: at or after the cut, in an evaluated
+/// state.
+pub(crate) fn evaluated_rows(rows: &ScoredRows<'_>, split: &Split, states: &[State]) -> Vec<bool> {
+    (0..rows.timestamps.len())
+        .map(|r| {
+            !split.is_train(rows.timestamps[r])
+                && rows.states.is_none_or(|s| states.contains(&s[r]))
+        })
+        .collect()
 }
 
 /// What [`evaluate_with`] needs besides the rows.

@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 use crate::breakdown::{Columns, per_device, per_fault, per_state};
 use crate::error::{Error, Result};
 use crate::evaluate::{
-    Breakdown, EvalContext, Evaluated, Evaluation, PointMetrics, ScoredRows, Selection, split_info,
-    sweep,
+    Breakdown, EvalContext, Evaluated, Evaluation, PointMetrics, ScoredRows, evaluated_rows,
+    split_info, sweep,
 };
 use crate::events::{
     EventCounts, TagEvents, days_of_each, detections, event_metrics, events, label_alerts,
@@ -103,7 +103,7 @@ impl EvaluationParts {
         self.has_states = Some(has_states);
         let p = ctx.params.params();
         let threshold = ctx.threshold.value;
-        let sel = Selection::new(rows, ctx.split, &p.states);
+        let keep = evaluated_rows(rows, ctx.split, &p.states);
         self.labelled |= rows.tag_codes.is_some();
         self.rows_total += rows.timestamps.len() as u64;
         self.rows_train += rows
@@ -112,13 +112,15 @@ impl EvaluationParts {
             .filter(|&&t| ctx.split.is_train(t))
             .count() as u64;
         let codes = self.cols.codes_of(rows.tag_names);
-        self.cols.extend(rows, &sel, &codes);
+        self.cols.extend(rows, &keep, &codes);
 
-        let by_device = per_device_rows(rows, &sel.keep);
+        let by_device = per_device_rows(rows, &keep);
+        self.per_device
+            .extend(per_device(rows, &by_device, threshold));
         let evs = events(rows, &by_device);
         let mut alerts = build_alerts(
             rows,
-            &sel.keep,
+            &keep,
             threshold,
             ctx.calibration,
             ctx.alerts,
@@ -139,7 +141,6 @@ impl EvaluationParts {
                 .into_iter()
                 .map(|(d, days)| (rows.device_names[d as usize].clone(), days)),
         );
-        self.per_device.extend(per_device(rows, &sel, threshold));
         self.fleet.extend(fleet(rows, &by_device, &alerts));
         self.alerts.extend(alerts);
         if let Some(a) = ctx.attribution {

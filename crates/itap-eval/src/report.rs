@@ -639,13 +639,17 @@ impl Timelines {
             v.sort_by_key(|&r| rows.timestamps[r]);
         }
         let evs = events(rows, &by_device);
-        let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+        // Each device's events, in time order.
+        let mut of_device: BTreeMap<u32, Vec<(i64, i64, u32)>> = BTreeMap::new();
         for e in &evs {
-            *counts.entry(e.device).or_default() += 1;
+            of_device
+                .entry(e.device)
+                .or_default()
+                .push((e.start, e.end, codes[e.tag as usize]));
         }
         for (&d, list) in &by_device {
             let name = &rows.device_names[d as usize];
-            let n = counts.get(&d).copied().unwrap_or(0);
+            let n = of_device.get(&d).map_or(0, Vec::len);
             // Only a device that would be among the chosen is copied.
             if self.chosen.len() >= self.max
                 && !self
@@ -660,11 +664,7 @@ impl Timelines {
                 events: n,
                 ts: list.iter().map(|&r| rows.timestamps[r]).collect(),
                 scores: list.iter().map(|&r| rows.scores[r]).collect(),
-                spans: evs
-                    .iter()
-                    .filter(|e| e.device == d)
-                    .map(|e| (e.start, e.end, codes[e.tag as usize]))
-                    .collect(),
+                spans: of_device.remove(&d).unwrap_or_default(),
             });
             self.chosen
                 .sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.name.cmp(&b.name)));
