@@ -304,6 +304,46 @@ fn a_dataset_larger_than_group_rows_is_scored_a_group_of_devices_at_a_time() {
 }
 
 #[test]
+fn a_run_larger_than_memory_rows_streams_through_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    itap(&dir)
+        .arg("run")
+        .args(FLEET)
+        .args(["--out", "whole"])
+        .assert()
+        .success();
+    fs::write(
+        dir.path().join("m.toml"),
+        "[model]\nmemory_rows = 2000\ngroup_rows = 100000\n",
+    )
+    .unwrap();
+    itap(&dir)
+        .args([
+            "run",
+            "--config",
+            "m.toml",
+            "--db",
+            "sqlite://data/streamed.db",
+        ])
+        .args(FLEET)
+        .args(["--out", "streamed"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("stored as it streamed by")
+                .and(predicate::str::contains("score+evaluate"))
+                .and(predicate::str::contains("inserted 2880")),
+        );
+    let read = |f: &str| fs::read_to_string(dir.path().join(f)).unwrap();
+    for f in ["metrics.json", "alerts.json", "report.html"] {
+        assert!(
+            read(&format!("whole/{f}")) == read(&format!("streamed/{f}")),
+            "{f} differs"
+        );
+    }
+}
+
+#[test]
 fn unsupervised_training_uses_every_row_of_the_span() {
     let dir = tempfile::tempdir().unwrap();
     itap(&dir).arg("generate").args(FLEET).assert().success();

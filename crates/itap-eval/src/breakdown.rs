@@ -124,7 +124,9 @@ pub(crate) fn per_state(cols: &Columns, labels: &[bool], threshold: f64) -> Vec<
     present
         .into_iter()
         .map(|state| {
-            let (mut s, mut l) = (Vec::new(), Vec::new());
+            // Sized exactly: one state may be most of the fleet's rows.
+            let n = cols.states.iter().filter(|&&st| st == state).count();
+            let (mut s, mut l) = (Vec::with_capacity(n), Vec::with_capacity(n));
             for ((&x, &y), _) in cols
                 .scores
                 .iter()
