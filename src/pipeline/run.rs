@@ -465,18 +465,10 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         "evaluate",
         evaluation.rows_evaluated,
         evaluate_seconds + t.elapsed().as_secs_f64(),
-        format!(
-            "ROC-AUC {}, PR-AUC {}, {} alerts ({} new in the store)",
-            evaluation.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
-            evaluation.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
-            alerts.len(),
-            alerts_stored.inserted
-        ),
+        evaluated(&evaluation, alerts.len(), &alerts_stored),
     );
     artifacts.insert(0, model_path);
-    if let Some(q) = quarantine {
-        artifacts.push(q.to_path_buf());
-    }
+    artifacts.extend(quarantine.map(Path::to_path_buf));
     Ok(RunSummary {
         timings: sw.timings,
         evaluation,
@@ -664,17 +656,12 @@ fn run_streamed(
         evaluation.rows_total,
         t,
         format!(
-            "ROC-AUC {}, PR-AUC {}, {} alerts ({} new in the store); a group of devices at a time",
-            evaluation.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
-            evaluation.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
-            alerts.len(),
-            alerts_stored.inserted
+            "{}; a group of devices at a time",
+            evaluated(&evaluation, alerts.len(), &alerts_stored)
         ),
     );
     artifacts.insert(0, model_path);
-    if let Some(q) = quarantine {
-        artifacts.push(q.to_path_buf());
-    }
+    artifacts.extend(quarantine.map(Path::to_path_buf));
     Ok(RunSummary {
         timings: std::mem::take(&mut sw.timings),
         evaluation,
@@ -683,4 +670,14 @@ fn run_streamed(
         artifacts,
         rows_quarantined: report.rows - report.rows_accepted,
     })
+}
+
+/// The evaluate stage's detail: the curves' areas and the alerts.
+fn evaluated(ev: &Evaluation, alerts: usize, stored: &AlertsWritten) -> String {
+    format!(
+        "ROC-AUC {}, PR-AUC {}, {alerts} alerts ({} new in the store)",
+        ev.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
+        ev.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
+        stored.inserted
+    )
 }

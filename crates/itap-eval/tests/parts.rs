@@ -133,6 +133,16 @@ fn fleet() -> Rows {
     rows
 }
 
+/// Training before minute 120 of the 400.
+fn split() -> Split {
+    Split {
+        first_us: 0,
+        cut_us: 120 * MIN,
+        last_us: 399 * MIN,
+        fraction: None,
+    }
+}
+
 /// Each row's contributions, from its device, time and score only.
 fn contributions(rows: &Rows, r: usize) -> Vec<f64> {
     let d = rows.devices[rows.dev[r] as usize].as_bytes()[3] as f64;
@@ -144,12 +154,7 @@ fn contributions(rows: &Rows, r: usize) -> Vec<f64> {
 fn a_fleet_evaluated_a_group_of_devices_at_a_time_is_evaluated_as_a_whole() {
     let whole = fleet();
     let params = EvalParams::default().check().unwrap();
-    let split = Split {
-        first_us: 0,
-        cut_us: 120 * MIN,
-        last_us: 399 * MIN,
-        fraction: None,
-    };
+    let split = split();
     let train: Vec<f64> = (0..whole.ts.len())
         .filter(|&r| split.is_train(whole.ts[r]))
         .map(|r| whole.scores[r])
@@ -254,18 +259,16 @@ fn a_fleet_evaluated_a_group_of_devices_at_a_time_is_evaluated_as_a_whole() {
             csv.append(&part.scored(), threshold.value).unwrap();
         }
         assert_eq!(parts.rows_evaluated(), ev.rows_evaluated);
-        let alerts_ctx = {
-            let ctx_alerts = &alerts;
-            EvalContext {
-                split: &split,
-                threshold,
-                params: &params,
-                alerts: ctx_alerts,
-                calibration: &sketch,
-                attribution: None,
-            }
+        // The end needs no contributions: the alerts were made per group.
+        let end = EvalContext {
+            split: &split,
+            threshold,
+            params: &params,
+            alerts: &alerts,
+            calibration: &sketch,
+            attribution: None,
         };
-        let got = parts.finish(&alerts_ctx).unwrap();
+        let got = parts.finish(&end).unwrap();
         assert_eq!(got, expected, "groups {groups:?}");
         let got_page = report_page("r", &metrics(got.evaluation), &timelines, &got.alerts).unwrap();
         assert!(
@@ -287,12 +290,7 @@ fn a_fleet_evaluated_a_group_of_devices_at_a_time_is_evaluated_as_a_whole() {
 fn a_device_in_two_parts_is_refused() {
     let whole = fleet();
     let params = EvalParams::default().check().unwrap();
-    let split = Split {
-        first_us: 0,
-        cut_us: 120 * MIN,
-        last_us: 399 * MIN,
-        fraction: None,
-    };
+    let split = split();
     let sketch = ScoreSketch::from_scores(&[0.1, 0.2]);
     let alerts = AlertParams::default().check().unwrap();
     let ctx = EvalContext {
