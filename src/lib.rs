@@ -31,14 +31,14 @@ pub use model::{MODEL_FORMAT_VERSION, ModelFile, TrainingInfo};
 pub use pipeline::{
     ATTRIBUTION_METHOD, BatchGroups, CALIBRATED_ATTRIBUTION_METHOD, DEFAULT_CALIBRATION_FRACTION,
     DEFAULT_DETECTOR, DEFAULT_GROUP_ROWS, DEFAULT_INPUTS, DEFAULT_MAX_TRAINING_ROWS,
-    DEFAULT_MEMORY_ROWS, DeviceGroups, GroupedScoring, GroupedTraining, QUARANTINE_FILE, Reported,
-    RowContributions, RunContext, RunParams, RunSummary, ScaledFeatures, Scored, Source,
+    DEFAULT_MEMORY_ROWS, DeviceGroups, GroupedScoring, GroupedTraining, Progress, QUARANTINE_FILE,
+    Reported, RowContributions, RunContext, RunParams, RunSummary, ScaledFeatures, Scored, Source,
     StageTiming, StoreGroups, StoreSettings, TRAINING_SAMPLE_SEED, Trained, TrainedScores,
     TrainingSet, alert_record, calibration_rows, default_detector, detector_features,
     evaluate_and_write, evaluate_scores_and_write, ingest_file, load_dataset, operating_threshold,
-    read_validated, run, score_grouped, split_at_model_cut, split_by_time, store_alerts,
-    store_batch, store_runtime, store_validated, threshold_for_scores, train, train_and_score,
-    train_grouped, validate_in_memory,
+    read_validated, run, run_with_progress, score_grouped, split_at_model_cut, split_by_time,
+    store_alerts, store_batch, store_runtime, store_validated, threshold_for_scores, train,
+    train_and_score, train_grouped, validate_in_memory,
 };
 
 pub use itap_anomaly as anomaly;

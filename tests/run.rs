@@ -324,8 +324,27 @@ fn an_input_larger_than_memory_rows_is_streamed_through_the_store_with_the_same_
     );
     streamed.memory_rows = 8_000;
     streamed.group_rows = 10_000;
-    let (got, stages) = run(&streamed);
+    let mut stages = Vec::new();
+    let mut progress: Vec<(String, u64, u64)> = Vec::new();
+    let got = itap::run_with_progress(&streamed, &mut |t| stages.push(t.stage.clone()), &mut |p| {
+        progress.push((p.stage.to_owned(), p.done, p.total));
+    })
+    .unwrap();
     assert_eq!(stages, ["generate", "ingest", "train", "score+evaluate"]);
+    // Each stage says how far it got, to the end: rows, then devices.
+    for (stage, total) in [
+        ("generate", 8_640),
+        ("ingest", 8_640),
+        ("train", 6),
+        ("score+evaluate", 6),
+    ] {
+        let last = progress.iter().rfind(|p| p.0 == stage);
+        assert_eq!(
+            last,
+            Some(&(stage.to_owned(), total, total)),
+            "{progress:?}"
+        );
+    }
     assert!(
         std::fs::read(csv("fleet.csv")).unwrap() == written,
         "the same CSV"

@@ -34,7 +34,8 @@ pub use report::{
     evaluate_scores_and_write, operating_threshold, store_alerts, threshold_for_scores,
 };
 pub use run::{
-    DEFAULT_MEMORY_ROWS, QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming, run,
+    DEFAULT_MEMORY_ROWS, Progress, QUARANTINE_FILE, RunParams, RunSummary, Source, StageTiming,
+    run, run_with_progress,
 };
 pub use score::{
     ATTRIBUTION_METHOD, CALIBRATED_ATTRIBUTION_METHOD, RowContributions, ScaledFeatures, Scored,

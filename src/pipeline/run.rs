@@ -356,6 +356,34 @@ fn analyse(
 /// The first stage error; [`crate::Error::Refused`] when validation rejects the
 /// input (nothing is stored and no artifact is written).
 pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunSummary> {
+    run_with_progress(p, on_stage, &mut |_| {})
+}
+
+/// Progress within a stage of a streamed [`run`] (one past
+/// [`RunParams::memory_rows`]): `done` of `total` `unit`s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// The stage.
+    pub stage: &'a str,
+    /// Units done so far.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// What is counted: "rows" or "devices".
+    pub unit: &'a str,
+}
+
+/// [`run`], telling `on_progress` how far each stage of a streamed run has
+/// got (generate and ingest in rows, train and score+evaluate in devices); an
+/// input held in memory reports no progress.
+///
+/// # Errors
+/// As [`run`].
+pub fn run_with_progress(
+    p: &RunParams,
+    on_stage: &mut dyn FnMut(&StageTiming),
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+) -> Result<RunSummary> {
     let mut sw = Stopwatch {
         on_stage,
         timings: Vec::new(),
@@ -364,7 +392,7 @@ pub fn run(p: &RunParams, on_stage: &mut dyn FnMut(&StageTiming)) -> Result<RunS
         .then(|| p.out_dir.join(QUARANTINE_FILE));
     let quarantine = quarantine.as_deref();
     if p.memory_rows > 0 && input_rows(&p.source)? > p.memory_rows {
-        return run_streamed(p, quarantine, &mut sw);
+        return run_streamed(p, quarantine, &mut sw, on_progress);
     }
     let (input, (valid, report)) = match &p.source {
         Source::Simulate(sim, path) => (
@@ -523,6 +551,7 @@ fn run_streamed(
     p: &RunParams,
     quarantine: Option<&Path>,
     sw: &mut Stopwatch<'_>,
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<RunSummary> {
     if matches!(p.eval.rule(), ThresholdRule::TargetFalseAlerts(_)) {
         return Err(crate::Error::param(
@@ -536,7 +565,15 @@ fn run_streamed(
     let (path, opts) = match &p.source {
         Source::Simulate(sim, path) => {
             let t = Instant::now();
-            let done = itap_telemetry::simulate_to_csv(sim, path, &mut |_| {})?;
+            let total = sim.rows() as u64;
+            let done = itap_telemetry::simulate_to_csv(sim, path, &mut |rows| {
+                on_progress(&Progress {
+                    stage: "generate",
+                    done: rows,
+                    total,
+                    unit: "rows",
+                });
+            })?;
             sw.record(
                 "generate",
                 done.rows,
@@ -565,7 +602,14 @@ fn run_streamed(
         &p.validation,
         quarantine,
         &p.store,
-        &mut |_, _| {},
+        &mut |done, total| {
+            on_progress(&Progress {
+                stage: "ingest",
+                done,
+                total,
+                unit: "rows",
+            });
+        },
     ))?;
     let c = &ingested.counts;
     sw.record(
@@ -594,7 +638,14 @@ fn run_streamed(
         group_rows: p.group_rows,
         fleet_rows: p.group_rows,
     };
-    let trained = train_grouped(&mut groups, &how, &mut |_, _| {});
+    let trained = train_grouped(&mut groups, &how, &mut |done, total| {
+        on_progress(&Progress {
+            stage: "train",
+            done: done as u64,
+            total: total as u64,
+            unit: "devices",
+        });
+    });
     let model = match trained {
         Ok(m) => m,
         Err(e) => {
@@ -642,7 +693,14 @@ fn run_streamed(
         group_rows: p.group_rows,
         split: split.as_ref(),
     };
-    let scored = score_grouped(&mut groups, &scoring, &p.out_dir, &mut |_, _| {});
+    let scored = score_grouped(&mut groups, &scoring, &p.out_dir, &mut |done, total| {
+        on_progress(&Progress {
+            stage: "score+evaluate",
+            done: done as u64,
+            total: total as u64,
+            unit: "devices",
+        });
+    });
     groups.close();
     let Reported {
         evaluation,

@@ -35,7 +35,7 @@ dataset — this input and anything stored in it before — is trained on and sc
 a group of devices ([model] group_rows) at a time (stages train and
 score+evaluate). The files are those of the in-memory run but for the order of
 scores.csv's lines (group after group); eval.target_false_alerts_per_device_day
-is refused there.
+is refused there. A progress bar (on a terminal) shows how far each stage got.
 
 A file with error rows (a clock set back that repeats an hour with other values,
 text in a numeric column, …) is refused under the default --policy reject. With
@@ -133,18 +133,46 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     };
     let started = Instant::now();
     let quiet = out.quiet;
+    // A streamed run's stages take minutes: a bar shows how far the current
+    // one has got (drawn from the first progress on, only when stderr is a
+    // terminal and not --quiet; a run in memory reports none).
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{msg:<16} {bar:20} {human_pos}/{human_len} [{elapsed} < {eta}]",
+        )
+        .expect("static template is valid"),
+    );
     let mut on_stage = |t: &StageTiming| {
         if !quiet {
-            println!(
-                "{:<16} {:>11} rows {:>8.2} s  {}",
-                t.stage,
-                thousands(t.rows),
-                t.seconds,
-                t.detail
-            );
+            bar.suspend(|| {
+                println!(
+                    "{:<16} {:>11} rows {:>8.2} s  {}",
+                    t.stage,
+                    thousands(t.rows),
+                    t.seconds,
+                    t.detail
+                );
+            });
         }
     };
-    let summary = match itap::run(&params, &mut on_stage).map_err(in_config) {
+    let progress_bar = bar.clone();
+    let mut on_progress = move |p: &itap::Progress<'_>| {
+        if progress_bar.message() != p.stage {
+            let first = progress_bar.message().is_empty();
+            progress_bar.reset();
+            progress_bar.set_message(p.stage.to_owned());
+            progress_bar.set_length(p.total);
+            if first && !quiet {
+                progress_bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+        }
+        progress_bar.set_length(p.total);
+        progress_bar.set_position(p.done);
+    };
+    let ran = itap::run_with_progress(&params, &mut on_stage, &mut on_progress);
+    bar.finish_and_clear();
+    let summary = match ran.map_err(in_config) {
         Ok(s) => s,
         Err(e @ itap::Error::Refused { .. }) => {
             crate::data::print_refusal(&e);
