@@ -629,6 +629,58 @@ fn run_streamed(
     );
 
     let mut groups = StoreGroups::open(&p.store)?;
+    let analysed = analyse_stored(&mut groups, p, path, &report, sw, on_progress);
+    groups.close();
+    let (model_file, t, scored) = analysed?;
+    let model_path = model_file.path().to_path_buf();
+    let Reported {
+        evaluation,
+        alerts,
+        files: mut artifacts,
+    } = scored;
+    model_file.commit()?;
+    let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
+    sw.record(
+        "score+evaluate",
+        evaluation.rows_total,
+        t,
+        format!(
+            "{}; a group of devices at a time",
+            evaluated(&evaluation, alerts.len(), &alerts_stored)
+        ),
+    );
+    artifacts.insert(0, model_path);
+    artifacts.extend(quarantine.map(Path::to_path_buf));
+    Ok(RunSummary {
+        timings: std::mem::take(&mut sw.timings),
+        evaluation,
+        alerts,
+        alerts_stored,
+        artifacts,
+        rows_quarantined: report.rows - report.rows_accepted,
+    })
+}
+
+/// The evaluate stage's detail: the curves' areas and the alerts.
+fn evaluated(ev: &Evaluation, alerts: usize, stored: &AlertsWritten) -> String {
+    format!(
+        "ROC-AUC {}, PR-AUC {}, {alerts} alerts ({} new in the store)",
+        ev.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
+        ev.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
+        stored.inserted
+    )
+}
+
+/// The streamed run's train and score+evaluate stages on the stored dataset:
+/// model.json staged (not in place), when the scoring began, and what it wrote.
+fn analyse_stored(
+    groups: &mut StoreGroups,
+    p: &RunParams,
+    path: &Path,
+    report: &Report,
+    sw: &mut Stopwatch<'_>,
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+) -> Result<(AtomicFile, Instant, Reported)> {
     let t = Instant::now();
     let how = GroupedTraining {
         eval: &p.eval,
@@ -638,21 +690,14 @@ fn run_streamed(
         group_rows: p.group_rows,
         fleet_rows: p.group_rows,
     };
-    let trained = train_grouped(&mut groups, &how, &mut |done, total| {
+    let model = train_grouped(groups, &how, &mut |done, total| {
         on_progress(&Progress {
             stage: "train",
             done: done as u64,
             total: total as u64,
             unit: "devices",
         });
-    });
-    let model = match trained {
-        Ok(m) => m,
-        Err(e) => {
-            groups.close();
-            return Err(e);
-        }
-    };
+    })?;
     let stored: u64 = groups.devices().iter().map(|d| d.1).sum();
     sw.record(
         "train",
@@ -693,49 +738,13 @@ fn run_streamed(
         group_rows: p.group_rows,
         split: split.as_ref(),
     };
-    let scored = score_grouped(&mut groups, &scoring, &p.out_dir, &mut |done, total| {
+    let scored = score_grouped(groups, &scoring, &p.out_dir, &mut |done, total| {
         on_progress(&Progress {
             stage: "score+evaluate",
             done: done as u64,
             total: total as u64,
             unit: "devices",
         });
-    });
-    groups.close();
-    let Reported {
-        evaluation,
-        alerts,
-        files: mut artifacts,
-    } = scored?;
-    model_file.commit()?;
-    let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
-    sw.record(
-        "score+evaluate",
-        evaluation.rows_total,
-        t,
-        format!(
-            "{}; a group of devices at a time",
-            evaluated(&evaluation, alerts.len(), &alerts_stored)
-        ),
-    );
-    artifacts.insert(0, model_path);
-    artifacts.extend(quarantine.map(Path::to_path_buf));
-    Ok(RunSummary {
-        timings: std::mem::take(&mut sw.timings),
-        evaluation,
-        alerts,
-        alerts_stored,
-        artifacts,
-        rows_quarantined: report.rows - report.rows_accepted,
-    })
-}
-
-/// The evaluate stage's detail: the curves' areas and the alerts.
-fn evaluated(ev: &Evaluation, alerts: usize, stored: &AlertsWritten) -> String {
-    format!(
-        "ROC-AUC {}, PR-AUC {}, {alerts} alerts ({} new in the store)",
-        ev.roc_auc.map_or("–".into(), |v| format!("{v:.3}")),
-        ev.pr_auc.map_or("–".into(), |v| format!("{v:.3}")),
-        stored.inserted
-    )
+    })?;
+    Ok((model_file, t, scored))
 }
