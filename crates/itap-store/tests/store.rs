@@ -576,3 +576,44 @@ async fn concurrent_ingests_store_one_copy() {
         assert_eq!(store.row_count("telemetry").await.unwrap(), n);
     }
 }
+
+/// Stores opened at once on a schema that does not exist yet all open: the
+/// losers of `CREATE SCHEMA IF NOT EXISTS`'s race (a unique violation on the
+/// catalogue) find the schema made. PostgreSQL only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_opened_at_once_on_a_new_schema_all_open() {
+    let Ok(pg) = std::env::var("ITAP_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: ITAP_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let schema = "itap_test_schema_race";
+    let admin = sqlx::PgPool::connect(&pg).await.unwrap();
+    for round in 0..5 {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        let opens: Vec<_> = (0..8)
+            .map(|_| {
+                let o = StoreOptions::new(pg.clone()).pg_schema(schema);
+                tokio::spawn(async move { Store::connect_with(&o).await })
+            })
+            .collect();
+        for open in opens {
+            let store = open
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+            store.close().await;
+        }
+    }
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
+}

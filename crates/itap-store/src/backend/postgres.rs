@@ -154,13 +154,27 @@ async fn connect(opts: &StoreOptions) -> Result<PgPool> {
             .connect_with(o.clone())
             .await
             .during(|| format!("connecting to {url}"))?;
-        sqlx::query(AssertSqlSafe(format!(
+        let created = sqlx::query(AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS {}",
             quote(schema)
         )))
         .execute(&admin)
-        .await
-        .during(|| format!("creating schema {schema}"))?;
+        .await;
+        if let Err(e) = created {
+            // `IF NOT EXISTS` is not safe against a concurrent creator: the
+            // loser of that race gets a unique violation on the catalogue,
+            // and the schema is there all the same.
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                    .bind(schema.as_str())
+                    .fetch_optional(&admin)
+                    .await
+                    .unwrap_or(None);
+            if exists.is_none() {
+                admin.close().await;
+                return Err(e).during(|| format!("creating schema {schema}"));
+            }
+        }
         admin.close().await;
         o = o.options([("search_path", schema.as_str())]);
     }
