@@ -74,7 +74,6 @@ pub fn score_grouped(
     let mut parts = EvaluationParts::new();
     let mut timelines = Timelines::new(split.cut_us, MAX_TIMELINES);
     let mut csv = ScoresCsv::create(&out.join("scores.csv"))?;
-    let width = model.feature_names.len();
     let method = model.attribution_method().to_owned();
     let mut done = 0;
     for group in groups_of(&devices, how.group_rows.max(1)) {
@@ -83,12 +82,7 @@ pub fn score_grouped(
         let (scores, kept) =
             model.score_and_explain(&batch, |r, s| explained(&split, ts[r], s, &threshold))?;
         let rows = ScoredRows::from_batch(&batch, &scores)?;
-        // Every row the tracker asks about was kept; zeros would only stand
-        // for a row it does not use.
-        let contributions = |r: usize| {
-            kept.get(r)
-                .map_or_else(|| vec![0.0; width], <[f64]>::to_vec)
-        };
+        let contributions = |r: usize| kept.of_row(r);
         let attribution = Attribution {
             method: method.clone(),
             features: &model.feature_names,

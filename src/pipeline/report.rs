@@ -204,13 +204,7 @@ pub(crate) fn evaluate_explained(
     eval: &CheckedEval,
     ctx: &RunContext,
 ) -> Result<Evaluated> {
-    let width = model.feature_names.len();
-    // Every row the tracker asks about was kept; zeros would only stand for a
-    // row it does not use.
-    let contributions = |r: usize| {
-        kept.get(r)
-            .map_or_else(|| vec![0.0; width], <[f64]>::to_vec)
-    };
+    let contributions = |r: usize| kept.of_row(r);
     evaluate_only(
         batch,
         scores,

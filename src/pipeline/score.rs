@@ -86,6 +86,14 @@ impl RowContributions {
         Some(&self.blocks[b as usize][o..o + self.width])
     }
 
+    /// Row `r`'s contributions, or zeros when they were not kept: what the
+    /// alerts' attribution reads, which asks only for kept rows (zeros stand
+    /// for a row it does not use).
+    pub(crate) fn of_row(&self, r: usize) -> Vec<f64> {
+        self.get(r)
+            .map_or_else(|| vec![0.0; self.width], <[f64]>::to_vec)
+    }
+
     /// How many rows it holds.
     pub fn len(&self) -> usize {
         self.index.len()

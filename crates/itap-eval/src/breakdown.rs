@@ -8,6 +8,41 @@ use crate::evaluate::{Breakdown, FaultMetrics, ScoredRows};
 use crate::events::TagEvents;
 use crate::metrics::{Confusion, quantile, ratio, roc_auc};
 
+/// Fault tags coded the same way across parts whose own dictionaries differ;
+/// entry 0 is "" (no fault).
+#[derive(Debug, Clone)]
+pub(crate) struct TagDictionary {
+    /// The tags, by code.
+    pub(crate) names: Vec<String>,
+    codes: BTreeMap<String, u32>,
+}
+
+impl TagDictionary {
+    pub(crate) fn new() -> Self {
+        TagDictionary {
+            names: vec![String::new()],
+            codes: BTreeMap::from([(String::new(), 0)]),
+        }
+    }
+
+    /// This dictionary's code of each tag of `names` (a part's dictionary, entry
+    /// 0 "", which is 0 here too), adding the tags it did not know.
+    pub(crate) fn codes_of(&mut self, names: &[String]) -> Vec<u32> {
+        names
+            .iter()
+            .map(|n| {
+                if let Some(&c) = self.codes.get(n) {
+                    return c;
+                }
+                let c = self.names.len() as u32;
+                self.names.push(n.clone());
+                self.codes.insert(n.clone(), c);
+                c
+            })
+            .collect()
+    }
+}
+
 /// The evaluated rows of a fleet, or of the parts of it evaluated so far, in
 /// compact columns: what the fleet-wide figures (ROC and PR, the sweep, the
 /// confusion at the threshold, per state and per fault) are computed from.
@@ -20,10 +55,8 @@ pub(crate) struct Columns {
     pub(crate) tags: Vec<u32>,
     /// Operating states, one per row; empty without a state column.
     pub(crate) states: Vec<State>,
-    /// The tag dictionary; entry 0 is "".
-    pub(crate) tag_names: Vec<String>,
-    /// Each tag's code.
-    tag_codes: BTreeMap<String, u32>,
+    /// The tag dictionary.
+    pub(crate) tag_names: TagDictionary,
 }
 
 impl Columns {
@@ -32,29 +65,12 @@ impl Columns {
             scores: Vec::new(),
             tags: Vec::new(),
             states: Vec::new(),
-            tag_names: vec![String::new()],
-            tag_codes: BTreeMap::from([(String::new(), 0)]),
+            tag_names: TagDictionary::new(),
         }
     }
 
-    /// This dictionary's code of every tag of `names` (entry 0, "", is 0).
-    pub(crate) fn codes_of(&mut self, names: &[String]) -> Vec<u32> {
-        names
-            .iter()
-            .map(|n| {
-                if let Some(&c) = self.tag_codes.get(n) {
-                    return c;
-                }
-                let c = self.tag_names.len() as u32;
-                self.tag_names.push(n.clone());
-                self.tag_codes.insert(n.clone(), c);
-                c
-            })
-            .collect()
-    }
-
     /// Appends the rows of `rows` marked in `keep`, in their order (`codes`:
-    /// [`Columns::codes_of`] the rows' tag names).
+    /// [`TagDictionary::codes_of`] the rows' tag names).
     pub(crate) fn extend(&mut self, rows: &ScoredRows<'_>, keep: &[bool], codes: &[u32]) {
         let n = keep.iter().filter(|&&k| k).count();
         let kept = || (0..keep.len()).filter(|&r| keep[r]);
@@ -172,7 +188,7 @@ pub(crate) fn per_fault(
             let (rows_k, flagged_k) = counts.get(&code).copied().unwrap_or_default();
             let ev = events.get(&code).unwrap_or(&none);
             FaultMetrics {
-                tag: cols.tag_names[code as usize].clone(),
+                tag: cols.tag_names.names[code as usize].clone(),
                 rows: rows_k,
                 flagged: flagged_k,
                 recall: ratio(flagged_k, rows_k),

@@ -111,7 +111,7 @@ impl EvaluationParts {
             .iter()
             .filter(|&&t| ctx.split.is_train(t))
             .count() as u64;
-        let codes = self.cols.codes_of(rows.tag_names);
+        let codes = self.cols.tag_names.codes_of(rows.tag_names);
         self.cols.extend(rows, &keep, &codes);
 
         let by_device = per_device_rows(rows, &keep);

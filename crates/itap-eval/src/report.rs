@@ -10,6 +10,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::alert_params::Severity;
+use crate::breakdown::TagDictionary;
 use crate::error::{Error, Result};
 use crate::evaluate::Share;
 use crate::evaluate::{Evaluation, ScoredRows, Threshold};
@@ -581,8 +582,8 @@ pub struct Timelines {
     cut: i64,
     max: usize,
     chosen: Vec<DeviceTimeline>,
-    tag_names: Vec<String>,
-    tag_codes: BTreeMap<String, u32>,
+    tags: TagDictionary,
+    /// When each tag of `tags` first occurs.
     first_seen: Vec<i64>,
 }
 
@@ -593,8 +594,7 @@ impl Timelines {
             cut: cut_us,
             max,
             chosen: Vec::new(),
-            tag_names: vec![String::new()],
-            tag_codes: BTreeMap::from([(String::new(), 0)]),
+            tags: TagDictionary::new(),
             first_seen: vec![i64::MAX],
         }
     }
@@ -608,21 +608,11 @@ impl Timelines {
         Ok(Timelines::new(cut, max))
     }
 
-    fn code(&mut self, name: &str) -> u32 {
-        if let Some(&c) = self.tag_codes.get(name) {
-            return c;
-        }
-        let c = self.tag_names.len() as u32;
-        self.tag_names.push(name.to_owned());
-        self.tag_codes.insert(name.to_owned(), c);
-        self.first_seen.push(i64::MAX);
-        c
-    }
-
     /// Offers the rows of some devices (every row of each; other devices in
     /// other calls).
     pub fn offer(&mut self, rows: &ScoredRows<'_>) {
-        let codes: Vec<u32> = rows.tag_names.iter().map(|n| self.code(n)).collect();
+        let codes = self.tags.codes_of(rows.tag_names);
+        self.first_seen.resize(self.tags.names.len(), i64::MAX);
         if let Some(tags) = rows.tag_codes {
             for (&t, &ts) in tags.iter().zip(rows.timestamps) {
                 let f = &mut self.first_seen[codes[t as usize] as usize];
@@ -680,13 +670,14 @@ impl Timelines {
     /// A palette index for each tag code: 1 for the fault kind that occurs
     /// first in time, 2 for the next… (ties by name); 0 for "no fault".
     fn colours(&self) -> Vec<usize> {
-        let mut kinds: Vec<usize> = (1..self.tag_names.len()).collect();
+        let names = &self.tags.names;
+        let mut kinds: Vec<usize> = (1..names.len()).collect();
         kinds.sort_by(|&a, &b| {
             self.first_seen[a]
                 .cmp(&self.first_seen[b])
-                .then_with(|| self.tag_names[a].cmp(&self.tag_names[b]))
+                .then_with(|| names[a].cmp(&names[b]))
         });
-        let mut colour = vec![0; self.tag_names.len()];
+        let mut colour = vec![0; names.len()];
         for (rank, &k) in kinds.iter().enumerate() {
             colour[k] = rank + 1;
         }

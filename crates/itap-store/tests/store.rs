@@ -16,14 +16,7 @@ async fn stores(name: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
         Ok(pg) if !pg.is_empty() => {
             let schema = format!("itap_test_{name}");
             // Start from nothing, whatever an earlier run left.
-            let admin = sqlx::PgPool::connect(&pg).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE"
-            )))
-            .execute(&admin)
-            .await
-            .unwrap();
-            admin.close().await;
+            drop_schema(&pg, &schema).await;
             let store = Store::connect_with(&StoreOptions::new(pg).pg_schema(schema))
                 .await
                 .unwrap();
@@ -32,6 +25,18 @@ async fn stores(name: &str) -> Vec<(Store, Option<tempfile::TempDir>)> {
         _ => eprintln!("{name}: PostgreSQL part skipped: ITAP_TEST_POSTGRES_URL is not set"),
     }
     out
+}
+
+/// Drops a PostgreSQL schema and everything in it, if it exists.
+async fn drop_schema(pg: &str, schema: &str) {
+    let admin = sqlx::PgPool::connect(pg).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+    admin.close().await;
 }
 
 fn fleet(devices: usize, hours: f64) -> Batch {
@@ -587,14 +592,8 @@ async fn stores_opened_at_once_on_a_new_schema_all_open() {
         return;
     };
     let schema = "itap_test_schema_race";
-    let admin = sqlx::PgPool::connect(&pg).await.unwrap();
     for round in 0..5 {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE"
-        )))
-        .execute(&admin)
-        .await
-        .unwrap();
+        drop_schema(&pg, schema).await;
         let opens: Vec<_> = (0..8)
             .map(|_| {
                 let o = StoreOptions::new(pg.clone()).pg_schema(schema);
@@ -609,11 +608,5 @@ async fn stores_opened_at_once_on_a_new_schema_all_open() {
             store.close().await;
         }
     }
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA IF EXISTS {schema} CASCADE"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    admin.close().await;
+    drop_schema(&pg, schema).await;
 }
