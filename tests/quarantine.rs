@@ -181,6 +181,42 @@ fn quarantine_sets_the_repeated_hour_aside_and_runs_on_the_rest() {
     assert_eq!(scores.lines().count() as u64 - 1, ROWS - REPEATED);
 }
 
+/// Streamed (more rows than memory_rows), the quarantine works the same: the
+/// same rows set aside with the same reasons, the same rows stored, and the
+/// analysis of the rest equal to the in-memory run's.
+#[test]
+fn a_streamed_run_under_quarantine_sets_the_same_rows_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = params(
+        Policy::Quarantine,
+        &dir.path().join("held.db"),
+        &dir.path().join("held"),
+    );
+    let whole = itap::run(&held, &mut |_| {}).unwrap();
+    let mut streamed = params(
+        Policy::Quarantine,
+        &dir.path().join("streamed.db"),
+        &dir.path().join("streamed"),
+    );
+    streamed.memory_rows = 100;
+    // One group: the fleet-wide parts from every device, as in memory.
+    streamed.group_rows = 1_000;
+    let mut stages = Vec::new();
+    let got = itap::run(&streamed, &mut |t| stages.push(t.stage.clone())).unwrap();
+    assert_eq!(stages[..3], ["read+validate", "set aside", "ingest"]);
+    assert_eq!(got.rows_quarantined, REPEATED);
+    assert_eq!(
+        quarantine_lines(&dir.path().join("streamed").join(QUARANTINE_FILE)),
+        quarantine_lines(&dir.path().join("held").join(QUARANTINE_FILE))
+    );
+    assert_eq!(
+        rows(&stored(&dir.path().join("streamed.db"))),
+        rows(&stored(&dir.path().join("held.db")))
+    );
+    assert_eq!(got.evaluation, whole.evaluation);
+    assert_eq!(got.alerts, whole.alerts);
+}
+
 #[test]
 fn a_file_level_error_refuses_even_under_quarantine_and_writes_no_quarantine_file() {
     let dir = tempfile::tempdir().unwrap();

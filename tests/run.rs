@@ -301,7 +301,7 @@ fn run_files(out: &Path) -> Vec<String> {
 }
 
 #[test]
-fn an_input_larger_than_memory_rows_is_streamed_through_the_store_with_the_same_results() {
+fn an_input_larger_than_memory_rows_is_streamed_by_device_groups_with_the_same_results() {
     let dir = tempfile::tempdir().unwrap();
     // 6 devices × 4 h: 8,640 rows.
     let sim = SimParams::default().devices(6).hours(4.0).check().unwrap();
@@ -330,8 +330,19 @@ fn an_input_larger_than_memory_rows_is_streamed_through_the_store_with_the_same_
         progress.push((p.stage.to_owned(), p.done, p.total));
     })
     .unwrap();
-    assert_eq!(stages, ["generate", "ingest", "train", "score+evaluate"]);
-    // Each stage says how far it got, to the end: rows, then devices.
+    assert_eq!(
+        stages,
+        [
+            "generate",
+            "validate",
+            "set aside",
+            "ingest",
+            "train",
+            "score+evaluate"
+        ]
+    );
+    // Each stage says how far it got, to the end (validate and set aside go
+    // with generate, a block at a time): rows, then devices.
     for (stage, total) in [
         ("generate", 8_640),
         ("ingest", 8_640),
@@ -382,7 +393,16 @@ fn an_input_larger_than_memory_rows_is_streamed_through_the_store_with_the_same_
     from_csv.memory_rows = 8_000;
     from_csv.group_rows = 3_000;
     let (first, stages) = run(&from_csv);
-    assert_eq!(stages, ["ingest", "train", "score+evaluate"]);
+    assert_eq!(
+        stages,
+        [
+            "read+validate",
+            "set aside",
+            "ingest",
+            "train",
+            "score+evaluate"
+        ]
+    );
     assert_eq!(first.evaluation.rows_total, 8_640);
     assert!(
         first.evaluation.roc_auc.is_some_and(|a| a > 0.7),
@@ -393,6 +413,57 @@ fn an_input_larger_than_memory_rows_is_streamed_through_the_store_with_the_same_
     assert_eq!(again.alerts_stored.inserted, 0);
     assert_eq!(again.evaluation, first.evaluation);
     assert_eq!(stored_rows(&dir.path().join("csv.db")), 8_640);
+
+    // The analysis is of the input alone, as in memory: a dataset holding
+    // another day of the fleet first gives the same evaluation.
+    let mut other_day = params(
+        Source::Simulate(
+            Box::new(
+                SimParams::default()
+                    .devices(6)
+                    .hours(4.0)
+                    .start("2025-12-31T00:00:00Z")
+                    .check()
+                    .unwrap(),
+            ),
+            csv("other-day.csv"),
+        ),
+        &dir.path().join("scratch.db"),
+        &dir.path().join("other-day"),
+    );
+    run(&other_day);
+    // Stored from its CSV, as the streamed input will be (a CSV's integral
+    // columns are integers, the simulator's floats).
+    let mut other_day = params(
+        Source::Csv(csv("other-day.csv")),
+        &dir.path().join("mixed.db"),
+        &dir.path().join("other-day"),
+    );
+    run(&other_day);
+    other_day.source = Source::Csv(csv("fleet.csv"));
+    other_day.out_dir = dir.path().join("mixed");
+    other_day.memory_rows = 8_000;
+    other_day.group_rows = 3_000;
+    let (mixed, _) = run(&other_day);
+    assert_eq!(stored_rows(&dir.path().join("mixed.db")), 2 * 8_640);
+    assert_eq!(mixed.evaluation, first.evaluation);
+    // Nothing but the run's files is left in the output folder (the rows set
+    // aside while streaming are removed).
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("mixed"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "alerts.json",
+            "metrics.json",
+            "model.json",
+            "report.html",
+            "scores.csv"
+        ]
+    );
 
     // A threshold rule that needs every held-back row is refused before
     // anything is written.

@@ -11,6 +11,8 @@ use itap_validate::{CheckedValidation, Policy, Report, Validated, ValidatedChunk
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::pipeline::grouped::DeviceGroups;
+use crate::pipeline::spill::{Spill, SpillGroups};
 
 /// The most rows one transaction may hold.
 const MAX_CHUNK_ROWS: usize = 10_000_000;
@@ -147,7 +149,7 @@ pub fn store_runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 /// The refusal of an input whose report does not let it be stored.
-fn refused(path: &Path, report: Report) -> Error {
+pub(crate) fn refused(path: &Path, report: Report) -> Error {
     Error::Refused {
         path: path.display().to_string(),
         reason: report
@@ -247,6 +249,128 @@ pub async fn store_validated(
     drop(rx);
     let _ = reader.await;
     finish_or_fail(ingest, outcome, source, report).await
+}
+
+/// Sets aside the validated rows of a file that `report` found storable: the
+/// file is read again in validated chunks (its SHA-256 checked against the
+/// report's), and each chunk goes to `spill`; `on_rows` hears the rows set
+/// aside so far. Nothing is stored.
+///
+/// # Errors
+/// The re-read's errors, and the spill's when its file cannot be written.
+pub(crate) fn spill_validated(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+    report: &Report,
+    chunk_rows: usize,
+    spill: &mut Spill,
+    on_rows: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let chunks = ValidatedChunks::open(path, opts, validation, report, chunk_rows)?;
+    // The next chunk is read and validated while this one is written.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        s.spawn(move || {
+            for chunk in chunks {
+                if tx.send(chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut done = 0u64;
+        for chunk in rx {
+            let chunk = chunk?;
+            spill.append(chunk.get())?;
+            done += chunk.len() as u64;
+            on_rows(done);
+        }
+        Ok(())
+    })
+}
+
+/// Stores rows that passed validation and were set aside by device (the
+/// input's, `report` its validation): whole devices in id order, in groups of
+/// at most [`StoreSettings::rows_per_chunk`] rows, each validated again in
+/// memory (the store takes only [`Validated`] rows) and written in one
+/// transaction. A dataset written device after device takes its rows at one
+/// end of its key's order instead of a row of every device at each place in
+/// turn. The next group is read and validated while one is written;
+/// `on_rows` hears the rows written so far. On failure the ledger entry is
+/// marked failed; committed groups stay (a re-run stores the rest).
+///
+/// # Errors
+/// The store's and the spill's errors; a group that does not pass validation
+/// again (it cannot, having passed it once) is an error too.
+pub(crate) fn store_by_device(
+    groups: &mut SpillGroups,
+    path: &Path,
+    validation: &CheckedValidation,
+    report: &Report,
+    settings: &StoreSettings,
+    on_rows: &mut dyn FnMut(u64),
+) -> Result<IngestReport> {
+    let devices = groups.devices().to_vec();
+    let chunk_rows = settings.rows_per_chunk(devices.len()) as u64;
+    let plan = crate::pipeline::grouped::groups_of(&devices, chunk_rows);
+    let Some(schema) = groups.schema().cloned() else {
+        return Err(Error::NoData(format!(
+            "{}: no rows to store",
+            path.display()
+        )));
+    };
+    let source = IngestSource {
+        path: path.display().to_string(),
+        sha256: report.input.sha256.clone().unwrap_or_default(),
+    };
+    let rt = store_runtime()?;
+    let store = rt.block_on(settings.connect())?;
+    let done = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Validated<Batch>>>(1);
+        s.spawn(move || {
+            for devices in &plan {
+                let group = groups.load(devices).and_then(|batch| {
+                    match itap_validate::validate_batch(batch, validation) {
+                        (r, Ok(valid)) if r.rows_accepted == r.rows => Ok(valid),
+                        (r, _) => Err(Error::NoData(format!(
+                            "{}: rows set aside after validation failed it again: {}",
+                            path.display(),
+                            r.first_error()
+                                .unwrap_or_else(|| "rows were quarantined".into())
+                        ))),
+                    }
+                });
+                let failed = group.is_err();
+                if tx.send(group).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        rt.block_on(async {
+            let mut ingest = store
+                .begin_ingest(
+                    &settings.dataset,
+                    &schema,
+                    source.clone(),
+                    settings.on_conflict,
+                )
+                .await?;
+            let mut written = 0u64;
+            let outcome: Result<()> = async {
+                for group in rx {
+                    let group = group?;
+                    ingest.write(&group).await?;
+                    written += group.len() as u64;
+                    on_rows(written);
+                }
+                Ok(())
+            }
+            .await;
+            finish_or_fail(ingest, outcome, source, report).await
+        })
+    });
+    rt.block_on(store.close());
+    done
 }
 
 /// Reads a CSV and validates it: the validated rows when the verdict lets them be
@@ -358,10 +482,13 @@ pub fn validate_in_memory(
     }
 }
 
-/// Stores validated rows that are already in memory, in transactions of
-/// [`StoreSettings::rows_per_chunk`] rows, recording `report`'s input (path, SHA-256) in the
-/// ingest ledger; `on_chunk` hears the rows written so far. On failure the ledger
-/// entry is marked failed; committed chunks stay.
+/// Stores validated rows that are already in memory, in transactions of at
+/// most [`StoreSettings::rows_per_chunk`] rows of whole devices, devices in id
+/// order ([`Validated::device_chunks`]: each transaction writes at one place
+/// of the (device, ts) key's order, not at every device's), recording
+/// `report`'s input (path, SHA-256) in the ingest ledger; `on_chunk` hears the
+/// rows written so far. On failure the ledger entry is marked failed;
+/// committed chunks stay.
 ///
 /// # Errors
 /// The store's errors.
@@ -387,7 +514,7 @@ pub async fn store_batch(
     let mut written = 0u64;
     let outcome: Result<()> = async {
         let chunk_rows = settings.rows_per_chunk(valid.device_names().len());
-        for chunk in valid.chunks(chunk_rows) {
+        for chunk in valid.device_chunks(chunk_rows) {
             ingest.write(&chunk).await?;
             written += chunk.len() as u64;
             on_chunk(written);

@@ -4,6 +4,7 @@
 //! | module | stage |
 //! |---|---|
 //! | `ingest` | read + validate a CSV (or validate rows in memory), store validated rows, load a dataset |
+//! | `spill` | a streamed run's validated rows set aside on disk by device |
 //! | `split` | the time split: training span and evaluated rows |
 //! | `train` | the training rows; fit features, scaler, detector into a model file |
 //! | `grouped` | training a group of devices at a time, for data too large to hold |
@@ -18,6 +19,7 @@ mod ingest;
 mod report;
 mod run;
 mod score;
+mod spill;
 mod split;
 mod train;
 

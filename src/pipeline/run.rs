@@ -2,26 +2,28 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use itap_anomaly::CheckedDetector;
 use itap_eval::{Alert, CheckedAlerts, CheckedEval, Evaluation, InputDigest, ThresholdRule};
 use itap_features::CheckedFeatures;
 use itap_store::AlertsWritten;
 use itap_telemetry::{AtomicFile, Batch, CheckedSimParams, ReadOptions, simulate, write_csv_to};
-use itap_validate::{CheckedValidation, Policy, Report, Validated};
+use itap_validate::{BatchStream, CheckedValidation, InputInfo, Policy, Report, Validated};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::Result;
-use crate::pipeline::grouped::{DeviceGroups, GroupedTraining, StoreGroups, train_grouped};
+use crate::pipeline::grouped::{DeviceGroups, GroupedTraining, train_grouped};
 use crate::pipeline::grouped_score::{GroupedScoring, score_grouped};
 use crate::pipeline::ingest::{
-    StoreSettings, read_validated, store_batch, store_runtime, validate_in_memory,
+    StoreSettings, read_validated, refused, spill_validated, store_batch, store_by_device,
+    store_runtime, validate_in_memory,
 };
 use crate::pipeline::report::{
     Reported, RunContext, Staged, evaluate_explained, evaluate_scores, explained, store_alerts,
 };
+use crate::pipeline::spill::{Spill, SpillGroups};
 use crate::pipeline::split::split_by_time;
 use crate::pipeline::train::{TrainingSet, fit_chunked};
 
@@ -107,12 +109,12 @@ pub struct RunParams {
     pub out_dir: PathBuf,
     /// The configuration, recorded in metrics.json.
     pub config_json: serde_json::Value,
-    /// Rows held in memory at most: a larger input is stored first and
-    /// analysed from the store a group of devices at a time (see [`run`]);
-    /// 0 = always in memory.
+    /// Rows held in memory at most: a larger input is stored as it streams
+    /// by and analysed a group of devices at a time (see [`run`]); 0 = always
+    /// in memory.
     pub memory_rows: u64,
-    /// Rows read from the store at a time when the input is larger than
-    /// `memory_rows` (a group of whole devices).
+    /// Rows analysed at a time when the input is larger than `memory_rows`
+    /// (a group of whole devices).
     pub group_rows: u64,
 }
 
@@ -181,34 +183,47 @@ fn generate(
 /// Writes the batch's CSV (atomically) and returns its SHA-256 (hex) and size,
 /// computed from the bytes as they are written: the file is not read back.
 fn write_csv_digest(batch: &Batch, path: &Path) -> Result<(String, u64)> {
-    /// Passes bytes on to a file while hashing them.
-    struct Digesting<'a> {
-        file: &'a mut AtomicFile,
-        sha: Sha256,
-        bytes: u64,
-    }
-    impl Write for Digesting<'_> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let n = self.file.write(buf)?;
-            self.sha.update(&buf[..n]);
-            self.bytes += n as u64;
-            Ok(n)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.file.flush()
-        }
-    }
     let mut file = AtomicFile::create(path)?;
-    let mut out = Digesting {
-        file: &mut file,
-        sha: Sha256::new(),
-        bytes: 0,
-    };
+    let mut out = Digesting::new(&mut file);
     write_csv_to(batch, &mut out).map_err(|e| e.at_path(path))?;
-    let (sha, bytes) = (out.sha.finalize(), out.bytes);
+    let digest = out.finish();
     file.commit()?;
-    let hex = sha.iter().map(|b| format!("{b:02x}")).collect();
-    Ok((hex, bytes))
+    Ok(digest)
+}
+
+/// Passes bytes on to a file while hashing them.
+struct Digesting<'a> {
+    file: &'a mut AtomicFile,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl<'a> Digesting<'a> {
+    fn new(file: &'a mut AtomicFile) -> Self {
+        Digesting {
+            file,
+            sha: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The SHA-256 (lowercase hex) and size of what was written.
+    fn finish(self) -> (String, u64) {
+        let sha = self.sha.finalize();
+        (sha.iter().map(|b| format!("{b:02x}")).collect(), self.bytes)
+    }
+}
+
+impl Write for Digesting<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 fn record_validation(
@@ -338,13 +353,18 @@ fn analyse(
 ///
 /// An input of more than [`RunParams::memory_rows`] rows (the simulated fleet's
 /// rows, or a CSV's estimated from its size and its first lines) is not held:
-/// it is simulated into its CSV a block at a time (stage generate), read,
-/// validated and stored as it streams by (stage ingest), and then the stored
-/// dataset is trained on and scored a group of devices at a time
-/// ([`crate::train_grouped`], [`crate::score_grouped`]; stages train and
-/// score+evaluate). The analysis then covers every row the dataset holds, this
-/// input's and any stored before. scores.csv lists the groups one after
-/// another; a threshold rule on false alerts per device-day is refused there.
+/// it is simulated into its CSV a block at a time (stage generate), read and
+/// validated (stage read+validate; nothing is stored when validation rejects
+/// it), read again with its validated rows set aside by device in a temporary
+/// file in `out_dir` (stage set aside; the rows as binary numbers, 57 bytes a
+/// row with the simulator's five signals; removed at the end), stored a group
+/// of whole devices at a time in device order (stage ingest: each group
+/// validated again in memory, one transaction each), and trained on and
+/// scored a group of devices at a time ([`crate::train_grouped`],
+/// [`crate::score_grouped`]; stages train and score+evaluate). As in memory,
+/// the analysis covers this input's validated rows (not rows stored before);
+/// scores.csv lists the groups one after another; a threshold rule on false
+/// alerts per device-day is refused there.
 ///
 /// Under the validation policy `reject` (the default) an input with error rows is
 /// refused; under `quarantine` those rows are set aside into [`QUARANTINE_FILE`]
@@ -374,8 +394,9 @@ pub struct Progress<'a> {
 }
 
 /// [`run`], telling `on_progress` how far each stage of a streamed run has
-/// got (generate and ingest in rows, train and score+evaluate in devices); an
-/// input held in memory reports no progress.
+/// got (generate, set aside and ingest in rows, train and score+evaluate in
+/// devices; read+validate reports none); an input held in memory reports no
+/// progress.
 ///
 /// # Errors
 /// As [`run`].
@@ -545,9 +566,26 @@ fn input_rows(source: &Source) -> Result<u64> {
 }
 
 /// [`run`] for an input larger than [`RunParams::memory_rows`]: generate (into
-/// the CSV), ingest (read, validate and store as it streams by), then train on
-/// and score the stored dataset a group of devices at a time.
+/// the CSV), read+validate, set aside (the validated rows by device in a
+/// [`Spill`] in the output folder), ingest (from the spill, device after
+/// device), then train on and score the spilled rows a group of devices at a
+/// time. On failure, an output folder the run made is removed if it is left
+/// empty.
 fn run_streamed(
+    p: &RunParams,
+    quarantine: Option<&Path>,
+    sw: &mut Stopwatch<'_>,
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+) -> Result<RunSummary> {
+    let out_existed = p.out_dir.exists();
+    let done = run_streamed_in(p, quarantine, sw, on_progress);
+    if done.is_err() && !out_existed {
+        let _ = std::fs::remove_dir(&p.out_dir);
+    }
+    done
+}
+
+fn run_streamed_in(
     p: &RunParams,
     quarantine: Option<&Path>,
     sw: &mut Stopwatch<'_>,
@@ -562,7 +600,16 @@ fn run_streamed(
             ),
         ));
     }
-    let (path, opts) = match &p.source {
+    let (path, report, mut groups) = match &p.source {
+        // Under the reject policy the simulated blocks are validated and set
+        // aside as they are written (as the in-memory path validates the
+        // simulated rows, not the CSV read back); under quarantine the CSV
+        // is read back, so that the set-aside rows are written with their
+        // lines.
+        Source::Simulate(sim, path) if quarantine.is_none() => {
+            let (report, groups) = generate_validated(sim, path, p, sw, on_progress)?;
+            (path, report, groups)
+        }
         Source::Simulate(sim, path) => {
             let t = Instant::now();
             let total = sim.rows() as u64;
@@ -591,47 +638,46 @@ fn run_streamed(
                 declared: sim.schema().signals().to_vec(),
                 ..ReadOptions::default()
             };
-            (path, opts)
+            let (report, groups) =
+                read_validated_aside(path, &opts, p, quarantine, sw, on_progress)?;
+            (path, report, groups)
         }
-        Source::Csv(path) => (path, p.read.clone()),
+        Source::Csv(path) => {
+            let (report, groups) =
+                read_validated_aside(path, &p.read, p, quarantine, sw, on_progress)?;
+            (path, report, groups)
+        }
     };
+    let accepted = report.rows_accepted;
     let t = Instant::now();
-    let (report, ingested) = store_runtime()?.block_on(crate::pipeline::ingest::ingest_file(
+    let ingested = store_by_device(
+        &mut groups,
         path,
-        &opts,
         &p.validation,
-        quarantine,
+        &report,
         &p.store,
-        &mut |done, total| {
+        &mut |done| {
             on_progress(&Progress {
                 stage: "ingest",
                 done,
-                total,
+                total: accepted,
                 unit: "rows",
             });
         },
-    ))?;
+    )?;
     let c = &ingested.counts;
     sw.record(
         "ingest",
-        report.rows,
+        accepted,
         t,
         format!(
-            "read, validated ({}, {} rows accepted) and stored as it streamed by: {} dataset `{}`: inserted {}, duplicates {}, conflicts {}",
-            report.verdict.as_str(),
-            report.rows_accepted,
-            p.store.url,
-            p.store.dataset,
-            c.inserted,
-            c.duplicates,
-            c.conflicts
+            "{} dataset `{}`: inserted {}, duplicates {}, conflicts {} (a group of devices at a time)",
+            p.store.url, p.store.dataset, c.inserted, c.duplicates, c.conflicts
         ),
     );
 
-    let mut groups = StoreGroups::open(&p.store)?;
-    let analysed = analyse_stored(&mut groups, p, path, &report, sw, on_progress);
-    groups.close();
-    let (model_file, t, scored) = analysed?;
+    let (model_file, t, scored) = analyse_input(&mut groups, p, path, &report, sw, on_progress)?;
+    drop(groups);
     let model_path = model_file.path().to_path_buf();
     let Reported {
         evaluation,
@@ -661,6 +707,165 @@ fn run_streamed(
     })
 }
 
+/// A streamed run's CSV input: read and validated once whole (nothing is
+/// stored from a file that validation rejects; stage read+validate), then
+/// read again and its validated rows set aside by device (stage set aside).
+fn read_validated_aside(
+    path: &Path,
+    opts: &ReadOptions,
+    p: &RunParams,
+    quarantine: Option<&Path>,
+    sw: &mut Stopwatch<'_>,
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+) -> Result<(Report, SpillGroups)> {
+    let t = Instant::now();
+    let report = itap_validate::validate_file(path, opts, &p.validation, quarantine)?;
+    if !report.verdict.is_storable() {
+        return Err(refused(path, report));
+    }
+    sw.record(
+        "read+validate",
+        report.rows,
+        t,
+        format!(
+            "{}, {} rows accepted{}, {} devices",
+            report.verdict.as_str(),
+            report.rows_accepted,
+            quarantine.map_or_else(String::new, |q| format!(
+                ", {} set aside → {}",
+                report.rows - report.rows_accepted,
+                q.display()
+            )),
+            report.devices
+        ),
+    );
+    let t = Instant::now();
+    let accepted = report.rows_accepted;
+    let mut spill = Spill::create(&p.out_dir)?;
+    let chunk_rows = p
+        .store
+        .rows_per_chunk(usize::try_from(report.devices).unwrap_or(usize::MAX));
+    spill_validated(
+        path,
+        opts,
+        &p.validation,
+        &report,
+        chunk_rows,
+        &mut spill,
+        &mut |done| {
+            on_progress(&Progress {
+                stage: "set aside",
+                done,
+                total: accepted,
+                unit: "rows",
+            });
+        },
+    )?;
+    let groups = spill.finish()?;
+    sw.record(
+        "set aside",
+        accepted,
+        t,
+        format!(
+            "read again and set aside by device in {} (more than {} rows, model.memory_rows)",
+            p.out_dir.display(),
+            p.memory_rows
+        ),
+    );
+    Ok((report, groups))
+}
+
+/// A streamed run's simulated input under the reject policy: the fleet is
+/// simulated into its CSV a block at a time, and each block, once written,
+/// is validated ([`BatchStream`]: the report is the one validating the whole
+/// in memory gives) and set aside by device. The three interleave on one
+/// thread (the next block is simulated on others meanwhile) and are recorded
+/// as stages generate, validate and set aside, each with its own time.
+/// Nothing is stored when validation rejects the rows.
+fn generate_validated(
+    sim: &CheckedSimParams,
+    path: &Path,
+    p: &RunParams,
+    sw: &mut Stopwatch<'_>,
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+) -> Result<(Report, SpillGroups)> {
+    let t = Instant::now();
+    let total = sim.rows() as u64;
+    let mut spill = Spill::create(&p.out_dir)?;
+    let mut stream: Option<BatchStream<'_>> = None;
+    let (mut validating, mut aside) = (Duration::ZERO, Duration::ZERO);
+    let mut file = AtomicFile::create(path)?;
+    let mut out = Digesting::new(&mut file);
+    let mut rows = 0u64;
+    let done = itap_telemetry::simulate_into(sim, &mut out, path, &mut |block| -> Result<()> {
+        let v = Instant::now();
+        let stream = stream.get_or_insert_with(|| BatchStream::new(&p.validation, block));
+        stream.check(block)?;
+        validating += v.elapsed();
+        let w = Instant::now();
+        spill.append(block)?;
+        aside += w.elapsed();
+        rows += block.len() as u64;
+        on_progress(&Progress {
+            stage: "generate",
+            done: rows,
+            total,
+            unit: "rows",
+        });
+        Ok(())
+    })?;
+    let (sha, bytes) = out.finish();
+    file.commit()?;
+    let input = InputInfo {
+        path: Some(path.display().to_string()),
+        sha256: Some(sha),
+        bytes: Some(bytes),
+    };
+    let Some(stream) = stream else {
+        return Err(crate::Error::NoData(
+            "the simulated fleet has no rows".into(),
+        ));
+    };
+    let report = stream.finish(input);
+    let own = t.elapsed().saturating_sub(validating + aside);
+    sw.record_seconds(
+        "generate",
+        done.rows,
+        own.as_secs_f64(),
+        format!(
+            "{} devices → {} (streamed: more than {} rows)",
+            sim.params().devices,
+            path.display(),
+            p.memory_rows
+        ),
+    );
+    if !report.verdict.is_storable() {
+        return Err(refused(path, report));
+    }
+    sw.record_seconds(
+        "validate",
+        report.rows,
+        validating.as_secs_f64(),
+        format!(
+            "{}, {} rows accepted, {} devices (each block as it was written)",
+            report.verdict.as_str(),
+            report.rows_accepted,
+            report.devices
+        ),
+    );
+    sw.record_seconds(
+        "set aside",
+        report.rows,
+        aside.as_secs_f64(),
+        format!(
+            "set aside by device in {} as generated (more than {} rows, model.memory_rows)",
+            p.out_dir.display(),
+            p.memory_rows
+        ),
+    );
+    Ok((report, spill.finish()?))
+}
+
 /// The evaluate stage's detail: the curves' areas and the alerts.
 fn evaluated(ev: &Evaluation, alerts: usize, stored: &AlertsWritten) -> String {
     format!(
@@ -671,10 +876,10 @@ fn evaluated(ev: &Evaluation, alerts: usize, stored: &AlertsWritten) -> String {
     )
 }
 
-/// The streamed run's train and score+evaluate stages on the stored dataset:
+/// The streamed run's train and score+evaluate stages on the input's rows:
 /// model.json staged (not in place), when the scoring began, and what it wrote.
-fn analyse_stored(
-    groups: &mut StoreGroups,
+fn analyse_input(
+    groups: &mut dyn DeviceGroups,
     p: &RunParams,
     path: &Path,
     report: &Report,
@@ -704,12 +909,11 @@ fn analyse_stored(
         model.training.rows_used,
         t,
         format!(
-            "{} features, {} of {} training rows used, from the {} rows of dataset `{}` a group of devices at a time (fleet-wide parts from {} devices)",
+            "{} features, {} of {} training rows used, from the input's {} rows a group of devices at a time (fleet-wide parts from {} devices)",
             model.feature_names.len(),
             model.training.rows_used,
             model.training.rows_in_span,
             stored,
-            p.store.dataset,
             model.training.fleet_devices.unwrap_or(0)
         ),
     );

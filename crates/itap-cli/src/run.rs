@@ -30,12 +30,14 @@ and wall time as it ends; a table sums them up.
 
 An input of more rows than [model] memory_rows (default 10,000,000; a CSV's rows
 are estimated from its size) is not held in memory: it is simulated into its
-CSV, read, validated and stored as it streams by (stage ingest), and the stored
-dataset — this input and anything stored in it before — is trained on and scored
-a group of devices ([model] group_rows) at a time (stages train and
-score+evaluate). The files are those of the in-memory run but for the order of
-scores.csv's lines (group after group); eval.target_false_alerts_per_device_day
-is refused there. A progress bar (on a terminal) shows how far each stage got.
+CSV, read and validated (stage read+validate), read again and set aside by
+device in a temporary file in the output folder (stage set aside; about 57 bytes
+a row with the default signals, removed at the end), stored a group of devices
+at a time (stage ingest), and trained on and scored a group of devices ([model]
+group_rows) at a time (stages train and score+evaluate). The files are those of
+the in-memory run but for the order of scores.csv's lines (group after group);
+eval.target_false_alerts_per_device_day is refused there. A progress bar (on a
+terminal) shows how far each stage got.
 
 A file with error rows (a clock set back that repeats an hour with other values,
 text in a numeric column, …) is refused under the default --policy reject. With

@@ -304,7 +304,7 @@ fn a_dataset_larger_than_group_rows_is_scored_a_group_of_devices_at_a_time() {
 }
 
 #[test]
-fn a_run_larger_than_memory_rows_streams_through_the_store() {
+fn a_run_larger_than_memory_rows_is_analysed_a_group_of_devices_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     itap(&dir)
         .arg("run")
@@ -330,7 +330,8 @@ fn a_run_larger_than_memory_rows_streams_through_the_store() {
         .assert()
         .success()
         .stdout(
-            predicate::str::contains("stored as it streamed by")
+            predicate::str::contains("set aside")
+                .and(predicate::str::contains("a group of devices at a time"))
                 .and(predicate::str::contains("score+evaluate"))
                 .and(predicate::str::contains("inserted 2880")),
         );

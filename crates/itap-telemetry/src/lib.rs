@@ -25,7 +25,9 @@ pub use sim::params::{
     AmbientParams, CheckedSimParams, FaultKindParams, FaultParams, SimParams, SimSignal,
     StateParams, codes, default_sim_signals,
 };
-pub use sim::{FleetSim, SimulatedCsv, simulate, simulate_device_batch, simulate_to_csv};
+pub use sim::{
+    FleetSim, SimulatedCsv, simulate, simulate_device_batch, simulate_into, simulate_to_csv,
+};
 pub use time::{
     MICROS_PER_SEC, TimeZone, format_timestamp, parse_duration, parse_timestamp,
     parse_timestamp_bytes, to_datetime, write_timestamp,

@@ -12,7 +12,7 @@ mod params;
 mod report;
 mod validated;
 
-pub use batch::validate_batch;
+pub use batch::{BatchStream, validate_batch};
 pub use checks::{Check, Level, Scope, Severity};
 pub use error::{Error, Result};
 pub use file::{

@@ -52,6 +52,89 @@ impl Validated<itap_telemetry::Batch> {
     }
 }
 
+impl Validated<itap_telemetry::Batch> {
+    /// Pieces of whole devices, devices in id order, each of at most `rows`
+    /// rows (at least 1; a device with more rows is cut into consecutive
+    /// pieces), each device's rows in their order in the batch. Every row is
+    /// in exactly one piece. Each piece is still validated: a device's rows
+    /// taken together, in order, keep the batch's file-level properties.
+    ///
+    /// A store keyed by (device, time) takes such pieces at one place each,
+    /// where [`chunks`](Validated::chunks) of a batch in time order touch
+    /// every device's place in every piece.
+    ///
+    /// ```
+    /// use itap_telemetry::{simulate, ParamGuard, SimParams};
+    /// use itap_validate::{validate_batch, ValidationParams};
+    /// let batch = simulate(&SimParams::default().devices(3).hours(1.0).check()?);
+    /// let (_, valid) = validate_batch(batch, &ValidationParams::default().check()?);
+    /// let pieces: Vec<_> = valid.expect("valid").device_chunks(700).collect();
+    /// // 360 rows a device: one device a piece.
+    /// assert_eq!(pieces.iter().map(|p| p.len()).collect::<Vec<_>>(), [360, 360, 360]);
+    /// assert!((0..360).all(|r| pieces[2].device_of(r) == "DEV-0002"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn device_chunks(
+        &self,
+        rows: usize,
+    ) -> impl Iterator<Item = Validated<itap_telemetry::Batch>> + '_ {
+        let b = &self.0;
+        let rows = rows.max(1);
+        let names = b.device_names();
+        let codes = b.device_codes();
+        // The rows grouped by device code (stable), then the codes by id.
+        let mut starts = vec![0usize; names.len() + 1];
+        for &c in codes {
+            starts[c as usize + 1] += 1;
+        }
+        for i in 0..names.len() {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut order = vec![0u32; codes.len()];
+        for (r, &c) in codes.iter().enumerate() {
+            order[next[c as usize]] = r as u32;
+            next[c as usize] += 1;
+        }
+        let mut by_id: Vec<usize> = (0..names.len()).collect();
+        by_id.sort_by(|&x, &y| names[x].cmp(&names[y]));
+        // Each piece: consecutive stretches of `order` (devices by id). A
+        // device starts a new piece when it does not fit whole in the current
+        // one; one larger than `rows` fills pieces of its own.
+        let mut pieces: Vec<Vec<(usize, usize)>> = Vec::new();
+        let mut held = 0usize;
+        for d in by_id {
+            let (mut from, to) = (starts[d], starts[d + 1]);
+            if from == to {
+                continue;
+            }
+            if pieces.is_empty() || held + (to - from) > rows {
+                pieces.push(Vec::new());
+                held = 0;
+            }
+            while from < to {
+                if held == rows {
+                    pieces.push(Vec::new());
+                    held = 0;
+                }
+                let take = (to - from).min(rows - held);
+                if let Some(p) = pieces.last_mut() {
+                    p.push((from, from + take));
+                }
+                held += take;
+                from += take;
+            }
+        }
+        pieces.into_iter().map(move |stretches| {
+            let idx: Vec<usize> = stretches
+                .iter()
+                .flat_map(|&(a, z)| order[a..z].iter().map(|&r| r as usize))
+                .collect();
+            Validated(b.take(&idx))
+        })
+    }
+}
+
 impl<T> Deref for Validated<T> {
     type Target = T;
 
@@ -95,6 +178,56 @@ mod tests {
                 .collect();
             let expected: Vec<String> = (0..n).map(|r| batch.device_of(r).to_owned()).collect();
             assert_eq!(devices, expected);
+        }
+    }
+
+    #[test]
+    fn device_chunks_hold_whole_devices_in_id_order_and_every_row_once() {
+        // 4 devices × 180 rows, the device dictionary not in id order.
+        let sim = simulate(&SimParams::default().devices(4).hours(0.5).check().unwrap());
+        let mut c = sim.into_columns();
+        let perm = [2u32, 0, 3, 1]; // old code → new code
+        let mut names = vec![String::new(); 4];
+        for (old, &new) in perm.iter().enumerate() {
+            names[new as usize] = c.device_names[old].clone();
+        }
+        c.device_names = names;
+        for code in &mut c.device_codes {
+            *code = perm[*code as usize];
+        }
+        let batch = itap_telemetry::Batch::from_columns(c).unwrap();
+        let n = batch.len();
+        let (_, valid) =
+            validate_batch(batch.clone(), &ValidationParams::default().check().unwrap());
+        let valid = valid.unwrap();
+        let key =
+            |b: &itap_telemetry::Batch, r: usize| (b.device_of(r).to_owned(), b.timestamps()[r]);
+        let mut want: Vec<(String, i64)> = (0..n).map(|r| key(&batch, r)).collect();
+        want.sort();
+        for size in [1, 7, 179, 180, 181, 400, n + 5] {
+            let parts: Vec<_> = valid.device_chunks(size).collect();
+            assert!(parts.iter().all(|p| p.len() <= size && !p.is_empty()));
+            // Concatenated: devices by id, each device's rows in time order
+            // (the batch's order), every row once.
+            let got: Vec<(String, i64)> = parts
+                .iter()
+                .flat_map(|p| (0..p.len()).map(|r| key(p, r)).collect::<Vec<_>>())
+                .collect();
+            assert_eq!(got, want, "size {size}");
+            // A device that fits in a piece is in one piece.
+            if size >= 180 {
+                for p in &parts {
+                    for d in p.device_names() {
+                        let rows = (0..p.len()).filter(|&r| p.device_of(r) == d).count();
+                        assert!(rows == 0 || rows == 180, "size {size}: {d} split");
+                    }
+                }
+                assert_eq!(
+                    parts.len(),
+                    4usize.div_ceil((size / 180).max(1)),
+                    "size {size}"
+                );
+            }
         }
     }
 }

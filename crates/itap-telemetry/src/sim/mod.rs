@@ -175,7 +175,47 @@ pub fn simulate_to_csv(
 ) -> crate::Result<SimulatedCsv> {
     let path = path.as_ref();
     let mut file = crate::AtomicFile::create(path)?;
-    let mut out = crate::CsvBatchWriter::new(&mut file);
+    let mut rows = 0u64;
+    let done = simulate_into(p, &mut file, path, &mut |block| {
+        rows += block.len() as u64;
+        on_rows(rows);
+        Ok::<(), crate::Error>(())
+    })?;
+    file.commit()?;
+    Ok(done)
+}
+
+/// Simulates the fleet as CSV into `out` a block of samples at a time (the
+/// bytes [`simulate_to_csv`] writes; `path` names `out` in errors), and hands
+/// each block, once written, to `on_block`: a caller can validate or keep the
+/// rows as they go by without holding the fleet. The next block is simulated
+/// on a thread of its own meanwhile. An error from `on_block` stops the
+/// simulation and is returned.
+///
+/// ```
+/// use itap_telemetry::{ParamGuard, SimParams, simulate, simulate_into, write_csv_to};
+/// let p = SimParams::default().devices(3).hours(1.0).check()?;
+/// let (mut bytes, mut rows) = (Vec::new(), 0);
+/// simulate_into(&p, &mut bytes, "fleet.csv".as_ref(), &mut |block| {
+///     rows += block.len();
+///     Ok::<(), itap_telemetry::Error>(())
+/// })?;
+/// let mut whole = Vec::new();
+/// write_csv_to(&simulate(&p), &mut whole)?;
+/// assert_eq!((bytes, rows), (whole, 3 * 360));
+/// # Ok::<(), itap_telemetry::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Io`](crate::Error::Io) naming `path` when `out` cannot be
+/// written; `on_block`'s error.
+pub fn simulate_into<E: From<crate::Error>>(
+    p: &CheckedSimParams,
+    out: &mut dyn std::io::Write,
+    path: &std::path::Path,
+    on_block: &mut dyn FnMut(&Batch) -> Result<(), E>,
+) -> Result<SimulatedCsv, E> {
+    let mut out = crate::CsvBatchWriter::new(out);
     let steps = (BLOCK_ROWS / p.params.devices.max(1)).max(1);
     let mut done = SimulatedCsv {
         rows: 0,
@@ -185,7 +225,7 @@ pub fn simulate_to_csv(
     // written, in a pool as large as the caller's (a thread outside any pool
     // would use rayon's global one).
     let pool = rayon::current_num_threads();
-    std::thread::scope(|s| -> crate::Result<()> {
+    std::thread::scope(|s| -> Result<(), E> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         s.spawn(move || {
             let simulate = || {
@@ -205,12 +245,10 @@ pub fn simulate_to_csv(
             out.write(&block).map_err(|e| e.at_path(path))?;
             done.rows += block.len() as u64;
             done.tagged_rows += block.tagged_rows() as u64;
-            on_rows(done.rows);
+            on_block(&block)?;
         }
         Ok(())
     })?;
-    drop(out);
-    file.commit()?;
     Ok(done)
 }
 
