@@ -134,6 +134,19 @@ impl StoreSettings {
         o.pg_schema = self.pg_schema.clone();
         Ok(Store::connect_with(&o).await?)
     }
+
+    /// Opens the store for a writer that stores whole devices in id order
+    /// ([`store_batch`]): a smaller SQLite page cache
+    /// ([`itap_store::APPEND_SQLITE_CACHE_KIB`]) serves it as well.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn connect_for_appends(&self) -> Result<Store> {
+        let mut o = StoreOptions::new(self.url.clone());
+        o.pg_schema = self.pg_schema.clone();
+        o.sqlite_cache_kib = itap_store::APPEND_SQLITE_CACHE_KIB;
+        Ok(Store::connect_with(&o).await?)
+    }
 }
 
 /// The async runtime the store runs on (two worker threads).
@@ -324,7 +337,7 @@ pub(crate) fn store_by_device(
         sha256: report.input.sha256.clone().unwrap_or_default(),
     };
     let rt = store_runtime()?;
-    let store = rt.block_on(settings.connect())?;
+    let store = rt.block_on(settings.connect_for_appends())?;
     let done = std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Validated<Batch>>>(1);
         s.spawn(move || {

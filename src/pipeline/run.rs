@@ -452,7 +452,7 @@ pub fn run_with_progress(
             let t = Instant::now();
             let done = store_runtime().and_then(|rt| {
                 rt.block_on(async {
-                    let store = p.store.connect().await?;
+                    let store = p.store.connect_for_appends().await?;
                     let done = store_batch(&valid, &report, &store, &p.store, &mut |_| {}).await;
                     store.close().await;
                     done

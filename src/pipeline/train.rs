@@ -559,9 +559,15 @@ pub(crate) fn fit_chunked(
     let schema = batch.schema().clone();
     // The features' per-device baselines above learn from every fitted row; the
     // scaler and the detector from at most `max_training_rows` of them.
-    let (fit_rows, rows_sampled) = sample_rows(batch, &used, set.max_training_rows);
-    let fit_rows: Vec<usize> = (0..fit_rows.len()).filter(|&r| fit_rows[r]).collect();
+    let (fit_rows, rows_sampled) = {
+        let (flags, sampled) = sample_rows(batch, &used, set.max_training_rows);
+        let rows: Vec<usize> = (0..flags.len()).filter(|&r| flags[r]).collect();
+        (rows, sampled)
+    };
     let sketch_rows = sketch_rows(batch, &used, calibration, set.max_training_rows);
+    // Only the row lists are needed from here on (the features' pass below
+    // sets the run's memory peak).
+    drop(used);
     let same = sketch_rows == fit_rows;
     let engine = ChunkedTransform::new(batch, &fit)?;
     let catalogue = engine.catalogue();

@@ -418,7 +418,7 @@ struct Gathered<'b> {
     mask: Vec<bool>,
     order: crate::order::Order,
     /// Training rows per (device code, key), in device-then-time order.
-    groups: Vec<Vec<usize>>,
+    groups: Groups,
     train_rows: usize,
     first: i64,
     last: i64,
@@ -441,10 +441,17 @@ fn gather<'b>(batch: &'b Batch, span: TrainSpan<'_>, signals: Vec<String>) -> Re
     let states = batch.states();
     let codes = batch.device_codes();
     let ndev = batch.device_names().len();
-    let mut groups: Vec<Vec<usize>> = vec![Vec::new(); ndev * KEYS];
     let mut first = i64::MAX;
     let mut last = i64::MIN;
     let mut train_rows = 0;
+    // The training rows of each (device, key), and of each device's state:
+    // counted, then placed (the groups' rows in one block, not a growing list
+    // each).
+    let keys_of = |r: usize| {
+        let d = codes[r] as usize;
+        (d * KEYS, states.map(|s| d * KEYS + state_key(s[r])))
+    };
+    let mut starts = vec![0usize; ndev * KEYS + 1];
     for i in 0..batch.len() {
         let r = order.row(i);
         if !mask[r] {
@@ -453,12 +460,29 @@ fn gather<'b>(batch: &'b Batch, span: TrainSpan<'_>, signals: Vec<String>) -> Re
         train_rows += 1;
         first = first.min(ts[r]);
         last = last.max(ts[r]);
-        let d = codes[r] as usize;
-        groups[d * KEYS].push(r);
-        if let Some(s) = states {
-            groups[d * KEYS + state_key(s[r])].push(r);
+        let (all, state) = keys_of(r);
+        starts[all + 1] += 1;
+        if let Some(k) = state {
+            starts[k + 1] += 1;
         }
     }
+    for k in 0..ndev * KEYS {
+        starts[k + 1] += starts[k];
+    }
+    let mut next = starts.clone();
+    let mut rows = vec![0u32; starts[ndev * KEYS]];
+    for i in 0..batch.len() {
+        let r = order.row(i);
+        if !mask[r] {
+            continue;
+        }
+        let (all, state) = keys_of(r);
+        for k in std::iter::once(all).chain(state) {
+            rows[next[k]] = r as u32;
+            next[k] += 1;
+        }
+    }
+    let groups = Groups { starts, rows };
     Ok(Gathered {
         signals,
         cols,
@@ -471,12 +495,32 @@ fn gather<'b>(batch: &'b Batch, span: TrainSpan<'_>, signals: Vec<String>) -> Re
     })
 }
 
+/// Rows per group, all in one block: group `k`'s are
+/// `rows[starts[k]..starts[k + 1]]` (a batch in memory has fewer than 2³² rows).
+struct Groups {
+    starts: Vec<usize>,
+    rows: Vec<u32>,
+}
+
+impl Groups {
+    /// Group `k`'s rows, in order.
+    fn rows(&self, k: usize) -> impl Iterator<Item = usize> + Clone + '_ {
+        self.rows[self.starts[k]..self.starts[k + 1]]
+            .iter()
+            .map(|&r| r as usize)
+    }
+
+    /// Groups.
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+}
+
 /// Robust location and scale per (device, key).
 fn raw_baselines(g: &Gathered<'_>) -> Vec<Option<Baseline>> {
-    g.groups
-        .par_iter()
-        .enumerate()
-        .map(|(k, rows)| robust(rows.iter().copied(), &g.cols, key_state(k % KEYS)))
+    (0..g.groups.len())
+        .into_par_iter()
+        .map(|k| robust(g.groups.rows(k), &g.cols, key_state(k % KEYS)))
         .collect()
 }
 
@@ -548,13 +592,7 @@ fn spread_devices(
         };
         for b in &mut dev.baselines {
             let key = b.state.map_or(0, state_key);
-            residual_spread(
-                b,
-                g.groups[d * KEYS + key].iter().copied(),
-                &g.cols,
-                ts,
-                seasonal,
-            );
+            residual_spread(b, g.groups.rows(d * KEYS + key), &g.cols, ts, seasonal);
         }
     });
 }
@@ -586,7 +624,7 @@ fn fit_with_overall(
     let pooled_raw: Vec<Option<Baseline>> = (0..KEYS)
         .into_par_iter()
         .map(|k| {
-            let rows = (0..ndev).flat_map(|d| groups[d * KEYS + k].iter().copied());
+            let rows = (0..ndev).flat_map(|d| groups.rows(d * KEYS + k));
             robust(rows, cols, key_state(k))
         })
         .collect();
@@ -595,8 +633,8 @@ fn fit_with_overall(
         .iter()
         .map(|c| {
             let (n, _, m2) = (0..ndev)
-                .flat_map(|d| groups[d * KEYS].iter())
-                .map(|&r| c[r])
+                .flat_map(|d| groups.rows(d * KEYS))
+                .map(|r| c[r])
                 .filter(|v| v.is_finite())
                 .fold((0.0, 0.0, 0.0), |(n, mean, m2), v| {
                     let n1 = n + 1.0;
@@ -633,9 +671,7 @@ fn fit_with_overall(
                 .map(|i| &devices[i])
         })
         .collect();
-    let train: Vec<usize> = (0..ndev)
-        .flat_map(|d| groups[d * KEYS].iter().copied())
-        .collect();
+    let train: Vec<usize> = (0..ndev).flat_map(|d| groups.rows(d * KEYS)).collect();
     let bins = params.params().seasonal_bins;
     let seasonal: Vec<SeasonalProfile> = g
         .signals
@@ -702,7 +738,7 @@ fn fit_with_overall(
     spread_devices(batch, &g, &mut devices, &seasonal);
     for b in &mut pooled {
         let key = b.state.map_or(0, state_key);
-        let rows = (0..ndev).flat_map(|d| groups[d * KEYS + key].iter().copied());
+        let rows = (0..ndev).flat_map(|d| groups.rows(d * KEYS + key));
         residual_spread(b, rows, cols, ts, &seasonal);
     }
 

@@ -19,5 +19,6 @@ pub use live::{
 };
 pub use query::{DatasetStats, RangeQuery};
 pub use store::{
-    Backend, DEFAULT_DATASET, DEFAULT_DB_URL, Dataset, Store, StoreOptions, check_name,
+    APPEND_SQLITE_CACHE_KIB, Backend, DEFAULT_DATASET, DEFAULT_DB_URL, DEFAULT_SQLITE_CACHE_KIB,
+    Dataset, Store, StoreOptions, check_name,
 };

@@ -33,6 +33,7 @@ pub enum Backend {
 /// | `url` | `sqlite://data/itap.db` | `sqlite://PATH` (file and folder created if missing), `sqlite::memory:`, or `postgres://…` |
 /// | `pg_schema` | none (the server's `search_path`) | PostgreSQL schema to work in, created if missing; tests use one each |
 /// | `max_connections` | 4 | pool size |
+/// | `sqlite_cache_kib` | 65,536 (64 MiB) | SQLite only: each connection's page cache, KiB |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
     /// The database URL.
@@ -41,7 +42,24 @@ pub struct StoreOptions {
     pub pg_schema: Option<String>,
     /// Pool size.
     pub max_connections: u32,
+    /// SQLite only: each connection's page cache in KiB (SQLite's own
+    /// default is 2 MiB). The default, [`DEFAULT_SQLITE_CACHE_KIB`], serves
+    /// chunks in time order across a large fleet, which write at every
+    /// device's place of the (device, ts) key; a writer that stores whole
+    /// devices in id order touches one place at a time and needs little
+    /// ([`APPEND_SQLITE_CACHE_KIB`]). The pages are taken as used.
+    pub sqlite_cache_kib: u32,
 }
+
+/// The default of [`StoreOptions::sqlite_cache_kib`]: 64 MiB. A chunk of a
+/// large fleet in time order touches a page per device, and with SQLite's
+/// default of 2 MiB a 1,000-device ingest spilled and re-read those pages on
+/// every chunk.
+pub const DEFAULT_SQLITE_CACHE_KIB: u32 = 64 * 1024;
+
+/// [`StoreOptions::sqlite_cache_kib`] for writers that store whole devices in
+/// id order (8 MiB): as fast at 8.64 M rows as 64 MiB, and 56 MiB less held.
+pub const APPEND_SQLITE_CACHE_KIB: u32 = 8 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -49,6 +67,7 @@ impl Default for StoreOptions {
             url: DEFAULT_DB_URL.to_owned(),
             pg_schema: None,
             max_connections: 4,
+            sqlite_cache_kib: DEFAULT_SQLITE_CACHE_KIB,
         }
     }
 }

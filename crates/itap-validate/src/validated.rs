@@ -82,33 +82,23 @@ impl Validated<itap_telemetry::Batch> {
         let rows = rows.max(1);
         let names = b.device_names();
         let codes = b.device_codes();
-        // The rows grouped by device code (stable), then the codes by id.
-        let mut starts = vec![0usize; names.len() + 1];
+        let mut counts = vec![0usize; names.len()];
         for &c in codes {
-            starts[c as usize + 1] += 1;
-        }
-        for i in 0..names.len() {
-            starts[i + 1] += starts[i];
-        }
-        let mut next = starts.clone();
-        let mut order = vec![0u32; codes.len()];
-        for (r, &c) in codes.iter().enumerate() {
-            order[next[c as usize]] = r as u32;
-            next[c as usize] += 1;
+            counts[c as usize] += 1;
         }
         let mut by_id: Vec<usize> = (0..names.len()).collect();
         by_id.sort_by(|&x, &y| names[x].cmp(&names[y]));
-        // Each piece: consecutive stretches of `order` (devices by id). A
-        // device starts a new piece when it does not fit whole in the current
-        // one; one larger than `rows` fills pieces of its own.
-        let mut pieces: Vec<Vec<(usize, usize)>> = Vec::new();
+        // Each piece: (device code, its k-th rows from..to). A device starts a
+        // new piece when it does not fit whole in the current one; one larger
+        // than `rows` fills pieces of its own.
+        let mut pieces: Vec<Vec<(u32, usize, usize)>> = Vec::new();
         let mut held = 0usize;
         for d in by_id {
-            let (mut from, to) = (starts[d], starts[d + 1]);
-            if from == to {
+            let (mut from, to) = (0, counts[d]);
+            if to == 0 {
                 continue;
             }
-            if pieces.is_empty() || held + (to - from) > rows {
+            if pieces.is_empty() || held + to > rows {
                 pieces.push(Vec::new());
                 held = 0;
             }
@@ -119,17 +109,38 @@ impl Validated<itap_telemetry::Batch> {
                 }
                 let take = (to - from).min(rows - held);
                 if let Some(p) = pieces.last_mut() {
-                    p.push((from, from + take));
+                    p.push((d as u32, from, from + take));
                 }
                 held += take;
                 from += take;
             }
         }
-        pieces.into_iter().map(move |stretches| {
-            let idx: Vec<usize> = stretches
-                .iter()
-                .flat_map(|&(a, z)| order[a..z].iter().map(|&r| r as usize))
-                .collect();
+        // A piece's rows are found by one scan of the batch (no row index of
+        // the whole batch is held: a piece at a time).
+        let mut wanted: Vec<Option<(usize, usize)>> = vec![None; names.len()];
+        let mut seen = vec![0usize; names.len()];
+        let mut rank = vec![0usize; names.len()];
+        pieces.into_iter().map(move |piece| {
+            for (i, &(d, from, to)) in piece.iter().enumerate() {
+                wanted[d as usize] = Some((from, to));
+                rank[d as usize] = i;
+            }
+            seen.iter_mut().for_each(|k| *k = 0);
+            let mut idx = Vec::with_capacity(piece.iter().map(|p| p.2 - p.1).sum());
+            for (r, &c) in codes.iter().enumerate() {
+                let c = c as usize;
+                if let Some((from, to)) = wanted[c] {
+                    if (from..to).contains(&seen[c]) {
+                        idx.push(r);
+                    }
+                    seen[c] += 1;
+                }
+            }
+            for &(d, _, _) in &piece {
+                wanted[d as usize] = None;
+            }
+            // Each device's rows together, in the batch's order.
+            idx.sort_by_key(|&r| rank[codes[r] as usize]);
             Validated(b.take(&idx))
         })
     }

@@ -18,9 +18,6 @@ use crate::ingest::{IngestCounts, OnConflict};
 use crate::ledger;
 use crate::store::{Backend, Dataset, StoreOptions, quote};
 
-/// Page cache per connection, in KiB.
-const CACHE_KIB: u32 = 64 * 1024;
-
 /// SQLite's limit on bound parameters in one statement.
 const SQLITE_MAX_BINDS: usize = 32_766;
 
@@ -158,11 +155,8 @@ async fn connect(opts: &StoreOptions) -> Result<SqlitePool> {
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(120))
         .foreign_keys(true)
-        // 64 MiB of page cache per connection (SQLite's default is 2 MiB): a chunk
-        // of a large fleet touches an index page per device, and with the default a
-        // 1,000-device ingest spilled and re-read those pages on every chunk. The
-        // pages are taken as used, so a small database costs no more.
-        .pragma("cache_size", format!("-{}", CACHE_KIB))
+        // The page cache per connection (StoreOptions::sqlite_cache_kib).
+        .pragma("cache_size", format!("-{}", opts.sqlite_cache_kib))
         // Statement journals (the pages a multi-row statement may have to undo)
         // in memory instead of a temporary file: a live step's inserts wrote
         // them to disk, 10 % of `itap serve`'s time in a profile.
