@@ -338,7 +338,8 @@ fn an_input_larger_than_memory_rows_is_streamed_by_device_groups_with_the_same_r
             "set aside",
             "ingest",
             "train",
-            "score+evaluate"
+            "score",
+            "evaluate"
         ]
     );
     // Each stage says how far it got, to the end (validate and set aside go
@@ -400,7 +401,8 @@ fn an_input_larger_than_memory_rows_is_streamed_by_device_groups_with_the_same_r
             "set aside",
             "ingest",
             "train",
-            "score+evaluate"
+            "score",
+            "evaluate"
         ]
     );
     assert_eq!(first.evaluation.rows_total, 8_640);

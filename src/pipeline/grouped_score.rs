@@ -10,6 +10,7 @@
 //! evaluated row.
 
 use std::path::Path;
+use std::time::Instant;
 
 use itap_eval::{
     Attribution, CheckedEval, EvalContext, EvaluationParts, ScoredRows, ScoresCsv, Split, Timelines,
@@ -61,6 +62,29 @@ pub fn score_grouped(
     out: &Path,
     on_group: &mut dyn FnMut(usize, usize),
 ) -> Result<Reported> {
+    score_grouped_timed(data, how, out, on_group).map(|(reported, _)| reported)
+}
+
+/// Where [`score_grouped_timed`]'s time went, in seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GroupedTimes {
+    /// Reading each group and scoring it (features, detector, the
+    /// contributions kept).
+    pub(crate) score: f64,
+    /// Evaluating each group, the end of the evaluation, and writing and
+    /// putting the files in place.
+    pub(crate) evaluate: f64,
+}
+
+/// [`score_grouped`], with the time its scoring and its evaluating took.
+pub(crate) fn score_grouped_timed(
+    data: &mut dyn DeviceGroups,
+    how: &GroupedScoring<'_>,
+    out: &Path,
+    on_group: &mut dyn FnMut(usize, usize),
+) -> Result<(Reported, GroupedTimes)> {
+    let mut times = GroupedTimes::default();
+    let started = Instant::now();
     let model = how.model;
     let threshold = how.eval.threshold(&model.training_scores)?;
     let (first, last) = data
@@ -76,11 +100,15 @@ pub fn score_grouped(
     let mut csv = ScoresCsv::create(&out.join("scores.csv"))?;
     let method = model.attribution_method().to_owned();
     let mut done = 0;
+    times.evaluate += started.elapsed().as_secs_f64();
     for group in groups_of(&devices, how.group_rows.max(1)) {
+        let t = Instant::now();
         let batch = data.load(&group)?;
         let ts = batch.timestamps();
         let (scores, kept) =
             model.score_and_explain(&batch, |r, s| explained(&split, ts[r], s, &threshold))?;
+        times.score += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let rows = ScoredRows::from_batch(&batch, &scores)?;
         let contributions = |r: usize| kept.of_row(r);
         let attribution = Attribution {
@@ -92,13 +120,17 @@ pub fn score_grouped(
         parts.add(&rows, &context(&split, threshold, how, Some(&attribution)))?;
         timelines.offer(&rows);
         csv.append(&rows, threshold.value)?;
+        times.evaluate += t.elapsed().as_secs_f64();
         done += group.len();
         on_group(done, devices.len());
     }
+    let t = Instant::now();
     let evaluated = parts.finish(&context(&split, threshold, how, None))?;
-    Evaluated::new(evaluated, threshold, model, how.ctx)
+    let reported = Evaluated::new(evaluated, threshold, model, how.ctx)
         .stage_with(csv.finish()?, &timelines, out)?
-        .commit()
+        .commit()?;
+    times.evaluate += t.elapsed().as_secs_f64();
+    Ok((reported, times))
 }
 
 /// The evaluation's context for one group (with its contributions) or for the

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::Result;
 use crate::pipeline::grouped::{DeviceGroups, GroupedTraining, train_grouped};
-use crate::pipeline::grouped_score::{GroupedScoring, score_grouped};
+use crate::pipeline::grouped_score::{GroupedScoring, GroupedTimes, score_grouped_timed};
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, refused, spill_validated, store_batch, store_by_device,
     store_runtime, validate_in_memory,
@@ -361,7 +361,7 @@ fn analyse(
 /// of whole devices at a time in device order (stage ingest: each group
 /// validated again in memory, one transaction each), and trained on and
 /// scored a group of devices at a time ([`crate::train_grouped`],
-/// [`crate::score_grouped`]; stages train and score+evaluate). As in memory,
+/// [`crate::score_grouped`]; stages train, score and evaluate). As in memory,
 /// the analysis covers this input's validated rows (not rows stored before);
 /// scores.csv lists the groups one after another; a threshold rule on false
 /// alerts per device-day is refused there.
@@ -676,8 +676,10 @@ fn run_streamed_in(
         ),
     );
 
-    let (model_file, t, scored) = analyse_input(&mut groups, p, path, &report, sw, on_progress)?;
+    let (model_file, times, scored) =
+        analyse_input(&mut groups, p, path, &report, sw, on_progress)?;
     drop(groups);
+    let t = Instant::now();
     let model_path = model_file.path().to_path_buf();
     let Reported {
         evaluation,
@@ -686,10 +688,21 @@ fn run_streamed_in(
     } = scored;
     model_file.commit()?;
     let alerts_stored = store_alerts(&p.store, &alerts, &model_path.display().to_string())?;
-    sw.record(
-        "score+evaluate",
+    // Scoring and evaluating alternate a group at a time: each stage's own
+    // time, summed over the groups.
+    sw.record_seconds(
+        "score",
         evaluation.rows_total,
-        t,
+        times.score,
+        format!(
+            "model {} (a group of devices at a time, read from the rows set aside)",
+            p.out_dir.join("model.json").display()
+        ),
+    );
+    sw.record_seconds(
+        "evaluate",
+        evaluation.rows_evaluated,
+        times.evaluate + t.elapsed().as_secs_f64(),
         format!(
             "{}; a group of devices at a time",
             evaluated(&evaluation, alerts.len(), &alerts_stored)
@@ -876,7 +889,7 @@ fn evaluated(ev: &Evaluation, alerts: usize, stored: &AlertsWritten) -> String {
     )
 }
 
-/// The streamed run's train and score+evaluate stages on the input's rows:
+/// The streamed run's train, score and evaluate stages on the input's rows:
 /// model.json staged (not in place), when the scoring began, and what it wrote.
 fn analyse_input(
     groups: &mut dyn DeviceGroups,
@@ -885,7 +898,7 @@ fn analyse_input(
     report: &Report,
     sw: &mut Stopwatch<'_>,
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
-) -> Result<(AtomicFile, Instant, Reported)> {
+) -> Result<(AtomicFile, GroupedTimes, Reported)> {
     let t = Instant::now();
     let how = GroupedTraining {
         eval: &p.eval,
@@ -918,7 +931,6 @@ fn analyse_input(
         ),
     );
 
-    let t = Instant::now();
     let model_path = p.out_dir.join("model.json");
     let model_file = itap_eval::stage_json(&model, &model_path)?;
     let ctx = RunContext {
@@ -942,7 +954,7 @@ fn analyse_input(
         group_rows: p.group_rows,
         split: split.as_ref(),
     };
-    let scored = score_grouped(groups, &scoring, &p.out_dir, &mut |done, total| {
+    let (scored, times) = score_grouped_timed(groups, &scoring, &p.out_dir, &mut |done, total| {
         on_progress(&Progress {
             stage: "score+evaluate",
             done: done as u64,
@@ -950,5 +962,5 @@ fn analyse_input(
             unit: "devices",
         });
     })?;
-    Ok((model_file, t, scored))
+    Ok((model_file, times, scored))
 }

@@ -29,12 +29,14 @@ metrics.json, scores.csv and report.html into --out. Each stage prints its rows
 and wall time as it ends; a table sums them up.
 
 An input of more rows than [model] memory_rows (default 10,000,000; a CSV's rows
-are estimated from its size) is not held in memory: it is simulated into its
-CSV, read and validated (stage read+validate), read again and set aside by
-device in a temporary file in the output folder (stage set aside; about 57 bytes
-a row with the default signals, removed at the end), stored a group of devices
-at a time (stage ingest), and trained on and scored a group of devices ([model]
-group_rows) at a time (stages train and score+evaluate). The files are those of
+are estimated from its size) is not held in memory. A simulated fleet is written
+to its CSV a block at a time, each block validated and set aside by device in a
+temporary file in the output folder as it is written (stages generate, validate,
+set aside); a CSV is read and validated, then read again and set aside (stages
+read+validate, set aside). The rows set aside (about 57 bytes a row with the
+default signals; removed at the end) are stored a group of whole devices at a
+time (stage ingest) and trained on and scored a group of devices ([model]
+group_rows) at a time (stages train, score, evaluate). The files are those of
 the in-memory run but for the order of scores.csv's lines (group after group);
 eval.target_false_alerts_per_device_day is refused there. A progress bar (on a
 terminal) shows how far each stage got.

@@ -332,7 +332,6 @@ fn a_run_larger_than_memory_rows_is_analysed_a_group_of_devices_at_a_time() {
         .stdout(
             predicate::str::contains("set aside")
                 .and(predicate::str::contains("a group of devices at a time"))
-                .and(predicate::str::contains("score+evaluate"))
                 .and(predicate::str::contains("inserted 2880")),
         );
     let read = |f: &str| fs::read_to_string(dir.path().join(f)).unwrap();
