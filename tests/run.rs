@@ -418,7 +418,7 @@ fn an_input_larger_than_memory_rows_is_streamed_by_device_groups_with_the_same_r
 
     // The analysis is of the input alone, as in memory: a dataset holding
     // another day of the fleet first gives the same evaluation.
-    let mut other_day = params(
+    let other_day = params(
         Source::Simulate(
             Box::new(
                 SimParams::default()

@@ -179,7 +179,7 @@ impl<'a> BatchStream<'a> {
     /// error-severity finding (the rows a quarantine sets aside).
     ///
     /// # Errors
-    /// [`Error::Telemetry`] ([`Inconsistent`](itap_telemetry::Error::Inconsistent))
+    /// [`Error::Telemetry`](crate::Error::Telemetry) ([`Inconsistent`](itap_telemetry::Error::Inconsistent))
     /// when the batch's signals or optional columns are not the first
     /// batch's, or its device dictionary does not begin with the previous
     /// batch's; nothing of it is checked then.
