@@ -36,6 +36,25 @@ fn params(source: Source, db: &Path, out: &Path) -> RunParams {
     }
 }
 
+/// The files a run leaves in its output folder.
+const RUN_FILES: [&str; 5] = [
+    "alerts.json",
+    "metrics.json",
+    "model.json",
+    "report.html",
+    "scores.csv",
+];
+
+/// The names of a folder's entries, sorted.
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 fn small_fleet() -> itap::telemetry::CheckedSimParams {
     SimParams::default().devices(3).hours(3.0).check().unwrap()
 }
@@ -109,21 +128,7 @@ fn a_run_stores_trains_scores_and_writes_every_artifact_and_a_rerun_changes_noth
         assert!(std::fs::metadata(f).unwrap().len() > 0, "{}", f.display());
     }
     // Written into temporary files beside the ingest, then renamed: none is left.
-    let mut left: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(
-        left,
-        [
-            "alerts.json",
-            "metrics.json",
-            "model.json",
-            "report.html",
-            "scores.csv"
-        ]
-    );
+    assert_eq!(files_in(&out), RUN_FILES);
     let m = metrics(&out);
     assert_eq!(m.input.path, csv.display().to_string());
     assert_eq!(
@@ -451,21 +456,7 @@ fn an_input_larger_than_memory_rows_is_streamed_by_device_groups_with_the_same_r
     assert_eq!(mixed.evaluation, first.evaluation);
     // Nothing but the run's files is left in the output folder (the rows set
     // aside while streaming are removed).
-    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("mixed"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(
-        left,
-        [
-            "alerts.json",
-            "metrics.json",
-            "model.json",
-            "report.html",
-            "scores.csv"
-        ]
-    );
+    assert_eq!(files_in(&dir.path().join("mixed")), RUN_FILES);
 
     // A threshold rule that needs every held-back row is refused before
     // anything is written.

@@ -228,10 +228,7 @@ pub async fn store_validated(
     let chunk_rows = settings.rows_per_chunk(devices);
     let chunks = ValidatedChunks::open(path, opts, validation, report, chunk_rows)?;
     let schema = chunks.schema().clone();
-    let source = IngestSource {
-        path: path.display().to_string(),
-        sha256: report.input.sha256.clone().unwrap_or_default(),
-    };
+    let source = source_of(path, report);
     let mut ingest = store
         .begin_ingest(
             &settings.dataset,
@@ -332,10 +329,7 @@ pub(crate) fn store_by_device(
             path.display()
         )));
     };
-    let source = IngestSource {
-        path: path.display().to_string(),
-        sha256: report.input.sha256.clone().unwrap_or_default(),
-    };
+    let source = source_of(path, report);
     let rt = store_runtime()?;
     let store = rt.block_on(settings.connect_for_appends())?;
     let done = std::thread::scope(|s| {
@@ -556,6 +550,14 @@ pub async fn load_dataset(settings: &StoreSettings) -> Result<Batch> {
         )));
     }
     Ok(batch)
+}
+
+/// The ingest ledger's record of a validated file.
+fn source_of(path: &Path, report: &Report) -> IngestSource {
+    IngestSource {
+        path: path.display().to_string(),
+        sha256: report.input.sha256.clone().unwrap_or_default(),
+    }
 }
 
 /// Ends an ingest: records the rows read and rejected when every chunk was

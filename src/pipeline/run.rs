@@ -109,9 +109,9 @@ pub struct RunParams {
     pub out_dir: PathBuf,
     /// The configuration, recorded in metrics.json.
     pub config_json: serde_json::Value,
-    /// Rows held in memory at most: a larger input is stored as it streams
-    /// by and analysed a group of devices at a time (see [`run`]); 0 = always
-    /// in memory.
+    /// Rows held in memory at most: a larger input is set aside by device on
+    /// disk, and stored and analysed from there a group of devices at a time
+    /// (see [`run`]); 0 = always in memory.
     pub memory_rows: u64,
     /// Rows analysed at a time when the input is larger than `memory_rows`
     /// (a group of whole devices).
@@ -353,12 +353,15 @@ fn analyse(
 ///
 /// An input of more than [`RunParams::memory_rows`] rows (the simulated fleet's
 /// rows, or a CSV's estimated from its size and its first lines) is not held:
-/// it is simulated into its CSV a block at a time (stage generate), read and
-/// validated (stage read+validate; nothing is stored when validation rejects
-/// it), read again with its validated rows set aside by device in a temporary
-/// file in `out_dir` (stage set aside; the rows as binary numbers, 57 bytes a
-/// row with the simulator's five signals; removed at the end), stored a group
-/// of whole devices at a time in device order (stage ingest: each group
+/// its validated rows are set aside by device in a temporary file in
+/// `out_dir` (the rows as binary numbers, 57 bytes a row with the simulator's
+/// five signals; removed at the end). A simulated fleet is written to its CSV
+/// a block at a time, each block validated and set aside as it is written
+/// (stages generate, validate, set aside); a CSV, or a simulated fleet under
+/// the quarantine policy, is read and validated whole first (stage
+/// read+validate; nothing is stored when validation rejects it) and then read
+/// again and set aside (stage set aside). The rows set aside are stored a
+/// group of whole devices at a time in device order (stage ingest: each group
 /// validated again in memory, one transaction each), and trained on and
 /// scored a group of devices at a time ([`crate::train_grouped`],
 /// [`crate::score_grouped`]; stages train, score and evaluate). As in memory,
@@ -565,12 +568,12 @@ fn input_rows(source: &Source) -> Result<u64> {
     }
 }
 
-/// [`run`] for an input larger than [`RunParams::memory_rows`]: generate (into
-/// the CSV), read+validate, set aside (the validated rows by device in a
-/// [`Spill`] in the output folder), ingest (from the spill, device after
-/// device), then train on and score the spilled rows a group of devices at a
-/// time. On failure, an output folder the run made is removed if it is left
-/// empty.
+/// [`run`] for an input larger than [`RunParams::memory_rows`]: the validated
+/// rows set aside by device in a [`Spill`] in the output folder (as the fleet
+/// is generated, [`generate_validated`], or from the file,
+/// [`read_validated_aside`]), stored from it device after device, then trained
+/// on and scored from it a group of devices at a time. On failure, an output
+/// folder the run made is removed if it is left empty.
 fn run_streamed(
     p: &RunParams,
     quarantine: Option<&Path>,

@@ -164,9 +164,13 @@ pub(crate) fn run(args: &RunArgs, out: Output) -> Result<ExitCode> {
     let mut on_progress = move |p: &itap::Progress<'_>| {
         if progress_bar.message() != p.stage {
             let first = progress_bar.message().is_empty();
-            progress_bar.reset();
-            progress_bar.set_message(p.stage.to_owned());
+            // The new stage's length and position before anything redraws,
+            // so that it never shows with the last stage's count.
+            progress_bar.set_position(0);
             progress_bar.set_length(p.total);
+            progress_bar.reset_elapsed();
+            progress_bar.reset_eta();
+            progress_bar.set_message(p.stage.to_owned());
             if first && !quiet {
                 progress_bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             }
