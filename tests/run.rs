@@ -398,7 +398,26 @@ fn an_input_larger_than_memory_rows_is_streamed_by_device_groups_with_the_same_r
     );
     from_csv.memory_rows = 8_000;
     from_csv.group_rows = 3_000;
-    let (first, stages) = run(&from_csv);
+    let mut stages = Vec::new();
+    let mut progress: Vec<(String, u64, u64)> = Vec::new();
+    let first =
+        itap::run_with_progress(&from_csv, &mut |t| stages.push(t.stage.clone()), &mut |p| {
+            progress.push((p.stage.to_owned(), p.done, p.total));
+        })
+        .unwrap();
+    // Reading and validating the file reports its rows as they go by (the
+    // count estimated from the bytes read), ending at the rows read.
+    let reading: Vec<&(String, u64, u64)> =
+        progress.iter().filter(|p| p.0 == "read+validate").collect();
+    assert_eq!(
+        reading.last(),
+        Some(&&("read+validate".to_owned(), 8_640, 8_640)),
+        "{progress:?}"
+    );
+    assert!(
+        reading.len() >= 2 && reading.iter().all(|p| p.1 <= p.2),
+        "{reading:?}"
+    );
     assert_eq!(
         stages,
         [

@@ -261,6 +261,61 @@ pub async fn store_validated(
     finish_or_fail(ingest, outcome, source, report).await
 }
 
+/// [`validate_file`], telling `on_bytes` how many of the file's bytes have
+/// been read (after every 16 MiB, and at the end) and how many it has.
+///
+/// # Errors
+/// As [`validate_file`].
+pub(crate) fn validate_file_with_progress(
+    path: &Path,
+    opts: &ReadOptions,
+    validation: &CheckedValidation,
+    quarantine: Option<&Path>,
+    on_bytes: &mut dyn FnMut(u64, u64),
+) -> Result<Report> {
+    /// Counts the bytes read through it.
+    struct Counting<'a, R> {
+        inner: R,
+        done: u64,
+        told: u64,
+        total: u64,
+        on_bytes: &'a mut dyn FnMut(u64, u64),
+    }
+    impl<R: std::io::Read> std::io::Read for Counting<'_, R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.done += n as u64;
+            if self.done - self.told >= 16 << 20 || (n == 0 && self.done > self.told) {
+                self.told = self.done;
+                (self.on_bytes)(self.done, self.total.max(self.done));
+            }
+            Ok(n)
+        }
+    }
+    let io = |source| itap_telemetry::Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let total = file.metadata().map_err(io)?.len();
+    let reader = Counting {
+        inner: std::io::BufReader::with_capacity(1 << 16, file),
+        done: 0,
+        told: 0,
+        total,
+        on_bytes,
+    };
+    let Some(qpath) = quarantine else {
+        return Ok(itap_validate::validate_reader(
+            reader, path, opts, validation, None,
+        )?);
+    };
+    let mut qfile = itap_telemetry::AtomicFile::create(qpath)?;
+    let report = itap_validate::validate_reader(reader, path, opts, validation, Some(&mut qfile))?;
+    qfile.commit()?;
+    Ok(report)
+}
+
 /// Sets aside the validated rows of a file that `report` found storable: the
 /// file is read again in validated chunks (its SHA-256 checked against the
 /// report's), and each chunk goes to `spill`; `on_rows` hears the rows set

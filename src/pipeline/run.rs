@@ -18,7 +18,7 @@ use crate::pipeline::grouped::{DeviceGroups, GroupedTraining, train_grouped};
 use crate::pipeline::grouped_score::{GroupedScoring, GroupedTimes, score_grouped_timed};
 use crate::pipeline::ingest::{
     StoreSettings, read_validated, refused, spill_validated, store_batch, store_by_device,
-    store_runtime, validate_in_memory,
+    store_runtime, validate_file_with_progress, validate_in_memory,
 };
 use crate::pipeline::report::{
     Reported, RunContext, Staged, evaluate_explained, evaluate_scores, explained, store_alerts,
@@ -397,9 +397,9 @@ pub struct Progress<'a> {
 }
 
 /// [`run`], telling `on_progress` how far each stage of a streamed run has
-/// got (generate, set aside and ingest in rows, train and score+evaluate in
-/// devices; read+validate reports none); an input held in memory reports no
-/// progress.
+/// got (generate, read+validate, set aside and ingest in rows — read+validate's
+/// estimated from the bytes read until its last report —, train and
+/// score+evaluate in devices); an input held in memory reports no progress.
 ///
 /// # Errors
 /// As [`run`].
@@ -735,7 +735,24 @@ fn read_validated_aside(
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<(Report, SpillGroups)> {
     let t = Instant::now();
-    let report = itap_validate::validate_file(path, opts, &p.validation, quarantine)?;
+    // Rows as estimated from the file's size, counted off as its bytes are
+    // read; the stage's last report is the rows read.
+    let rows = input_rows(&Source::Csv(path.to_path_buf()))?;
+    let report =
+        validate_file_with_progress(path, opts, &p.validation, quarantine, &mut |done, total| {
+            on_progress(&Progress {
+                stage: "read+validate",
+                done: (rows as f64 * done as f64 / total.max(1) as f64) as u64,
+                total: rows,
+                unit: "rows",
+            });
+        })?;
+    on_progress(&Progress {
+        stage: "read+validate",
+        done: report.rows,
+        total: report.rows,
+        unit: "rows",
+    });
     if !report.verdict.is_storable() {
         return Err(refused(path, report));
     }
