@@ -373,7 +373,7 @@ pub(crate) fn store_by_device(
     validation: &CheckedValidation,
     report: &Report,
     settings: &StoreSettings,
-    on_rows: &mut dyn FnMut(u64),
+    on_rows: &mut (dyn FnMut(u64) + Send),
 ) -> Result<IngestReport> {
     let devices = groups.devices().to_vec();
     let chunk_rows = settings.rows_per_chunk(devices.len()) as u64;
@@ -408,28 +408,9 @@ pub(crate) fn store_by_device(
                 }
             }
         });
-        rt.block_on(async {
-            let mut ingest = store
-                .begin_ingest(
-                    &settings.dataset,
-                    &schema,
-                    source.clone(),
-                    settings.on_conflict,
-                )
-                .await?;
-            let mut written = 0u64;
-            let outcome: Result<()> = async {
-                for group in rx {
-                    let group = group?;
-                    ingest.write(&group).await?;
-                    written += group.len() as u64;
-                    on_rows(written);
-                }
-                Ok(())
-            }
-            .await;
-            finish_or_fail(ingest, outcome, source, report).await
-        })
+        rt.block_on(write_chunks(
+            &store, settings, &schema, source, report, rx, on_rows,
+        ))
     });
     rt.block_on(store.close());
     done
@@ -565,21 +546,48 @@ pub async fn store_batch(
         path: report.input.path.clone().unwrap_or_default(),
         sha256: report.input.sha256.clone().unwrap_or_default(),
     };
+    let chunk_rows = settings.rows_per_chunk(valid.device_names().len());
+    let chunks = valid.device_chunks(chunk_rows).map(Ok);
+    write_chunks(
+        store,
+        settings,
+        valid.schema(),
+        source,
+        report,
+        chunks,
+        on_chunk,
+    )
+    .await
+}
+
+/// One ingest of `chunks` into the settings' dataset, a transaction each;
+/// `on_rows` hears the rows written so far. On failure (the store's, or a
+/// chunk that is an error) the ledger entry is marked failed; committed
+/// chunks stay.
+async fn write_chunks(
+    store: &Store,
+    settings: &StoreSettings,
+    schema: &itap_telemetry::Schema,
+    source: IngestSource,
+    report: &Report,
+    chunks: impl IntoIterator<Item = Result<Validated<Batch>>>,
+    on_rows: &mut (dyn FnMut(u64) + Send),
+) -> Result<IngestReport> {
     let mut ingest = store
         .begin_ingest(
             &settings.dataset,
-            valid.schema(),
+            schema,
             source.clone(),
             settings.on_conflict,
         )
         .await?;
     let mut written = 0u64;
     let outcome: Result<()> = async {
-        let chunk_rows = settings.rows_per_chunk(valid.device_names().len());
-        for chunk in valid.device_chunks(chunk_rows) {
+        for chunk in chunks {
+            let chunk = chunk?;
             ingest.write(&chunk).await?;
             written += chunk.len() as u64;
-            on_chunk(written);
+            on_rows(written);
         }
         Ok(())
     }

@@ -234,6 +234,13 @@ fn record_validation(
     stage: &str,
     quarantine: Option<&Path>,
 ) {
+    let detail = validation_detail(report, quarantine, valid.device_names().len() as u64);
+    sw.record(stage, report.rows, t, detail);
+}
+
+/// A validation stage's detail: the verdict, the rows accepted (and where the
+/// others went) and the devices.
+fn validation_detail(report: &Report, quarantine: Option<&Path>, devices: u64) -> String {
     let set_aside = match quarantine {
         Some(q) => format!(
             ", {} set aside → {}",
@@ -242,17 +249,41 @@ fn record_validation(
         ),
         None => String::new(),
     };
-    sw.record(
+    format!(
+        "{}, {} rows accepted{set_aside}, {} devices",
+        report.verdict.as_str(),
+        report.rows_accepted,
+        devices
+    )
+}
+
+/// The evaluation's context: the input and its digest, the configuration
+/// and the alert rules.
+fn run_context(p: &RunParams, input: &Path, report: &Report) -> RunContext {
+    RunContext {
+        input: InputDigest {
+            path: input.display().to_string(),
+            sha256: report.input.sha256.clone(),
+        },
+        config: p.config_json.clone(),
+        alerts: p.alerts.clone(),
+    }
+}
+
+/// Tells `on_progress` that `stage` has done `done` of `total` `unit`s.
+fn tell(
+    on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
+    stage: &str,
+    done: u64,
+    total: u64,
+    unit: &str,
+) {
+    on_progress(&Progress {
         stage,
-        report.rows,
-        t,
-        format!(
-            "{}, {} rows accepted{set_aside}, {} devices",
-            report.verdict.as_str(),
-            report.rows_accepted,
-            valid.device_names().len()
-        ),
-    );
+        done,
+        total,
+        unit,
+    });
 }
 
 /// What [`analyse`] leaves for the run to publish once the rows are stored.
@@ -415,8 +446,13 @@ pub fn run_with_progress(
     let quarantine = (p.validation.params().policy == Policy::Quarantine)
         .then(|| p.out_dir.join(QUARANTINE_FILE));
     let quarantine = quarantine.as_deref();
-    if p.memory_rows > 0 && input_rows(&p.source)? > p.memory_rows {
-        return run_streamed(p, quarantine, &mut sw, on_progress);
+    let rows = if p.memory_rows > 0 {
+        input_rows(&p.source)?
+    } else {
+        0
+    };
+    if rows > p.memory_rows {
+        return run_streamed(p, rows, quarantine, &mut sw, on_progress);
     }
     let (input, (valid, report)) = match &p.source {
         Source::Simulate(sim, path) => (
@@ -432,14 +468,7 @@ pub fn run_with_progress(
     };
     let rows_quarantined = report.rows - report.rows_accepted;
 
-    let ctx = RunContext {
-        input: InputDigest {
-            path: input.display().to_string(),
-            sha256: report.input.sha256.clone(),
-        },
-        config: p.config_json.clone(),
-        alerts: p.alerts.clone(),
-    };
+    let ctx = run_context(p, input, &report);
     // The rows are stored on a thread of their own while the same rows (in
     // memory, validated, read-only to both) are trained on, scored and
     // evaluated: the two share nothing else, and a store takes one writer at a
@@ -576,12 +605,13 @@ fn input_rows(source: &Source) -> Result<u64> {
 /// folder the run made is removed if it is left empty.
 fn run_streamed(
     p: &RunParams,
+    rows: u64,
     quarantine: Option<&Path>,
     sw: &mut Stopwatch<'_>,
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<RunSummary> {
     let out_existed = p.out_dir.exists();
-    let done = run_streamed_in(p, quarantine, sw, on_progress);
+    let done = run_streamed_in(p, rows, quarantine, sw, on_progress);
     if done.is_err() && !out_existed {
         let _ = std::fs::remove_dir(&p.out_dir);
     }
@@ -590,6 +620,7 @@ fn run_streamed(
 
 fn run_streamed_in(
     p: &RunParams,
+    rows: u64,
     quarantine: Option<&Path>,
     sw: &mut Stopwatch<'_>,
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
@@ -617,12 +648,7 @@ fn run_streamed_in(
             let t = Instant::now();
             let total = sim.rows() as u64;
             let done = itap_telemetry::simulate_to_csv(sim, path, &mut |rows| {
-                on_progress(&Progress {
-                    stage: "generate",
-                    done: rows,
-                    total,
-                    unit: "rows",
-                });
+                tell(on_progress, "generate", rows, total, "rows");
             })?;
             sw.record(
                 "generate",
@@ -642,12 +668,12 @@ fn run_streamed_in(
                 ..ReadOptions::default()
             };
             let (report, groups) =
-                read_validated_aside(path, &opts, p, quarantine, sw, on_progress)?;
+                read_validated_aside(path, &opts, p, rows, quarantine, sw, on_progress)?;
             (path, report, groups)
         }
         Source::Csv(path) => {
             let (report, groups) =
-                read_validated_aside(path, &p.read, p, quarantine, sw, on_progress)?;
+                read_validated_aside(path, &p.read, p, rows, quarantine, sw, on_progress)?;
             (path, report, groups)
         }
     };
@@ -660,12 +686,7 @@ fn run_streamed_in(
         &report,
         &p.store,
         &mut |done| {
-            on_progress(&Progress {
-                stage: "ingest",
-                done,
-                total: accepted,
-                unit: "rows",
-            });
+            tell(on_progress, "ingest", done, accepted, "rows");
         },
     )?;
     let c = &ingested.counts;
@@ -730,48 +751,37 @@ fn read_validated_aside(
     path: &Path,
     opts: &ReadOptions,
     p: &RunParams,
+    rows: u64,
     quarantine: Option<&Path>,
     sw: &mut Stopwatch<'_>,
     on_progress: &mut (dyn FnMut(&Progress<'_>) + Send),
 ) -> Result<(Report, SpillGroups)> {
     let t = Instant::now();
-    // Rows as estimated from the file's size, counted off as its bytes are
-    // read; the stage's last report is the rows read.
-    let rows = input_rows(&Source::Csv(path.to_path_buf()))?;
+    // `rows` (the input's, as estimated before the run chose this path),
+    // counted off as the file's bytes are read; the stage's last report is
+    // the rows read.
     let report =
         validate_file_with_progress(path, opts, &p.validation, quarantine, &mut |done, total| {
-            on_progress(&Progress {
-                stage: "read+validate",
-                done: (rows as f64 * done as f64 / total.max(1) as f64) as u64,
-                total: rows,
-                unit: "rows",
-            });
+            tell(
+                on_progress,
+                "read+validate",
+                (rows as f64 * done as f64 / total.max(1) as f64) as u64,
+                rows,
+                "rows",
+            );
         })?;
-    on_progress(&Progress {
-        stage: "read+validate",
-        done: report.rows,
-        total: report.rows,
-        unit: "rows",
-    });
+    tell(
+        on_progress,
+        "read+validate",
+        report.rows,
+        report.rows,
+        "rows",
+    );
     if !report.verdict.is_storable() {
         return Err(refused(path, report));
     }
-    sw.record(
-        "read+validate",
-        report.rows,
-        t,
-        format!(
-            "{}, {} rows accepted{}, {} devices",
-            report.verdict.as_str(),
-            report.rows_accepted,
-            quarantine.map_or_else(String::new, |q| format!(
-                ", {} set aside → {}",
-                report.rows - report.rows_accepted,
-                q.display()
-            )),
-            report.devices
-        ),
-    );
+    let detail = validation_detail(&report, quarantine, report.devices);
+    sw.record("read+validate", report.rows, t, detail);
     let t = Instant::now();
     let accepted = report.rows_accepted;
     let mut spill = Spill::create(&p.out_dir)?;
@@ -786,12 +796,7 @@ fn read_validated_aside(
         chunk_rows,
         &mut spill,
         &mut |done| {
-            on_progress(&Progress {
-                stage: "set aside",
-                done,
-                total: accepted,
-                unit: "rows",
-            });
+            tell(on_progress, "set aside", done, accepted, "rows");
         },
     )?;
     let groups = spill.finish()?;
@@ -839,12 +844,7 @@ fn generate_validated(
         spill.append(block)?;
         aside += w.elapsed();
         rows += block.len() as u64;
-        on_progress(&Progress {
-            stage: "generate",
-            done: rows,
-            total,
-            unit: "rows",
-        });
+        tell(on_progress, "generate", rows, total, "rows");
         Ok(())
     })?;
     let (sha, bytes) = out.finish();
@@ -880,10 +880,8 @@ fn generate_validated(
         report.rows,
         validating.as_secs_f64(),
         format!(
-            "{}, {} rows accepted, {} devices (each block as it was written)",
-            report.verdict.as_str(),
-            report.rows_accepted,
-            report.devices
+            "{} (each block as it was written)",
+            validation_detail(&report, None, report.devices)
         ),
     );
     sw.record_seconds(
@@ -929,12 +927,7 @@ fn analyse_input(
         fleet_rows: p.group_rows,
     };
     let model = train_grouped(groups, &how, &mut |done, total| {
-        on_progress(&Progress {
-            stage: "train",
-            done: done as u64,
-            total: total as u64,
-            unit: "devices",
-        });
+        tell(on_progress, "train", done as u64, total as u64, "devices");
     })?;
     let stored: u64 = groups.devices().iter().map(|d| d.1).sum();
     sw.record(
@@ -953,14 +946,7 @@ fn analyse_input(
 
     let model_path = p.out_dir.join("model.json");
     let model_file = itap_eval::stage_json(&model, &model_path)?;
-    let ctx = RunContext {
-        input: InputDigest {
-            path: path.display().to_string(),
-            sha256: report.input.sha256.clone(),
-        },
-        config: p.config_json.clone(),
-        alerts: p.alerts.clone(),
-    };
+    let ctx = run_context(p, path, report);
     // The run's split, as training took it (with its training fraction).
     let split = match groups.time_bounds() {
         Some((first, last)) => Some(p.eval.split(first, last)?),
@@ -975,12 +961,13 @@ fn analyse_input(
         split: split.as_ref(),
     };
     let (scored, times) = score_grouped_timed(groups, &scoring, &p.out_dir, &mut |done, total| {
-        on_progress(&Progress {
-            stage: "score+evaluate",
-            done: done as u64,
-            total: total as u64,
-            unit: "devices",
-        });
+        tell(
+            on_progress,
+            "score+evaluate",
+            done as u64,
+            total as u64,
+            "devices",
+        );
     })?;
     Ok((model_file, times, scored))
 }
