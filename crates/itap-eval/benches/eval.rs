@@ -1,13 +1,14 @@
 //! Evaluation throughput (rows/s): metrics, events and breakdowns over scored rows,
-//! and building alerts with the tracker.
+//! building alerts with the tracker, and the threshold-free metrics over
+//! millions of scores.
 
 use itap_eval::ParamGuard;
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use itap_eval::{
-    AlertParams, EvalParams, ScoreSketch, ScoredRows, build_alerts, evaluate,
-    threshold_from_training,
+    AlertParams, EvalParams, ScoreSketch, ScoredRows, average_precision, build_alerts, curves,
+    evaluate, roc_auc, threshold_from_training,
 };
 use itap_telemetry::{SimParams, simulate};
 
@@ -91,5 +92,31 @@ fn bench_alerts(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench, bench_alerts);
+/// The threshold-free metrics (ROC-AUC, average precision, both curves) over
+/// 1 and 10 million scores with many ties: the fleet-wide figures' cost per
+/// row as the evaluated rows grow.
+fn bench_ranking(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ranking");
+    g.sample_size(10);
+    for n in [1_000_000usize, 10_000_000] {
+        // Deterministic scores in steps of 1/4096 (ties), one row in eight faulty.
+        let scores: Vec<f64> = (0..n)
+            .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as f64 / 4096.0)
+            .collect();
+        let labels: Vec<bool> = (0..n).map(|i| i % 8 == 3).collect();
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_with_input(BenchmarkId::new("auc_ap_curves", n), &n, |bch, _| {
+            bch.iter(|| {
+                black_box((
+                    roc_auc(&scores, &labels),
+                    average_precision(&scores, &labels),
+                    curves(&scores, &labels, 200),
+                ))
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_alerts, bench_ranking);
 criterion_main!(benches);

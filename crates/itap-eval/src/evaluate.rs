@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::alert_params::{AlertParams, CheckedAlerts};
 use crate::error::{Error, Result};
 use crate::fleet::DeviceAlerts;
-use crate::metrics::{Confusion, CurvePoint, quantile, quantile_sorted, ratio};
+use crate::metrics::{Confusion, CurvePoint, Ranking, quantile, ratio};
 use crate::params::{CheckedEval, Split, ThresholdRule};
 use crate::parts::EvaluationParts;
 use crate::threshold::ScoreSketch;
@@ -437,29 +437,22 @@ pub(crate) fn split_info(split: &Split) -> SplitInfo {
 }
 
 /// The diagnostic sweep: precision and recall at percentiles of the test
-/// scores (`scores`, with their `labels`).
-pub(crate) fn sweep(scores: &[f64], labels: &[bool], percentiles: &[f64]) -> Sweep {
-    let mut sorted = scores.to_vec();
-    sorted.retain(|s| !s.is_nan());
-    sorted.sort_by(f64::total_cmp);
-    let points = if sorted.is_empty() {
-        Vec::new()
-    } else {
-        percentiles
-            .iter()
-            .map(|&pc| {
-                let t = quantile_sorted(&sorted, pc / 100.0);
-                let c = Confusion::count(scores.iter().map(|&s| s > t), labels.iter().copied());
-                SweepPoint {
-                    percentile: pc,
-                    threshold: t,
-                    precision: c.precision(),
-                    recall: c.recall(),
-                    f1: c.f1(),
-                }
+/// scores (`ranked` with their labels).
+pub(crate) fn sweep(ranked: &Ranking, percentiles: &[f64]) -> Sweep {
+    let points = percentiles
+        .iter()
+        .map_while(|&pc| {
+            let t = ranked.quantile(pc / 100.0)?;
+            let c = ranked.confusion_above(t);
+            Some(SweepPoint {
+                percentile: pc,
+                threshold: t,
+                precision: c.precision(),
+                recall: c.recall(),
+                f1: c.f1(),
             })
-            .collect()
-    };
+        })
+        .collect();
     Sweep {
         note: "diagnostic only: each threshold is a percentile of the test scores and \
                its precision/recall use the test labels; the operating threshold above \

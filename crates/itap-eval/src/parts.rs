@@ -22,7 +22,7 @@ use crate::events::{
     per_device_rows,
 };
 use crate::fleet::{DeviceAlerts, fleet, top_alerts};
-use crate::metrics::{Confusion, average_precision, curves, roc_auc};
+use crate::metrics::Ranking;
 use crate::tracker::{Alert, build_alerts, sort_alerts};
 
 /// An evaluation a part of the fleet at a time (see the module's text):
@@ -185,7 +185,8 @@ impl EvaluationParts {
         let p = ctx.params.params();
         let threshold = ctx.threshold;
         let labels = cols.labels();
-        let (roc_curve, pr_curve) = curves(&cols.scores, &labels, 200);
+        let ranked = Ranking::new(&cols.scores, &labels);
+        let (roc_curve, pr_curve) = ranked.curves(200);
         let counts = EventCounts {
             events,
             detected: by_tag.values().map(|t| t.detected).sum(),
@@ -206,17 +207,14 @@ impl EvaluationParts {
                 vec!["all".to_owned()]
             },
             labelled,
-            at_threshold: PointMetrics::new(Confusion::count(
-                cols.scores.iter().map(|&s| s > threshold.value),
-                labels.iter().copied(),
-            )),
-            roc_auc: roc_auc(&cols.scores, &labels),
-            pr_auc: average_precision(&cols.scores, &labels),
+            at_threshold: PointMetrics::new(ranked.confusion_above(threshold.value)),
+            roc_auc: ranked.roc_auc(),
+            pr_auc: ranked.average_precision(),
             per_fault: per_fault(&cols, threshold.value, &by_tag, labelled),
             per_device,
             per_state: per_state(&cols, &labels, threshold.value),
             events: event_metrics(&counts, &alerts, p),
-            sweep: sweep(&cols.scores, &labels, &p.sweep_percentiles),
+            sweep: sweep(&ranked, &p.sweep_percentiles),
             attribution_method,
             top_alerts: top_alerts(&alerts, p.top_n),
             fleet,
