@@ -1,5 +1,6 @@
 //! Validation throughput in rows per second: a batch in memory, and CSV read +
-//! validate (from bytes in memory, and from a file), at 54,000 and 864,000 rows.
+//! validate (from bytes in memory, and from a file), at 54,000 and 864,000 rows;
+//! and 864,000 rows in memory from fleets of 100, 1,000 and 10,000 devices.
 
 use itap_validate::ParamGuard;
 use std::hint::black_box;
@@ -56,5 +57,30 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// The same 864,000 rows from fleets of 100, 1,000 and 10,000 devices: the
+/// cost per row of checking in memory as the number of devices grows.
+fn bench_fleets(c: &mut Criterion) {
+    let mut g = c.benchmark_group("validate_fleet");
+    g.sample_size(10);
+    let params = ValidationParams::default().check().expect("valid params");
+    for (devices, hours) in [(100, 24.0), (1_000, 2.4), (10_000, 0.24)] {
+        let sim = SimParams::default()
+            .devices(devices)
+            .hours(hours)
+            .check()
+            .expect("valid params");
+        let batch = simulate(&sim);
+        g.throughput(Throughput::Elements(batch.len() as u64));
+        g.bench_with_input(BenchmarkId::new("devices", devices), &batch, |b, batch| {
+            b.iter_batched(
+                || batch.clone(),
+                |batch| black_box(validate_batch(batch, &params).0.rows),
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_fleets);
 criterion_main!(benches);

@@ -1113,6 +1113,89 @@ mod tests {
         }
     }
 
+    /// 300 devices at 10 s, rows interleaved (enough for the engine to check
+    /// them a tile of devices at a time), each with problems of its own at its
+    /// own times.
+    fn crowded_csv() -> String {
+        let mut s = String::from("timestamp,device_id,state,rpm,temp_c,error_code,anomaly_tag\n");
+        let t0 = 1_767_225_600i64; // 2026-01-01T00:00:00Z
+        let ts = |secs: i64| itap_telemetry::format_timestamp((t0 + secs) * 1_000_000);
+        for i in 0..60i64 {
+            for d in 0..300i64 {
+                let at = (i + d) % 60;
+                if d % 29 == 3 && (20..23).contains(&i) {
+                    continue; // a gap
+                }
+                let mut rpm = format!("{}", 1500 + (i * 7 + d) % 13);
+                let mut temp = format!("{:.2}", 50.0 + (i as f64 * 0.37 + d as f64).sin());
+                if d % 7 == 0 && (10..18).contains(&i) {
+                    temp.clear(); // a missing run of 8
+                }
+                if d % 11 == 1 && (30..38).contains(&i) {
+                    rpm = "1500".into(); // stuck for 8 samples
+                }
+                if d % 13 == 2 && at == 5 {
+                    temp = "200".into();
+                }
+                if d % 5 == 4 && at == 9 {
+                    rpm = "-1".into();
+                }
+                let line = format!("{},D{d:03},RUN,{rpm},{temp},0,\n", ts(i * 10));
+                s.push_str(&line);
+                if d % 9 == 5 && at == 40 {
+                    s.push_str(&line); // an equal duplicate
+                }
+                if d % 10 == 6 && at == 41 {
+                    s.push_str(&line.replace(",0,\n", ",9,\n")); // a conflicting one
+                }
+                if d % 11 == 7 && at == 50 {
+                    let _ = writeln!(s, "{},D{d:03},RUN,1500,50.0,0,", ts(i * 10 - 25));
+                }
+                if d % 13 == 8 && at == 55 {
+                    let _ = writeln!(s, "2030-01-01T00:00:00Z,D{d:03},RUN,1500,50.0,0,");
+                }
+            }
+        }
+        s
+    }
+
+    /// A chunk of many devices is checked a tile of devices at a time; the
+    /// report, with its counts and first examples, and the quarantine file with
+    /// its rows' reasons, are those of checking the rows one at a time.
+    #[test]
+    fn checking_many_devices_a_tile_at_a_time_finds_what_row_by_row_finds() {
+        let csv = crowded_csv();
+        let p = params(Policy::Quarantine);
+        let (base, base_q) = run(&csv, &p, 1);
+        for check in [
+            "range.out_of_range",
+            "range.negative",
+            "time.out_of_order",
+            "time.duplicate_equal",
+            "time.duplicate_conflict",
+            "time.gap",
+            "time.future",
+            "sensor.stuck",
+            "completeness.missing_run",
+        ] {
+            // More than the examples kept, so that which are kept matters.
+            assert!(
+                base.count_of(check) > 10,
+                "{check}: {}",
+                base.count_of(check)
+            );
+        }
+        assert_eq!(base.per_device.len(), 300);
+        for chunk in [CHUNK_ROWS, 1000, 149] {
+            let (r, q) = run(&csv, &p, chunk);
+            assert_eq!(r, base, "chunk size {chunk}");
+            assert!(
+                q == base_q,
+                "chunk size {chunk}: the quarantine files differ"
+            );
+        }
+    }
+
     #[test]
     fn chunks_read_back_exactly_the_accepted_rows() {
         let dir = tempfile::tempdir().unwrap();
