@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use rayon::prelude::*;
+
 use itap_telemetry::{Batch, MICROS_PER_SEC, Schema, State, format_timestamp};
 
 use crate::checks::{Check, Severity};
@@ -25,6 +27,9 @@ const TILED_ABOVE: usize = 256;
 
 /// Rows ordered by tile at a time.
 const TILE_WINDOW: usize = 1 << 18;
+
+/// Tiles of one part of a window: the parts are checked in parallel.
+const PART_TILES: usize = 8;
 
 /// Where each column of the checked data sits in the findings' column table.
 #[derive(Debug, Clone)]
@@ -259,6 +264,79 @@ impl RowCheck<'_> {
     }
 }
 
+impl Checker<'_> {
+    /// Runs the row checks on row `r` of `b`, family by family, in a fixed
+    /// order: the order of a row's quarantine reasons. Its flag and reasons go
+    /// to `out` at `slot`.
+    fn check_row(
+        &mut self,
+        rules: &Rules<'_>,
+        b: &BatchView<'_>,
+        r: usize,
+        slot: usize,
+        refs: RowRefs<'_>,
+        out: &mut Outcome,
+    ) {
+        let t = b.ts[r];
+        let d = b.codes[r] as usize;
+        let want_reasons = out.reasons.is_some();
+        let Rules {
+            lim,
+            cols,
+            sig,
+            names,
+        } = rules;
+        let dev = d
+            .checked_sub(self.first)
+            .and_then(|i| self.devices.get_mut(i));
+        let (Some(dev), Some(dev_name)) = (dev, names.get(d)) else {
+            return; // a batch's own dictionary always covers its codes
+        };
+        let mut row = RowCheck {
+            findings: self.findings,
+            out,
+            cols,
+            r: slot,
+            at: At {
+                line: refs.lines.and_then(|l| l.get(r).copied()),
+                row: Some(
+                    refs.ordinals
+                        .and_then(|o| o.get(r).copied())
+                        .unwrap_or(refs.base + r as u64),
+                ),
+                device: Some(dev_name.as_str()),
+            },
+            want_reasons,
+        };
+        let counts = &mut self.counts;
+        counts.rows += 1;
+        counts.tmin = counts.tmin.min(t);
+        counts.tmax = counts.tmax.max(t);
+
+        check_device_id(&mut row, dev);
+        // A row from the future is not part of the device's time axis: it would
+        // make a gap before it and a clock jump after it.
+        if !check_future(&mut row, lim, t) {
+            check_order(&mut row, lim, dev, dev_name, t);
+            dev.prev = Some(t);
+        }
+        dev.count(t);
+
+        let sig_buf = &mut *self.sig_buf;
+        for (v, col) in sig_buf.iter_mut().zip(&b.signals) {
+            *v = col[r];
+        }
+        let h = row_hash(sig_buf, b.states.map(|s| s[r]), b.errs.map_or(0, |e| e[r]));
+        check_duplicate(&mut row, lim, self.budget, dev, t, h);
+
+        let running = b.states.is_none_or(|s| s[r] == State::Run);
+        check_signals(&mut row, lim, sig, dev, sig_buf, running);
+        if out.bad[slot] {
+            counts.rows_with_errors += 1;
+        }
+    }
+}
+
 /// The streaming checker.
 #[derive(Debug)]
 pub(crate) struct Engine {
@@ -271,14 +349,68 @@ pub(crate) struct Engine {
     device_names: Vec<String>,
     budget: IndexBudget,
     stats: Vec<Stat>,
-    rows: u64,
-    rows_with_errors: u64,
-    tmin: i64,
-    tmax: i64,
+    counts: Counts,
     /// The signal values of the row being checked.
     sig_buf: Vec<f64>,
     /// The order rows are checked in, a window of rows at a time (reused).
     order: Vec<u32>,
+}
+
+/// Rows checked, rows with an error finding, and their time bounds.
+#[derive(Debug, Clone, Copy)]
+struct Counts {
+    rows: u64,
+    rows_with_errors: u64,
+    tmin: i64,
+    tmax: i64,
+}
+
+impl Counts {
+    const NONE: Counts = Counts {
+        rows: 0,
+        rows_with_errors: 0,
+        tmin: i64::MAX,
+        tmax: i64::MIN,
+    };
+
+    fn add(&mut self, o: Counts) {
+        self.rows += o.rows;
+        self.rows_with_errors += o.rows_with_errors;
+        self.tmin = self.tmin.min(o.tmin);
+        self.tmax = self.tmax.max(o.tmax);
+    }
+}
+
+/// What the row checks read and never change.
+struct Rules<'a> {
+    lim: &'a Limits,
+    cols: &'a ColumnMap,
+    sig: &'a [SignalInfo],
+    /// Every device's name, by code.
+    names: &'a [String],
+}
+
+/// What the row checks change: the state of the devices from code `first` on,
+/// the findings, the duplicate-key index's budget and the counts.
+struct Checker<'a> {
+    devices: &'a mut [Dev],
+    first: usize,
+    findings: &'a mut Findings,
+    budget: &'a mut IndexBudget,
+    counts: Counts,
+    /// The signal values of the row being checked.
+    sig_buf: &'a mut Vec<f64>,
+}
+
+/// One part of a window checked on its own (see [`Engine::check_batch`]).
+struct PartResult {
+    /// Its rows: `order[from..to]` of the window.
+    from: usize,
+    findings: Findings,
+    runs_added: usize,
+    counts: Counts,
+    /// Flags and reasons by position in the part's rows.
+    out: Outcome,
 }
 
 impl Engine {
@@ -334,10 +466,7 @@ impl Engine {
                 };
                 k
             ],
-            rows: 0,
-            rows_with_errors: 0,
-            tmin: i64::MAX,
-            tmax: i64::MIN,
+            counts: Counts::NONE,
             sig_buf: vec![0.0; k],
             order: Vec::new(),
         }
@@ -353,8 +482,8 @@ impl Engine {
 
     /// Counts rows that never reached a batch (they failed a fixed check).
     pub(crate) fn count_unreadable_rows(&mut self, n: u64) {
-        self.rows += n;
-        self.rows_with_errors += n;
+        self.counts.rows += n;
+        self.counts.rows_with_errors += n;
     }
 
     /// Checks the rows of `batch`, in order, after every row checked before.
@@ -399,87 +528,104 @@ impl Engine {
         count_values(&mut self.stats, &view.signals);
         let devices = batch.device_names().len();
         let tiles = devices.div_ceil(TILE_DEVICES);
-        // Each row adds at most two runs to the index.
-        if devices <= TILED_ABOVE || self.budget.left < n.saturating_mul(2) {
-            for r in 0..n {
-                self.check_row(&view, r, refs, out);
-            }
-            return;
-        }
-        let mut order = std::mem::take(&mut self.order);
-        for start in (0..n).step_by(TILE_WINDOW) {
-            let end = (start + TILE_WINDOW).min(n);
-            by_tile(&view.codes[start..end], tiles, &mut order);
-            for &i in &order {
-                self.check_row(&view, start + i as usize, refs, out);
-            }
-        }
-        self.order = order;
-        if let Some(list) = out.reasons.as_mut() {
-            // Stable: a row's reasons keep the order its checks gave them.
-            list.sort_by_key(|&(r, _)| r);
-        }
-    }
-
-    /// Runs the row checks on row `r`, family by family, in a fixed order: the
-    /// order of a row's quarantine reasons.
-    fn check_row(&mut self, b: &BatchView<'_>, r: usize, refs: RowRefs<'_>, out: &mut Outcome) {
-        let t = b.ts[r];
-        let d = b.codes[r] as usize;
         let want_reasons = out.reasons.is_some();
         let Engine {
             lim,
             cols,
             sig,
             findings,
-            devices,
+            devices: states,
             device_names,
             budget,
+            counts,
             sig_buf,
+            order,
             ..
         } = self;
-        let (Some(dev), Some(dev_name)) = (devices.get_mut(d), device_names.get(d)) else {
-            return; // a batch's own dictionary always covers its codes
-        };
-        let mut row = RowCheck {
-            findings,
-            out,
+        let rules = Rules {
+            lim,
             cols,
-            r,
-            at: At {
-                line: refs.lines.and_then(|l| l.get(r).copied()),
-                row: Some(
-                    refs.ordinals
-                        .and_then(|o| o.get(r).copied())
-                        .unwrap_or(refs.base + r as u64),
-                ),
-                device: Some(dev_name.as_str()),
-            },
-            want_reasons,
+            sig,
+            names: device_names,
         };
-        self.rows += 1;
-        self.tmin = self.tmin.min(t);
-        self.tmax = self.tmax.max(t);
-
-        check_device_id(&mut row, dev);
-        // A row from the future is not part of the device's time axis: it would
-        // make a gap before it and a clock jump after it.
-        if !check_future(&mut row, lim, t) {
-            check_order(&mut row, lim, dev, dev_name, t);
-            dev.prev = Some(t);
+        // Each row adds at most two runs to the index.
+        if devices <= TILED_ABOVE || budget.left < n.saturating_mul(2) {
+            let mut ck = Checker {
+                devices: states,
+                first: 0,
+                findings,
+                budget,
+                counts: Counts::NONE,
+                sig_buf,
+            };
+            for r in 0..n {
+                ck.check_row(&rules, &view, r, r, refs, out);
+            }
+            counts.add(ck.counts);
+            return;
         }
-        dev.count(t);
-
-        for (slot, col) in sig_buf.iter_mut().zip(&b.signals) {
-            *slot = col[r];
+        let mut starts = Vec::new();
+        for start in (0..n).step_by(TILE_WINDOW) {
+            let end = (start + TILE_WINDOW).min(n);
+            by_tile(&view.codes[start..end], tiles, order, &mut starts);
+            let template = &*findings;
+            let left = budget.left;
+            let k = sig_buf.len();
+            let parts: Vec<PartResult> = states
+                .par_chunks_mut(PART_TILES * TILE_DEVICES)
+                .enumerate()
+                .map(|(p, part)| {
+                    let from = starts[(p * PART_TILES).min(tiles)] as usize;
+                    let to = starts[((p + 1) * PART_TILES).min(tiles)] as usize;
+                    let mut found = template.empty_like();
+                    let mut budget = IndexBudget {
+                        left,
+                        reached: false,
+                    };
+                    let mut buf = vec![0.0; k];
+                    let mut part_out = Outcome::new(want_reasons);
+                    part_out.bad.resize(to - from, false);
+                    let mut ck = Checker {
+                        devices: part,
+                        first: p * PART_TILES * TILE_DEVICES,
+                        findings: &mut found,
+                        budget: &mut budget,
+                        counts: Counts::NONE,
+                        sig_buf: &mut buf,
+                    };
+                    for (i, &o) in order[from..to].iter().enumerate() {
+                        ck.check_row(&rules, &view, start + o as usize, i, refs, &mut part_out);
+                    }
+                    let counts = ck.counts;
+                    PartResult {
+                        from,
+                        findings: found,
+                        runs_added: left - budget.left,
+                        counts,
+                        out: part_out,
+                    }
+                })
+                .collect();
+            for part in parts {
+                findings.absorb(part.findings);
+                budget.left -= part.runs_added;
+                counts.add(part.counts);
+                let rows = &order[part.from..part.from + part.out.bad.len()];
+                for (&o, &bad) in rows.iter().zip(&part.out.bad) {
+                    out.bad[start + o as usize] |= bad;
+                }
+                if let (Some(list), Some(reasons)) = (out.reasons.as_mut(), part.out.reasons) {
+                    list.extend(
+                        reasons
+                            .into_iter()
+                            .map(|(i, why)| (start + rows[i] as usize, why)),
+                    );
+                }
+            }
         }
-        let h = row_hash(sig_buf, b.states.map(|s| s[r]), b.errs.map_or(0, |e| e[r]));
-        check_duplicate(&mut row, lim, budget, dev, t, h);
-
-        let running = b.states.is_none_or(|s| s[r] == State::Run);
-        check_signals(&mut row, lim, sig, dev, sig_buf, running);
-        if out.bad[r] {
-            self.rows_with_errors += 1;
+        if let Some(list) = out.reasons.as_mut() {
+            // Stable: a row's reasons keep the order its checks gave them.
+            list.sort_by_key(|&(r, _)| r);
         }
     }
 
@@ -491,19 +637,25 @@ impl Engine {
             }
         }
         let parsed: u64 = self.devices.iter().map(|d| d.rows).sum();
+        let Counts {
+            rows,
+            rows_with_errors,
+            tmin,
+            tmax,
+        } = self.counts;
         let columns = self.column_stats(parsed);
         let per_device = self.device_summaries();
         let time = (parsed > 0).then(|| TimeBounds {
-            first: format_timestamp(self.tmin),
-            last: format_timestamp(self.tmax),
-            first_us: self.tmin,
-            last_us: self.tmax,
+            first: format_timestamp(tmin),
+            last: format_timestamp(tmax),
+            first_us: tmin,
+            last_us: tmax,
         });
         let check_counts = Check::ALL.iter().map(|&c| self.findings.total(c)).collect();
         let findings = build_findings(&self);
         Summary {
-            rows: self.rows,
-            rows_with_errors: self.rows_with_errors,
+            rows,
+            rows_with_errors,
             devices: per_device.len() as u64,
             time,
             columns,
@@ -593,7 +745,7 @@ fn count_values(stats: &mut [Stat], signals: &[&[f64]]) {
 /// The rows of a window (`codes` are its rows' devices), as offsets in it,
 /// ordered by tile of [`TILE_DEVICES`] devices and in input order within a
 /// tile: a counting sort.
-fn by_tile(codes: &[u32], tiles: usize, order: &mut Vec<u32>) {
+fn by_tile(codes: &[u32], tiles: usize, order: &mut Vec<u32>, starts: &mut Vec<u32>) {
     let tile = |c: u32| (c as usize / TILE_DEVICES).min(tiles - 1);
     let mut next = vec![0u32; tiles + 1];
     for &c in codes {
@@ -602,6 +754,7 @@ fn by_tile(codes: &[u32], tiles: usize, order: &mut Vec<u32>) {
     for t in 1..=tiles {
         next[t] += next[t - 1];
     }
+    starts.clone_from(&next);
     order.clear();
     order.resize(codes.len(), 0);
     for (i, &c) in codes.iter().enumerate() {

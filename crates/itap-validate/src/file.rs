@@ -1159,9 +1159,10 @@ mod tests {
         s
     }
 
-    /// A chunk of many devices is checked a tile of devices at a time; the
-    /// report, with its counts and first examples, and the quarantine file with
-    /// its rows' reasons, are those of checking the rows one at a time.
+    /// A chunk of many devices is checked a tile of devices at a time, parts of
+    /// the devices in parallel; the report, with its counts and first examples,
+    /// and the quarantine file with its rows' reasons, are those of checking the
+    /// rows one at a time, on any number of threads.
     #[test]
     fn checking_many_devices_a_tile_at_a_time_finds_what_row_by_row_finds() {
         let csv = crowded_csv();
@@ -1186,13 +1187,19 @@ mod tests {
             );
         }
         assert_eq!(base.per_device.len(), 300);
-        for chunk in [CHUNK_ROWS, 1000, 149] {
-            let (r, q) = run(&csv, &p, chunk);
-            assert_eq!(r, base, "chunk size {chunk}");
-            assert!(
-                q == base_q,
-                "chunk size {chunk}: the quarantine files differ"
-            );
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for chunk in [CHUNK_ROWS, 1000, 149] {
+                let (r, q) = pool.install(|| run(&csv, &p, chunk));
+                assert_eq!(r, base, "chunk size {chunk}, {threads} threads");
+                assert!(
+                    q == base_q,
+                    "chunk size {chunk}, {threads} threads: the quarantine files differ"
+                );
+            }
         }
     }
 

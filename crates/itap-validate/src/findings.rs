@@ -134,17 +134,36 @@ impl Findings {
                 value,
                 detail,
             };
-            // Keep the examples in file order: the first `max` occurrences.
-            let pos = match ex.row {
-                Some(r) => acc
-                    .examples
-                    .partition_point(|e| e.row.is_some_and(|x| x <= r)),
-                None => acc.examples.len(),
-            };
-            acc.examples.insert(pos, ex);
-            acc.examples.truncate(max);
+            insert_example(&mut acc.examples, ex, max);
         }
         Hit { bad_row, reason }
+    }
+
+    /// Findings with the same levels, examples and columns, and no occurrence
+    /// yet: for a part of the rows checked on its own.
+    pub(crate) fn empty_like(&self) -> Self {
+        Findings::new(self.levels.clone(), self.max_examples, self.columns.clone())
+    }
+
+    /// Adds the occurrences of `other` (made by [`Self::empty_like`]): the
+    /// counts add up, and the examples kept are the first by row of both —
+    /// what recording `other`'s occurrences here would have kept.
+    pub(crate) fn absorb(&mut self, other: Findings) {
+        let max = self.max_examples;
+        for (key, part) in other.accs {
+            let acc = self.accs.entry(key).or_default();
+            acc.count += part.count;
+            for ex in part.examples {
+                let keep = acc.examples.len() < max
+                    || match (ex.row, acc.examples.last().and_then(|e| e.row)) {
+                        (Some(r), Some(last)) => r < last,
+                        _ => false,
+                    };
+                if keep {
+                    insert_example(&mut acc.examples, ex, max);
+                }
+            }
+        }
     }
 
     /// Total occurrences of a check over all columns.
@@ -155,4 +174,15 @@ impl Findings {
             .map(|(_, a)| a.count)
             .sum()
     }
+}
+
+/// Keeps the examples in file order, the first `max` occurrences: `ex` goes
+/// after those of rows at or before its own (an example without a row last).
+fn insert_example(examples: &mut Vec<Example>, ex: Example, max: usize) {
+    let pos = match ex.row {
+        Some(r) => examples.partition_point(|e| e.row.is_some_and(|x| x <= r)),
+        None => examples.len(),
+    };
+    examples.insert(pos, ex);
+    examples.truncate(max);
 }
