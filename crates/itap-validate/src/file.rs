@@ -1201,6 +1201,24 @@ mod tests {
                 );
             }
         }
+        // A small duplicate-key index: chunks that could fill it are checked in
+        // input order, the others a tile at a time, in one input.
+        let small = ValidationParams::default()
+            .policy(Policy::Quarantine)
+            .max_missing_run(5)
+            .stuck_samples(5)
+            .clock_jump("1m")
+            .now(Some("2026-06-01T00:00:00Z"))
+            .severity(Check::Stuck, Level::Error)
+            .max_tracked_runs(1000)
+            .check()
+            .unwrap();
+        let (want, want_q) = run(&csv, &small, 1);
+        for chunk in [1000, 149] {
+            let (r, q) = run(&csv, &small, chunk);
+            assert_eq!(r, want, "chunk size {chunk}, small index");
+            assert!(q == want_q, "chunk size {chunk}, small index");
+        }
     }
 
     #[test]
