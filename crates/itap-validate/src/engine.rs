@@ -415,7 +415,8 @@ struct Checker<'a> {
 
 /// One part of a window checked on its own (see [`Engine::check_batch`]).
 struct PartResult {
-    /// Its rows: `order[from..to]` of the window.
+    /// Where its rows begin in the window's `order` (as many as `out` has
+    /// flags).
     from: usize,
     findings: Findings,
     runs_added: usize,
@@ -581,8 +582,8 @@ impl Engine {
                 counts.add(ck.counts);
                 continue;
             }
-            // Read in order first: the tiles then find the window's values in
-            // the cache.
+            // The window's statistics, in input order (which also brings its
+            // values into the cache for the tiles).
             let window: Vec<&[f64]> = view.signals.iter().map(|c| &c[start..end]).collect();
             count_values(stats, &window);
             by_tile(&view.codes[start..end], tiles, order, &mut starts);
