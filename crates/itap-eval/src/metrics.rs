@@ -214,16 +214,11 @@ impl Ranking {
         (roc.points, pr.points)
     }
 
-    /// Rows with a score above `t` (none when `t` is NaN): (faulty, normal).
-    pub(crate) fn above(&self, t: f64) -> (u64, u64) {
+    /// The confusion when flagging the scores above `t` (none when `t` is NaN).
+    pub(crate) fn confusion_above(&self, t: f64) -> Confusion {
         let above = |k: u64| value(k).partial_cmp(&t) == Some(std::cmp::Ordering::Greater);
         let count = |keys: &[u64]| (keys.len() - keys.partition_point(|&k| !above(k))) as u64;
-        (count(&self.pos), count(&self.neg))
-    }
-
-    /// The confusion when flagging the scores above `t`.
-    pub(crate) fn confusion_above(&self, t: f64) -> Confusion {
-        let (tp, fp) = self.above(t);
+        let (tp, fp) = (count(&self.pos), count(&self.neg));
         Confusion {
             tp,
             fp,

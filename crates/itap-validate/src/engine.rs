@@ -410,7 +410,7 @@ struct Checker<'a> {
     budget: &'a mut IndexBudget,
     counts: Counts,
     /// The signal values of the row being checked.
-    sig_buf: &'a mut Vec<f64>,
+    sig_buf: &'a mut [f64],
 }
 
 /// One part of a window checked on its own (see [`Engine::check_batch`]).

@@ -100,11 +100,7 @@ impl Findings {
         let max = self.max_examples;
         let acc = self.accs.entry(key).or_default();
         acc.count += 1;
-        let keep = acc.examples.len() < max
-            || match (at.row, acc.examples.last().and_then(|e| e.row)) {
-                (Some(r), Some(last)) => r < last,
-                _ => false,
-            };
+        let keep = would_keep(&acc.examples, at.row, max);
         let want_reason = want_reason && bad_row;
         if !keep && !want_reason {
             return Hit {
@@ -154,12 +150,7 @@ impl Findings {
             let acc = self.accs.entry(key).or_default();
             acc.count += part.count;
             for ex in part.examples {
-                let keep = acc.examples.len() < max
-                    || match (ex.row, acc.examples.last().and_then(|e| e.row)) {
-                        (Some(r), Some(last)) => r < last,
-                        _ => false,
-                    };
-                if keep {
+                if would_keep(&acc.examples, ex.row, max) {
                     insert_example(&mut acc.examples, ex, max);
                 }
             }
@@ -174,6 +165,16 @@ impl Findings {
             .map(|(_, a)| a.count)
             .sum()
     }
+}
+
+/// Whether an occurrence at `row` is among the first `max` by row, given the
+/// examples kept so far.
+fn would_keep(examples: &[Example], row: Option<u64>, max: usize) -> bool {
+    examples.len() < max
+        || match (row, examples.last().and_then(|e| e.row)) {
+            (Some(r), Some(last)) => r < last,
+            _ => false,
+        }
 }
 
 /// Keeps the examples in file order, the first `max` occurrences: `ex` goes
