@@ -133,8 +133,9 @@ fn init_tracing(v: &Verbosity) {
 
 /// Restores the default SIGPIPE action, so `itap … | head` ends quietly when
 /// `head` stops reading (Rust ignores SIGPIPE, which turns every later print into
-/// a panic). With [`return_large_frees`], the only unsafe code in the workspace:
-/// there is no safe API for either.
+/// a panic). With [`return_large_frees`] (and, in itap-store, SQLite's connection
+/// handle taken from sqlx to bind a chunk's rows), the only unsafe code in the
+/// workspace: there is no safe API for either.
 #[allow(unsafe_code)]
 fn reset_sigpipe() {
     #[cfg(unix)]

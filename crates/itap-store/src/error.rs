@@ -25,6 +25,17 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// SQLite failed while the rows of a chunk were written directly on the
+    /// connection; `during` says what ITAP was doing.
+    #[error("database error while {during}: {source}")]
+    Sqlite {
+        /// What was being done, in words.
+        during: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
     /// Applying the schema migrations failed.
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -126,6 +137,15 @@ impl Error {
 /// Adds "while …" context to driver errors.
 pub(crate) trait Context<T> {
     fn during(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> Context<T> for std::result::Result<T, rusqlite::Error> {
+    fn during(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Sqlite {
+            during: what(),
+            source,
+        })
+    }
 }
 
 impl<T> Context<T> for std::result::Result<T, sqlx::Error> {

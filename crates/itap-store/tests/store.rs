@@ -141,9 +141,9 @@ async fn ingest_is_idempotent_and_round_trips() {
 
 #[tokio::test]
 async fn a_chunk_of_several_statements_round_trips() {
-    // 11,520 rows in one chunk: three full multi-row statements in SQLite and a
-    // shorter one (each bound while the one before runs), faults and dropouts
-    // included, so tags, NULLs and states all go through.
+    // 11,520 rows in one chunk: three full multi-row statements in SQLite (the
+    // same statement bound and run again) and a shorter one, faults and
+    // dropouts included, so tags, NULLs and states all go through.
     let batch = validated(fleet(8, 4.0));
     assert!(batch.tagged_rows() > 0);
     let n = batch.len() as u64;
@@ -158,6 +158,65 @@ async fn a_chunk_of_several_statements_round_trips() {
         let again = ingest(&store, "telemetry", &batch, 100_000, OnConflict::Update).await;
         assert_eq!(again.counts.conflicts, 0, "{:?}", store.backend());
         assert_eq!(store.row_count("telemetry").await.unwrap(), n);
+    }
+}
+
+#[tokio::test]
+async fn a_value_that_does_not_fit_its_column_stores_nothing_of_its_chunk() {
+    // 12,000 rows of one device, `rpm` whole numbers but one. In SQLite a
+    // statement takes 32,766 / 7 = 4,680 rows: the first chunk (4,000 rows) is
+    // one statement; the second (8,000) a full one, which runs, and the rest,
+    // where the bad value is.
+    let schema = Schema::new(vec![
+        Signal::new("rpm").kind(SignalKind::Int),
+        Signal::new("x"),
+    ])
+    .unwrap();
+    let n = 12_000usize;
+    let mut rpm: Vec<f64> = (0..n).map(|i| (1000 + i % 7) as f64).collect();
+    rpm[3] = f64::NAN;
+    let columns = |rpm: Vec<f64>| BatchColumns {
+        schema: schema.clone(),
+        timestamps: (0..n as i64).map(|i| i * 1_000_000).collect(),
+        device_names: vec!["m1".into()],
+        device_codes: vec![0; n],
+        signals: vec![rpm, (0..n).map(|i| i as f64 / 3.0).collect()],
+        states: Some(vec![State::Run; n]),
+        error_codes: Some(vec![0; n]),
+        tag_names: vec![String::new()],
+        tag_codes: Some(vec![0; n]),
+    };
+    let good = validated(Batch::from_columns(columns(rpm.clone())).unwrap());
+    let mut bad_rpm = rpm;
+    bad_rpm[4_000 + 4_680 + 10] = 2.5;
+    let bad = validated(Batch::from_columns(columns(bad_rpm)).unwrap());
+    let chunks = [0..4_000, 4_000..n];
+    for (store, _dir) in stores("not_integer").await {
+        let mut ing = store
+            .begin_ingest("m", bad.schema(), source("bad"), OnConflict::Keep)
+            .await
+            .unwrap();
+        let first = validated(bad.take(&chunks[0].clone().collect::<Vec<_>>()));
+        assert_eq!(ing.write(&first).await.unwrap().inserted, 4_000);
+        let second = validated(bad.take(&chunks[1].clone().collect::<Vec<_>>()));
+        let err = ing.write(&second).await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::NotInteger { .. }), "{msg}");
+        assert!(msg.contains("`rpm`") && msg.contains("2.5"), "{msg}");
+        drop(ing);
+        // The first chunk is stored, nothing of the second; the store takes the
+        // good rows afterwards, and gives them back as written.
+        assert_eq!(
+            store.row_count("m").await.unwrap(),
+            4_000,
+            "{:?}",
+            store.backend()
+        );
+        let again = ingest(&store, "m", &good, 5_000, OnConflict::Keep).await;
+        assert_eq!(again.counts.inserted, (n - 4_000) as u64);
+        assert_eq!(again.counts.duplicates, 4_000);
+        let back = store.load_range("m", &RangeQuery::all()).await.unwrap();
+        assert_same_rows(&good, &back);
     }
 }
 

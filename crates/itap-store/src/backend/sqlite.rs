@@ -2,7 +2,6 @@
 //! multi-row `INSERT`s inside `BEGIN IMMEDIATE` transactions.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use itap_telemetry::SignalKind;
@@ -89,7 +88,7 @@ impl BackendOps for SqlitePool {
         let mut tx = self.begin_with("BEGIN IMMEDIATE").await.during(during)?;
         let counts = match chunk.on_conflict {
             OnConflict::Keep => {
-                let inserted = insert_rows(&mut tx, sql, &sql.insert_keep, chunk).await?;
+                let inserted = insert_rows(&mut tx, sql, Target::Table, chunk).await?;
                 let conflicts = if inserted < n {
                     stage(&mut tx, sql, chunk).await?;
                     let c = count_conflicts(&mut tx, sql).await?;
@@ -210,13 +209,18 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
 /// SQL text prepared once per ingest.
 #[derive(Debug)]
 pub(crate) struct ChunkSql {
-    /// Columns per row: `device_id, ts, state, error_code, anomaly_tag, "sig"…`.
-    columns: usize,
+    /// The dataset's signal kinds, in the order of its columns.
     kinds: Vec<SignalKind>,
-    /// Rows per multi-row INSERT.
+    /// Placeholders per row.
+    columns: usize,
+    /// Rows per full INSERT (as many as SQLite's limit of bound values
+    /// allows, at most 4,096).
     rows_per_stmt: usize,
-    insert_keep: String,
-    insert_stage: String,
+    /// `INSERT INTO "t" (device_id, ts, state, error_code, anomaly_tag,
+    /// "sig"…) VALUES `
+    into_table: String,
+    /// The same into the staging table.
+    into_stage: String,
     create_stage: String,
     clear_stage: String,
     upsert_from_stage: String,
@@ -229,16 +233,12 @@ impl ChunkSql {
         let stage = quote(&format!("itap_stage_{}", ds.name));
         let cols = Columns::new(ds);
         let list = cols.list();
-        let rows_per_stmt = (SQLITE_MAX_BINDS / cols.len()).clamp(1, 4096);
-        let values = values(cols.len(), rows_per_stmt);
         ChunkSql {
-            columns: cols.len(),
             kinds: ds.schema.signals().iter().map(|s| s.kind).collect(),
-            rows_per_stmt,
-            insert_keep: format!(
-                "INSERT INTO {t} ({list}) VALUES {values} ON CONFLICT (device_id, ts) DO NOTHING"
-            ),
-            insert_stage: format!("INSERT INTO temp.{stage} ({list}) VALUES {values}"),
+            columns: cols.len(),
+            rows_per_stmt: (SQLITE_MAX_BINDS / cols.len()).clamp(1, 4096),
+            into_table: format!("INSERT INTO {t} ({list}) VALUES "),
+            into_stage: format!("INSERT INTO temp.{stage} ({list}) VALUES "),
             create_stage: format!(
                 "CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {list} FROM main.{t} WHERE 0"
             ),
@@ -250,17 +250,37 @@ impl ChunkSql {
     }
 }
 
-/// `(?,…),(?,…)…`: `rows` tuples of `columns` placeholders.
-fn values(columns: usize, rows: usize) -> String {
-    let one = format!("({})", vec!["?"; columns].join(","));
-    let mut s = String::with_capacity(rows * (one.len() + 1));
-    for i in 0..rows {
-        if i > 0 {
-            s.push(',');
+/// Where [`insert_rows`] writes.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The dataset's table; a row whose key is stored is left out.
+    Table,
+    /// The staging table.
+    Stage,
+}
+
+impl ChunkSql {
+    /// The INSERT of `rows` rows `into`: `(?,…),(?,…)…`, one tuple of
+    /// [`ChunkSql::columns`] placeholders a row.
+    fn insert(&self, into: Target, rows: usize) -> String {
+        let one = format!("({})", vec!["?"; self.columns].join(","));
+        let head = match into {
+            Target::Table => &self.into_table,
+            Target::Stage => &self.into_stage,
+        };
+        let mut s = String::with_capacity(head.len() + rows * (one.len() + 1) + 48);
+        s.push_str(head);
+        for i in 0..rows {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(&one);
         }
-        s.push_str(&one);
+        if let Target::Table = into {
+            s.push_str(" ON CONFLICT (device_id, ts) DO NOTHING");
+        }
+        s
     }
-    s
 }
 
 /// Runs `sql` (no binds) in `tx`; returns rows affected.
@@ -282,7 +302,7 @@ async fn stage(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql, chunk: &Chunk<'
         "creating the staging table".to_owned()
     })
     .await?;
-    insert_rows(tx, sql, &sql.insert_stage, chunk).await?;
+    insert_rows(tx, sql, Target::Stage, chunk).await?;
     Ok(())
 }
 
@@ -295,121 +315,99 @@ async fn count_conflicts(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql) -> Re
     Ok(n.max(0) as u64)
 }
 
-/// Multi-row INSERTs of a whole chunk with `full_sql` for full statements (and a
-/// shorter statement for the remainder); returns rows affected. Each
-/// statement's values are bound while SQLite's worker thread runs the statement
-/// before it, rather than binding (every value copied into sqlx's arguments)
-/// and running one after the other.
+/// Inserts a whole chunk `into` the table or the staging table, in
+/// multi-row INSERTs of [`ChunkSql::rows_per_stmt`] rows (and one for the
+/// rest); returns rows affected.
+///
+/// The values are bound and the statements stepped directly on the
+/// transaction's connection (rusqlite on sqlx's own connection handle,
+/// locked for the call), not sent through sqlx: sqlx copies every value into
+/// its arguments and hands them to its worker thread, which binds them one by
+/// one (looking up each parameter's name) and clears all the bindings after
+/// each statement: about a sixth of the ingest's processor time (measured
+/// with `ingest_scale --by-device`, docs/storage.md). The statements, the transaction (sqlx's
+/// `BEGIN IMMEDIATE … COMMIT`) and so the crash guarantees are unchanged.
+/// This runs on the calling thread and does not yield while the chunk is
+/// written (an ingest's chunk: well under a second).
+#[allow(unsafe_code)]
 async fn insert_rows(
     tx: &mut Transaction<'_, Sqlite>,
     sql: &ChunkSql,
-    full_sql: &str,
+    into: Target,
     chunk: &Chunk<'_>,
 ) -> Result<u64> {
     let dataset = chunk.dataset.name.as_str();
-    let n = chunk.batch.len();
-    let full: Arc<str> = Arc::from(full_sql);
-    let texts = Texts::new(chunk.batch);
-    let mut affected = 0;
-    let mut start = 0;
-    let mut pending = if n > 0 {
-        Some(statement(sql, &full, &texts, chunk, 0)?)
-    } else {
-        None
-    };
-    while let Some(q) = pending.take() {
-        let next = (start + sql.rows_per_stmt).min(n);
-        // `join` polls the statement first, which hands it to the worker, and
-        // then binds the next one on this thread while the worker runs it.
-        let (done, following) = futures_util::future::join(q.execute(&mut **tx), async {
-            if next < n {
-                statement(sql, &full, &texts, chunk, next).map(Some)
-            } else {
-                Ok(None)
-            }
-        })
-        .await;
-        affected += done
-            .during(|| format!("inserting rows into `{dataset}`"))?
-            .rows_affected();
-        pending = following?;
-        start = next;
-    }
-    Ok(affected)
+    let during = || format!("inserting rows into `{dataset}`");
+    let mut handle = tx.lock_handle().await.during(during)?;
+    // SAFETY: the handle is sqlx's open connection, locked for as long as
+    // `handle` lives (sqlx's worker runs nothing on it meanwhile), and `conn`
+    // is dropped before `handle`; a connection made from a handle neither
+    // closes it nor changes its settings when dropped (it only finalizes the
+    // statements it prepared).
+    let conn = unsafe { rusqlite::Connection::from_handle(handle.as_raw_handle().as_ptr()) }
+        .during(during)?;
+    let affected = bind_and_step(&conn, sql, into, chunk).during(during);
+    drop(conn);
+    drop(handle);
+    affected?
 }
 
-/// A chunk's texts (device ids, states, tags), each made once and shared by
-/// every row that binds it: sqlx copies a bound `&str` into a new string (two
-/// allocations, freed on SQLite's worker thread), an `Arc<str>` it only counts.
-struct Texts {
-    devices: Vec<Arc<str>>,
-    states: [Arc<str>; 3],
-    tags: Vec<Option<Arc<str>>>,
-}
-
-impl Texts {
-    fn new(batch: &itap_telemetry::Batch) -> Self {
-        Texts {
-            devices: batch
-                .device_names()
-                .iter()
-                .map(|d| Arc::from(d.as_str()))
-                .collect(),
-            states: itap_telemetry::State::ALL.map(|s| Arc::from(s.as_str())),
-            // Code 0 is "no fault", stored as NULL (as `Batch::tag_of` says).
-            tags: batch
-                .tag_names()
-                .iter()
-                .enumerate()
-                .map(|(code, t)| (code != 0).then(|| Arc::from(t.as_str())))
-                .collect(),
-        }
-    }
-}
-
-/// The INSERT of the chunk's rows from `start` on (at most a full statement's),
-/// its values bound.
-fn statement<'q>(
+/// [`insert_rows`]' statements on `conn`: each full one prepared once, bound
+/// and stepped again for each [`ChunkSql::rows_per_stmt`] rows; the
+/// statement for the rest prepared for them. The inner error: a value that
+/// does not fit its column (nothing is left half-written: the caller's
+/// transaction is rolled back).
+fn bind_and_step(
+    conn: &rusqlite::Connection,
     sql: &ChunkSql,
-    full: &Arc<str>,
-    texts: &Texts,
-    chunk: &'q Chunk<'q>,
-    start: usize,
-) -> Result<sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>> {
+    into: Target,
+    chunk: &Chunk<'_>,
+) -> rusqlite::Result<Result<u64>> {
     let (ds, batch) = (chunk.dataset, chunk.batch);
-    let rows = sql.rows_per_stmt.min(batch.len() - start);
-    let text: Arc<str> = if rows == sql.rows_per_stmt {
-        full.clone()
-    } else {
-        // The remainder: the same statement with fewer VALUES tuples.
-        let head = full.split(" VALUES ").next().unwrap_or_default();
-        let tail = if full.ends_with("DO NOTHING") {
-            " ON CONFLICT (device_id, ts) DO NOTHING"
-        } else {
-            ""
-        };
-        Arc::from(format!("{head} VALUES {}{tail}", values(sql.columns, rows)))
-    };
     let ts = batch.timestamps();
     let devices = batch.device_codes();
+    let names = batch.device_names();
     let states = batch.states();
     let errors = batch.error_codes();
     let tags = batch.tag_codes();
-    let mut q = sqlx::query(AssertSqlSafe(text));
-    for &r in &chunk.rows[start..start + rows] {
-        q = q
-            .bind(texts.devices[devices[r] as usize].clone())
-            .bind(ts[r])
-            .bind(states.map(|s| texts.states[s[r] as usize].clone()))
-            .bind(errors.map(|e| e[r]))
-            .bind(tags.and_then(|t| texts.tags[t[r] as usize].clone()));
-        for (k, &j) in chunk.order.iter().enumerate() {
-            let v = batch.signal(j)[r];
-            q = match sql.kinds[k] {
-                SignalKind::Float => q.bind((!v.is_nan()).then_some(v)),
-                SignalKind::Int => q.bind(int_value(ds, k, v)?),
-            };
+    let tag_names = batch.tag_names();
+    let signals: Vec<&[f64]> = chunk.order.iter().map(|&j| batch.signal(j)).collect();
+    let columns = 5 + signals.len();
+    let mut affected = 0u64;
+    let mut full = None;
+    for rows in chunk.rows.chunks(sql.rows_per_stmt) {
+        let mut rest;
+        let stmt = if rows.len() == sql.rows_per_stmt {
+            match &mut full {
+                Some(stmt) => stmt,
+                None => full.insert(conn.prepare(&sql.insert(into, rows.len()))?),
+            }
+        } else {
+            rest = conn.prepare(&sql.insert(into, rows.len()))?;
+            &mut rest
+        };
+        for (i, &r) in rows.iter().enumerate() {
+            let at = i * columns;
+            stmt.raw_bind_parameter(at + 1, names[devices[r] as usize].as_str())?;
+            stmt.raw_bind_parameter(at + 2, ts[r])?;
+            stmt.raw_bind_parameter(at + 3, states.map(|s| s[r].as_str()))?;
+            stmt.raw_bind_parameter(at + 4, errors.map(|e| e[r]))?;
+            // Code 0 is "no fault", stored as NULL (as `Batch::tag_of` says).
+            let tag = tags.and_then(|t| (t[r] != 0).then(|| tag_names[t[r] as usize].as_str()));
+            stmt.raw_bind_parameter(at + 5, tag)?;
+            for (k, column) in signals.iter().enumerate() {
+                let v = column[r];
+                let at = at + 6 + k;
+                match sql.kinds[k] {
+                    SignalKind::Float => stmt.raw_bind_parameter(at, (!v.is_nan()).then_some(v))?,
+                    SignalKind::Int => match int_value(ds, k, v) {
+                        Ok(i) => stmt.raw_bind_parameter(at, i)?,
+                        Err(e) => return Ok(Err(e)),
+                    },
+                }
+            }
         }
+        affected += stmt.raw_execute()? as u64;
     }
-    Ok(q)
+    Ok(Ok(affected))
 }
