@@ -12,6 +12,7 @@
 //! | `score` | a model's features and scores for any telemetry |
 //! | `report` | evaluation at itap-eval's threshold; metrics.json, scores.csv, report.html |
 //! | `run` | every stage in order, timed |
+//! | `yielding` | the run's analysis on threads of lower priority than its writer |
 
 mod grouped;
 mod grouped_score;
@@ -22,6 +23,7 @@ mod score;
 mod spill;
 mod split;
 mod train;
+mod yielding;
 
 pub use grouped::{
     BatchGroups, DEFAULT_GROUP_ROWS, DeviceGroups, GroupedTraining, StoreGroups, train_grouped,

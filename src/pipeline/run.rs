@@ -26,6 +26,7 @@ use crate::pipeline::report::{
 use crate::pipeline::spill::{Spill, SpillGroups};
 use crate::pipeline::split::split_by_time;
 use crate::pipeline::train::{TrainingSet, fit_chunked};
+use crate::pipeline::yielding::behind_the_writer;
 
 /// The file, in the output folder, that [`run`] writes the rows validation set
 /// aside to under the quarantine policy.
@@ -63,12 +64,15 @@ impl Stopwatch<'_> {
     }
 
     fn record_seconds(&mut self, stage: &str, rows: u64, seconds: f64, detail: String) {
-        let t = StageTiming {
+        self.tell(StageTiming {
             stage: stage.to_owned(),
             rows,
             seconds,
             detail,
-        };
+        });
+    }
+
+    fn tell(&mut self, t: StageTiming) {
         (self.on_stage)(&t);
         self.timings.push(t);
     }
@@ -477,8 +481,14 @@ pub fn run_with_progress(
     // the alerts stored only once the rows are: a failed ingest fails the run
     // with no artifact in place (the temporary files are removed), as when it
     // came first.
+    // The store is the run's longer leg and uses about one core whatever the
+    // machine has; the analysis runs on a pool of its own at a lower priority
+    // (`behind_the_writer`), so that it takes what the writer leaves instead of
+    // slowing it. The train and score stages are told, here, as they end.
     let out_existed = p.out_dir.exists();
     let batch = valid.get();
+    let threads = rayon::current_num_threads();
+    let ctx = &ctx;
     let ((ingested, ingest_seconds), analysed) = std::thread::scope(|s| {
         let ingest = s.spawn(|| {
             let t = Instant::now();
@@ -492,7 +502,25 @@ pub fn run_with_progress(
             });
             (done, t.elapsed().as_secs_f64())
         });
-        let analysed = analyse(batch, p, &ctx, &mut sw);
+        let (ended, stages) = std::sync::mpsc::channel();
+        let analysis = s.spawn(move || {
+            behind_the_writer(threads, move || {
+                let mut tell = |t: &StageTiming| {
+                    let _ = ended.send(t.clone());
+                };
+                let mut own = Stopwatch {
+                    on_stage: &mut tell,
+                    timings: Vec::new(),
+                };
+                analyse(batch, p, ctx, &mut own)
+            })
+        });
+        for stage in stages {
+            sw.tell(stage);
+        }
+        let analysed = analysis
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         let ingested = ingest
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
