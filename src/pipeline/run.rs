@@ -377,7 +377,10 @@ fn analyse(
 /// The input is read (or simulated) and validated once, in memory; its validated
 /// rows are stored (idempotently: a re-run inserts nothing) and are the rows
 /// trained on, scored and evaluated. Storing runs on its own thread beside
-/// training, scoring and evaluating (the same rows, read-only); the artifacts
+/// training, scoring and evaluating (the same rows, read-only; the analysis
+/// on a rayon pool of its own, as many threads as the caller's, at a lower
+/// scheduling priority on Linux, so that the single writer gets a core when
+/// both want one; results do not depend on it); the artifacts
 /// are written meanwhile into temporary files in the output folder, and they are
 /// renamed into place and the alerts stored only after the rows are stored (a
 /// failed ingest leaves none of them); the ingest stage is reported after the

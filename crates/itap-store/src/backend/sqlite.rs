@@ -325,10 +325,10 @@ async fn count_conflicts(tx: &mut Transaction<'_, Sqlite>, sql: &ChunkSql) -> Re
 /// its arguments and hands them to its worker thread, which binds them one by
 /// one (looking up each parameter's name) and clears all the bindings after
 /// each statement: about a sixth of the ingest's processor time (measured
-/// with `ingest_scale --by-device`, docs/storage.md). The statements, the transaction (sqlx's
-/// `BEGIN IMMEDIATE … COMMIT`) and so the crash guarantees are unchanged.
-/// This runs on the calling thread and does not yield while the chunk is
-/// written (an ingest's chunk: well under a second).
+/// with `ingest_scale --by-device`, docs/storage.md). The statements, the
+/// transaction (sqlx's `BEGIN IMMEDIATE … COMMIT`) and so the crash
+/// guarantees are unchanged. This runs on the calling thread and does not
+/// yield while the chunk is written (an ingest's chunk: well under a second).
 #[allow(unsafe_code)]
 async fn insert_rows(
     tx: &mut Transaction<'_, Sqlite>,
