@@ -365,14 +365,9 @@ fn bind_and_step(
 ) -> rusqlite::Result<Result<u64>> {
     let (ds, batch) = (chunk.dataset, chunk.batch);
     let ts = batch.timestamps();
-    let devices = batch.device_codes();
-    let names = batch.device_names();
     let states = batch.states();
     let errors = batch.error_codes();
-    let tags = batch.tag_codes();
-    let tag_names = batch.tag_names();
     let signals: Vec<&[f64]> = chunk.order.iter().map(|&j| batch.signal(j)).collect();
-    let columns = 5 + signals.len();
     let mut affected = 0u64;
     let mut full = None;
     for rows in chunk.rows.chunks(sql.rows_per_stmt) {
@@ -387,14 +382,13 @@ fn bind_and_step(
             &mut rest
         };
         for (i, &r) in rows.iter().enumerate() {
-            let at = i * columns;
-            stmt.raw_bind_parameter(at + 1, names[devices[r] as usize].as_str())?;
+            let at = i * sql.columns;
+            stmt.raw_bind_parameter(at + 1, batch.device_of(r))?;
             stmt.raw_bind_parameter(at + 2, ts[r])?;
             stmt.raw_bind_parameter(at + 3, states.map(|s| s[r].as_str()))?;
             stmt.raw_bind_parameter(at + 4, errors.map(|e| e[r]))?;
-            // Code 0 is "no fault", stored as NULL (as `Batch::tag_of` says).
-            let tag = tags.and_then(|t| (t[r] != 0).then(|| tag_names[t[r] as usize].as_str()));
-            stmt.raw_bind_parameter(at + 5, tag)?;
+            // "No fault" is stored as NULL.
+            stmt.raw_bind_parameter(at + 5, batch.tag_of(r))?;
             for (k, column) in signals.iter().enumerate() {
                 let v = column[r];
                 let at = at + 6 + k;
