@@ -297,9 +297,20 @@ impl Evaluated {
     pub(crate) fn stage(self, batch: &Batch, scores: &[f64], out: &Path) -> Result<Staged> {
         let rows = ScoredRows::from_batch(batch, scores)?;
         let threshold = self.alerts.threshold.value;
-        let scores_file = itap_eval::stage_scores_csv(&rows, threshold, &out.join("scores.csv"))?;
+        let scores_file = stage_scores(&rows, threshold, out)?;
+        self.stage_beside(&rows, scores_file, out)
+    }
+
+    /// [`Evaluated::stage`] with scores.csv written already (by [`stage_scores`],
+    /// at this evaluation's threshold, from the same `rows`).
+    pub(crate) fn stage_beside(
+        self,
+        rows: &ScoredRows<'_>,
+        scores_file: AtomicFile,
+        out: &Path,
+    ) -> Result<Staged> {
         let mut timelines = Timelines::for_evaluation(&self.metrics.evaluation, MAX_TIMELINES)?;
-        timelines.offer(&rows);
+        timelines.offer(rows);
         self.stage_with(scores_file, &timelines, out)
     }
 
@@ -322,6 +333,24 @@ impl Evaluated {
             files: vec![metrics_file, alerts_file, scores_file, report_file],
         })
     }
+}
+
+/// scores.csv of `rows`, flagged above `threshold`, into a temporary file in
+/// `out` (synced, not in place): it needs the threshold but not the evaluation,
+/// so a caller that knows the threshold first can write it while evaluating.
+///
+/// # Errors
+/// [`crate::Error::Eval`] when writing fails.
+pub(crate) fn stage_scores(
+    rows: &ScoredRows<'_>,
+    threshold: f64,
+    out: &Path,
+) -> Result<AtomicFile> {
+    Ok(itap_eval::stage_scores_csv(
+        rows,
+        threshold,
+        &out.join("scores.csv"),
+    )?)
 }
 
 /// The report page's title.

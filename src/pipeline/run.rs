@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use itap_anomaly::CheckedDetector;
-use itap_eval::{Alert, CheckedAlerts, CheckedEval, Evaluation, InputDigest, ThresholdRule};
+use itap_eval::{
+    Alert, CheckedAlerts, CheckedEval, Evaluation, InputDigest, ScoredRows, ThresholdRule,
+};
 use itap_features::CheckedFeatures;
 use itap_store::AlertsWritten;
 use itap_telemetry::{AtomicFile, Batch, CheckedSimParams, ReadOptions, simulate, write_csv_to};
@@ -21,7 +23,8 @@ use crate::pipeline::ingest::{
     store_runtime, validate_file_with_progress, validate_in_memory,
 };
 use crate::pipeline::report::{
-    Reported, RunContext, Staged, evaluate_explained, evaluate_scores, explained, store_alerts,
+    Reported, RunContext, Staged, evaluate_explained, evaluate_scores, explained, stage_scores,
+    store_alerts,
 };
 use crate::pipeline::spill::{Spill, SpillGroups};
 use crate::pipeline::split::split_by_time;
@@ -356,14 +359,21 @@ fn analyse(
     );
 
     let t = Instant::now();
-    let evaluated = match (early, kept) {
+    let staged = match (early, kept) {
+        // The threshold is known: scores.csv (most of the bytes written) is
+        // written while the evaluation runs, each on its own thread of the pool.
         (Some(th), Some(kept)) => {
-            evaluate_explained(batch, &scores, &kept, th, &model, &split, &p.eval, ctx)?
+            let rows = ScoredRows::from_batch(batch, &scores)?;
+            let (evaluated, scores_file) = rayon::join(
+                || evaluate_explained(batch, &scores, &kept, th, &model, &split, &p.eval, ctx),
+                || stage_scores(&rows, th.value, &p.out_dir),
+            );
+            evaluated?.stage_beside(&rows, scores_file?, &p.out_dir)?
         }
-        _ => evaluate_scores(batch, &scores, &model, &split, &p.eval, ctx)?,
+        _ => evaluate_scores(batch, &scores, &model, &split, &p.eval, ctx)?
+            .stage(batch, &scores, &p.out_dir)?,
     };
     let model_file = itap_eval::stage_json(&model, &p.out_dir.join("model.json"))?;
-    let staged = evaluated.stage(batch, &scores, &p.out_dir)?;
     Ok(Analysed {
         model_file,
         staged,
