@@ -236,6 +236,20 @@ impl Tail {
 
     /// −log10 of the training share at or beyond `x` on this side.
     fn score(&self, x: f64) -> f64 {
+        self.score_at(x, |q, x| q.partition_point(|&v| v < x) - 1)
+    }
+
+    /// [`Tail::score`] with `guide` (made from this tail) to find the points
+    /// around `x`: the same value, found in a step or two instead of a binary
+    /// search.
+    fn score_guided(&self, x: f64, guide: &Guide) -> f64 {
+        self.score_at(x, |q, x| guide.find(q, x))
+    }
+
+    /// The score, with `find(q, x)` the `j` where q[j] < x <= q[j + 1] (called
+    /// only for x strictly between the first and the last point).
+    #[inline(always)]
+    fn score_at(&self, x: f64, find: impl Fn(&[f64], f64) -> usize) -> f64 {
         let x = self.sign * x;
         let q = &self.values;
         let res = self.resolution as f64;
@@ -247,8 +261,67 @@ impl Tail {
             return last as f64 / res + (x - q[last]) / self.per_decade;
         }
         // q[j] < x <= q[j + 1]
-        let j = q.partition_point(|&v| v < x) - 1;
+        let j = find(q, x);
         (j as f64 + (x - q[j]) / (q[j + 1] - q[j])) / res
+    }
+}
+
+/// Where to start looking for a value among a tail's points: the range from
+/// the first point to the last cut into [`Guide::BUCKETS`] equal buckets, and
+/// for each the last point below the bucket's start. A value's bucket gives a
+/// start at or just below its place, which a short walk corrects, so the place
+/// found is exactly the binary search's, however the bucket was rounded. Made
+/// for each scoring call (a few kilobytes for all columns; not in the model).
+struct Guide {
+    from: f64,
+    per_unit: f64,
+    start: Vec<u16>,
+}
+
+impl Guide {
+    const BUCKETS: usize = 256;
+
+    fn new(tail: &Tail) -> Guide {
+        let q = &tail.values;
+        let last = q.len() - 1;
+        let (from, width) = (q[0], q[last] - q[0]);
+        let per_unit = if width > 0.0 && width.is_finite() {
+            Self::BUCKETS as f64 / width
+        } else {
+            0.0
+        };
+        let start = (0..Self::BUCKETS)
+            .map(|b| {
+                let at = if per_unit > 0.0 {
+                    from + b as f64 / per_unit
+                } else {
+                    from
+                };
+                let j = q.partition_point(|&v| v < at).saturating_sub(1);
+                // Never the last point: the walk looks one past it.
+                u16::try_from(j.min(last.saturating_sub(1))).unwrap_or(u16::MAX)
+            })
+            .collect();
+        Guide {
+            from,
+            per_unit,
+            start,
+        }
+    }
+
+    /// The `j` where q[j] < x <= q[j + 1], for q[0] < x <= q[last].
+    #[inline(always)]
+    fn find(&self, q: &[f64], x: f64) -> usize {
+        // Saturating: in range for any x between the first and the last point.
+        let b = ((x - self.from) * self.per_unit) as usize;
+        let mut j = usize::from(self.start[b.min(Self::BUCKETS - 1)]).min(q.len() - 2);
+        while q[j + 1] < x {
+            j += 1;
+        }
+        while q[j] >= x {
+            j -= 1;
+        }
+        j
     }
 }
 
@@ -260,8 +333,45 @@ struct ColumnTails {
     lower: Option<Tail>,
 }
 
+/// A column's tails' [`Guide`]s.
+type ColumnGuides = (Option<Guide>, Option<Guide>);
+
 impl ColumnTails {
     fn score(&self, x: f64) -> f64 {
+        self.score_by(x, Tail::score, Tail::score)
+    }
+
+    /// The guides to its tails, for [`ColumnTails::score_guided`].
+    fn guides(&self) -> ColumnGuides {
+        (
+            self.upper.as_ref().map(Guide::new),
+            self.lower.as_ref().map(Guide::new),
+        )
+    }
+
+    /// [`ColumnTails::score`] with the guides [`ColumnTails::guides`] made.
+    #[inline(always)]
+    fn score_guided(&self, x: f64, (gu, gl): &ColumnGuides) -> f64 {
+        self.score_by(
+            x,
+            |t, x| {
+                gu.as_ref()
+                    .map_or_else(|| t.score(x), |g| t.score_guided(x, g))
+            },
+            |t, x| {
+                gl.as_ref()
+                    .map_or_else(|| t.score(x), |g| t.score_guided(x, g))
+            },
+        )
+    }
+
+    #[inline(always)]
+    fn score_by(
+        &self,
+        x: f64,
+        upper: impl Fn(&Tail, f64) -> f64,
+        lower: impl Fn(&Tail, f64) -> f64,
+    ) -> f64 {
         match (&self.upper, &self.lower) {
             (Some(u), Some(l)) => {
                 // Two-sided: twice the smaller tail probability, so a value
@@ -269,12 +379,12 @@ impl ColumnTails {
                 // above and at or below a value add up to at least 1, so once
                 // one side's share is below 10^-0.5 (about 0.32) the other's is
                 // above 0.68 and cannot be the smaller: it is not looked up.
-                let a = u.score(x);
-                let a = if a > 0.5 { a } else { a.max(l.score(x)) };
+                let a = upper(u, x);
+                let a = if a > 0.5 { a } else { a.max(lower(l, x)) };
                 (a - std::f64::consts::LOG10_2).max(0.0)
             }
-            (Some(u), None) => u.score(x),
-            (None, Some(l)) => l.score(x),
+            (Some(u), None) => upper(u, x),
+            (None, Some(l)) => lower(l, x),
             (None, None) => 0.0,
         }
     }
@@ -333,6 +443,7 @@ impl ResidualDetector {
     pub fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
         check_columns(self.columns.len(), x)?;
         let cap = self.params.max_score;
+        let guides: Vec<ColumnGuides> = self.columns.iter().map(ColumnTails::guides).collect();
         let mut out = Array1::zeros(x.nrows());
         out.as_slice_mut()
             .expect("a new array is contiguous")
@@ -341,13 +452,21 @@ impl ResidualDetector {
             .for_each(|(ci, o)| {
                 let start = ci * CHUNK;
                 let block = x.slice(ndarray::s![start..start + o.len(), ..]);
-                for (o, row) in o.iter_mut().zip(block.axis_iter(Axis(0))) {
-                    *o = row
-                        .iter()
-                        .zip(&self.columns)
-                        .map(|(&v, c)| c.score(v))
-                        .fold(0.0, f64::max)
-                        .min(cap);
+                // A column at a time (`o` starts at 0): each row's largest
+                // column score, the columns taken in order as a row-by-row fold
+                // would take them, so the result is the same bit for bit.
+                for ((c, col), g) in self
+                    .columns
+                    .iter()
+                    .zip(block.axis_iter(Axis(1)))
+                    .zip(&guides)
+                {
+                    for (o, &v) in o.iter_mut().zip(col.iter()) {
+                        *o = f64::max(*o, c.score_guided(v, g));
+                    }
+                }
+                for o in o {
+                    *o = o.min(cap);
                 }
             });
         Ok(out)
@@ -356,7 +475,7 @@ impl ResidualDetector {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::Array2;
+    use ndarray::{Array2, ShapeBuilder};
 
     use super::*;
 
@@ -437,5 +556,71 @@ mod tests {
         let row0 = d.calibrate_row(probe.row(0)).unwrap();
         assert_eq!(s[0], row0.iter().copied().fold(0.0, f64::max));
         assert!(s[0] > s[1]);
+    }
+
+    /// Each row's score, the largest of its columns' calibrated scores, as
+    /// `calibrate_row` gives them one row at a time.
+    fn by_rows(d: &ResidualDetector, x: ArrayView2<'_, f64>) -> Vec<f64> {
+        x.axis_iter(Axis(0))
+            .map(|row| {
+                d.calibrate_row(row)
+                    .unwrap()
+                    .into_iter()
+                    .fold(0.0, f64::max)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scores_are_those_of_each_row_at_a_time_in_either_memory_layout() {
+        use rand::{RngExt, SeedableRng};
+        // Three columns of a skewed training distribution, one per side.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let train = Array2::from_shape_fn((20_000, 3), |(_, c)| {
+            let u: f64 = rng.random();
+            (c as f64 + 1.0) * (u * u - 0.3)
+        });
+        let dirs = vec![Direction::Both, Direction::Up, Direction::Down];
+        for (resolution, max_score) in [(2, 30.0), (20, 30.0), (20, 1.5), (200, 30.0)] {
+            let d = ResidualParams {
+                resolution,
+                max_score,
+            }
+            .check()
+            .unwrap()
+            .directions(dirs.clone())
+            .build(train.view(), &(0..20_000).collect::<Vec<_>>())
+            .unwrap();
+            // Probes: the tails' points and the floats either side of them,
+            // fresh values inside and beyond the training range, NaN and the
+            // infinities.
+            let mut probes = vec![f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0];
+            for c in &d.columns {
+                for t in c.upper.iter().chain(&c.lower) {
+                    for v in t.values.iter().map(|v| t.sign * v) {
+                        probes.extend([v, v.next_up(), v.next_down()]);
+                    }
+                }
+            }
+            probes.extend((0..5_000).map(|_| 8.0 * (rng.random::<f64>() - 0.5)));
+            // Every probe in every column (CHUNK rows and more), both layouts.
+            let n = probes.len();
+            assert!(n > CHUNK, "{n}");
+            let c_order = Array2::from_shape_fn((n, 3), |(r, c)| probes[(r + 7 * c) % n]);
+            let mut f_order = Array2::zeros((n, 3).f());
+            f_order.assign(&c_order);
+            let want: Vec<f64> = by_rows(&d, c_order.view());
+            assert!(want.contains(&max_score) && want.iter().any(|&s| s < 0.5));
+            for x in [c_order.view(), f_order.view()] {
+                let got = d.score(x).unwrap().to_vec();
+                for (r, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        g.to_bits(),
+                        w.to_bits(),
+                        "resolution {resolution}, row {r}: {g} vs {w}"
+                    );
+                }
+            }
+        }
     }
 }
