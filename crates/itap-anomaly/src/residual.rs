@@ -236,20 +236,6 @@ impl Tail {
 
     /// −log10 of the training share at or beyond `x` on this side.
     fn score(&self, x: f64) -> f64 {
-        self.score_at(x, |q, x| q.partition_point(|&v| v < x) - 1)
-    }
-
-    /// [`Tail::score`] with `guide` (made from this tail) to find the points
-    /// around `x`: the same value, found in a step or two instead of a binary
-    /// search.
-    fn score_guided(&self, x: f64, guide: &Guide) -> f64 {
-        self.score_at(x, |q, x| guide.find(q, x))
-    }
-
-    /// The score, with `find(q, x)` the `j` where q[j] < x <= q[j + 1] (called
-    /// only for x strictly between the first and the last point).
-    #[inline(always)]
-    fn score_at(&self, x: f64, find: impl Fn(&[f64], f64) -> usize) -> f64 {
         let x = self.sign * x;
         let q = &self.values;
         let res = self.resolution as f64;
@@ -261,67 +247,8 @@ impl Tail {
             return last as f64 / res + (x - q[last]) / self.per_decade;
         }
         // q[j] < x <= q[j + 1]
-        let j = find(q, x);
+        let j = q.partition_point(|&v| v < x) - 1;
         (j as f64 + (x - q[j]) / (q[j + 1] - q[j])) / res
-    }
-}
-
-/// Where to start looking for a value among a tail's points: the range from
-/// the first point to the last cut into [`Guide::BUCKETS`] equal buckets, and
-/// for each the last point below the bucket's start. A value's bucket gives a
-/// start at or just below its place, which a short walk corrects, so the place
-/// found is exactly the binary search's, however the bucket was rounded. Made
-/// for each scoring call (a few kilobytes for all columns; not in the model).
-struct Guide {
-    from: f64,
-    per_unit: f64,
-    start: Vec<u16>,
-}
-
-impl Guide {
-    const BUCKETS: usize = 256;
-
-    fn new(tail: &Tail) -> Guide {
-        let q = &tail.values;
-        let last = q.len() - 1;
-        let (from, width) = (q[0], q[last] - q[0]);
-        let per_unit = if width > 0.0 && width.is_finite() {
-            Self::BUCKETS as f64 / width
-        } else {
-            0.0
-        };
-        let start = (0..Self::BUCKETS)
-            .map(|b| {
-                let at = if per_unit > 0.0 {
-                    from + b as f64 / per_unit
-                } else {
-                    from
-                };
-                let j = q.partition_point(|&v| v < at).saturating_sub(1);
-                // Never the last point: the walk looks one past it.
-                u16::try_from(j.min(last.saturating_sub(1))).unwrap_or(u16::MAX)
-            })
-            .collect();
-        Guide {
-            from,
-            per_unit,
-            start,
-        }
-    }
-
-    /// The `j` where q[j] < x <= q[j + 1], for q[0] < x <= q[last].
-    #[inline(always)]
-    fn find(&self, q: &[f64], x: f64) -> usize {
-        // Saturating: in range for any x between the first and the last point.
-        let b = ((x - self.from) * self.per_unit) as usize;
-        let mut j = usize::from(self.start[b.min(Self::BUCKETS - 1)]).min(q.len() - 2);
-        while q[j + 1] < x {
-            j += 1;
-        }
-        while q[j] >= x {
-            j -= 1;
-        }
-        j
     }
 }
 
@@ -333,45 +260,8 @@ struct ColumnTails {
     lower: Option<Tail>,
 }
 
-/// A column's tails' [`Guide`]s.
-type ColumnGuides = (Option<Guide>, Option<Guide>);
-
 impl ColumnTails {
     fn score(&self, x: f64) -> f64 {
-        self.score_by(x, Tail::score, Tail::score)
-    }
-
-    /// The guides to its tails, for [`ColumnTails::score_guided`].
-    fn guides(&self) -> ColumnGuides {
-        (
-            self.upper.as_ref().map(Guide::new),
-            self.lower.as_ref().map(Guide::new),
-        )
-    }
-
-    /// [`ColumnTails::score`] with the guides [`ColumnTails::guides`] made.
-    #[inline(always)]
-    fn score_guided(&self, x: f64, (gu, gl): &ColumnGuides) -> f64 {
-        self.score_by(
-            x,
-            |t, x| {
-                gu.as_ref()
-                    .map_or_else(|| t.score(x), |g| t.score_guided(x, g))
-            },
-            |t, x| {
-                gl.as_ref()
-                    .map_or_else(|| t.score(x), |g| t.score_guided(x, g))
-            },
-        )
-    }
-
-    #[inline(always)]
-    fn score_by(
-        &self,
-        x: f64,
-        upper: impl Fn(&Tail, f64) -> f64,
-        lower: impl Fn(&Tail, f64) -> f64,
-    ) -> f64 {
         match (&self.upper, &self.lower) {
             (Some(u), Some(l)) => {
                 // Two-sided: twice the smaller tail probability, so a value
@@ -379,12 +269,12 @@ impl ColumnTails {
                 // above and at or below a value add up to at least 1, so once
                 // one side's share is below 10^-0.5 (about 0.32) the other's is
                 // above 0.68 and cannot be the smaller: it is not looked up.
-                let a = upper(u, x);
-                let a = if a > 0.5 { a } else { a.max(lower(l, x)) };
+                let a = u.score(x);
+                let a = if a > 0.5 { a } else { a.max(l.score(x)) };
                 (a - std::f64::consts::LOG10_2).max(0.0)
             }
-            (Some(u), None) => upper(u, x),
-            (None, Some(l)) => lower(l, x),
+            (Some(u), None) => u.score(x),
+            (None, Some(l)) => l.score(x),
             (None, None) => 0.0,
         }
     }
@@ -443,7 +333,6 @@ impl ResidualDetector {
     pub fn score(&self, x: ArrayView2<'_, f64>) -> Result<Array1<f64>> {
         check_columns(self.columns.len(), x)?;
         let cap = self.params.max_score;
-        let guides: Vec<ColumnGuides> = self.columns.iter().map(ColumnTails::guides).collect();
         let mut out = Array1::zeros(x.nrows());
         out.as_slice_mut()
             .expect("a new array is contiguous")
@@ -455,14 +344,9 @@ impl ResidualDetector {
                 // A column at a time (`o` starts at 0): each row's largest
                 // column score, the columns taken in order as a row-by-row fold
                 // would take them, so the result is the same bit for bit.
-                for ((c, col), g) in self
-                    .columns
-                    .iter()
-                    .zip(block.axis_iter(Axis(1)))
-                    .zip(&guides)
-                {
+                for (c, col) in self.columns.iter().zip(block.axis_iter(Axis(1))) {
                     for (o, &v) in o.iter_mut().zip(col.iter()) {
-                        *o = f64::max(*o, c.score_guided(v, g));
+                        *o = f64::max(*o, c.score(v));
                     }
                 }
                 for o in o {
