@@ -361,7 +361,8 @@ fn analyse(
     let t = Instant::now();
     let staged = match (early, kept) {
         // The threshold is known: scores.csv (most of the bytes written) is
-        // written while the evaluation runs, each on its own thread of the pool.
+        // written while the evaluation runs (on two threads when the pool has
+        // them free); the files are the same either way.
         (Some(th), Some(kept)) => {
             let rows = ScoredRows::from_batch(batch, &scores)?;
             let (evaluated, scores_file) = rayon::join(
