@@ -206,7 +206,8 @@ async fn migrate(pool: &SqlitePool) -> Result<()> {
     }
 }
 
-/// SQL text prepared once per ingest.
+/// SQL text made once per ingest: the statements that move staged rows, and
+/// the INSERTs' heads, which [`ChunkSql::insert`] completes for a chunk.
 #[derive(Debug)]
 pub(crate) struct ChunkSql {
     /// The dataset's signal kinds, in the order of its columns.
