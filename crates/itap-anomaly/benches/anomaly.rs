@@ -1,8 +1,9 @@
 //! Isolation Forest fit time (200 trees) and scoring throughput in rows per second,
 //! with the PCA detector, the calibrated (residual) detector's scoring (columns
 //! stored one after another, as the pipeline hands them) and the scaler beside
-//! them, at 54,000 and 864,000 rows of a 40-column matrix shaped like a feature matrix (correlated columns from a few
-//! slowly varying latent signals, noise, 0.5 % shifted rows).
+//! them, at 54,000 and 864,000 rows of a 40-column matrix shaped like a feature
+//! matrix (correlated columns from a few slowly varying latent signals, noise,
+//! 0.5 % shifted rows).
 //! scikit-learn's figures on the same shape come from
 //! `scripts/sklearn_iforest_timing.py`.
 
